@@ -1,0 +1,240 @@
+"""The :class:`Catalog`: records of an archive, their stac-geoparquet file and the query index."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from georefscale.catalog import store
+from georefscale.catalog.ingest import IngestResult, ingest
+from georefscale.catalog.query import (
+    FULL_COVER,
+    Candidate,
+    QueryIndex,
+    QueryResult,
+    TimeFilter,
+    covering_set,
+    explain,
+    parse_aoi,
+)
+from georefscale.catalog.records import Record, record_from_raster
+from georefscale.errors import InputError, NoCandidateError
+
+#: At most this many candidates (best first) are considered when building a covering mosaic.
+MOSAIC_POOL = 256
+
+
+class Catalog:
+    """Records of an archive, columnar in memory (a pyarrow table plus a shapely footprint
+    array, EPSG:4326); the spatial index is built on the first query and reused."""
+
+    def __init__(self, table: pa.Table | None = None, footprints: np.ndarray | None = None, *,
+                 path: str | os.PathLike[str] | None = None,
+                 archive: str | os.PathLike[str] | None = None) -> None:
+        self._table = table if table is not None else store.FLAT_SCHEMA.empty_table()
+        self._footprints = (footprints if footprints is not None
+                            else np.empty(0, dtype=object))
+        self.path = Path(path) if path is not None else None
+        self.archive = Path(archive) if archive is not None else None
+        self._index: QueryIndex | None = None
+        self._rows: dict[str, int] | None = None
+
+    # ---------------------------------------------------------------- construction / storage
+    @classmethod
+    def load(cls, path: str | os.PathLike[str],
+             archive: str | os.PathLike[str] | None = None) -> Catalog:
+        """Open a stac-geoparquet catalog; relative hrefs resolve against ``archive`` if given,
+        else against the archive root recorded in the file."""
+        table, footprints, root = store.read_catalog(path, archive)
+        return cls(table, footprints, path=path, archive=root)
+
+    @classmethod
+    def from_records(cls, records: Iterable[Record]) -> Catalog:
+        catalog = cls()
+        catalog.add(records)
+        return catalog
+
+    def save(self, path: str | os.PathLike[str] | None = None,
+             archive: str | os.PathLike[str] | None = None) -> Path:
+        """Write the catalog atomically (default: where it was loaded from); local hrefs are
+        stored relative to ``archive`` (default: this catalog's archive root, else the file's
+        folder)."""
+        target = Path(path) if path is not None else self.path
+        if target is None:
+            raise InputError("catalog has no file yet: give a path to save it to")
+        root = archive if archive is not None else self.archive
+        store.write_catalog(target, self._table, self._footprints, root)
+        self.path = target
+        self.archive = Path(root) if root is not None else target.absolute().parent
+        return target
+
+    def export_items(self, path: str | os.PathLike[str]) -> None:
+        """Write all records as a STAC ItemCollection JSON."""
+        store.write_item_collection(path, iter(self))
+
+    def ingest(self, paths: Iterable[str | os.PathLike[str]], **options: Any) -> IngestResult:
+        """Read rasters / STAC JSON under ``paths`` (see :func:`ingest.ingest` for ``options``)
+        and add them; a record whose id or href is already present replaces it."""
+        result = ingest(paths, **options)
+        self.add(result.records)
+        return result
+
+    def add(self, records: Iterable[Record]) -> tuple[int, int]:
+        """Add or replace (same id or same href) records; returns (added, updated)."""
+        records = list(records)
+        if not records:
+            return 0, 0
+        new_table, new_footprints = store.records_to_table(records)
+        new_ids = set(new_table.column("id").to_pylist())
+        new_hrefs = new_table.column("href").combine_chunks()
+        replaced = pc.or_(pc.is_in(self._table.column("id"), pa.array(sorted(new_ids))),
+                          pc.is_in(self._table.column("href"), new_hrefs))
+        keep = pc.invert(replaced).to_numpy(zero_copy_only=False)
+        updated = int((~keep).sum())
+        self._table = pa.concat_tables([self._table.filter(pa.array(keep)), new_table])
+        self._footprints = np.concatenate([self._footprints[keep], new_footprints])
+        self._index, self._rows = None, None
+        return len(records) - updated, updated
+
+    # ---------------------------------------------------------------- access
+    def __len__(self) -> int:
+        return self._table.num_rows
+
+    def __iter__(self) -> Iterator[Record]:
+        for i, row in enumerate(self._table.to_pylist()):
+            yield store.row_to_record(row, self._footprints[i])
+
+    def __contains__(self, record_id: object) -> bool:
+        return record_id in self._row_of()
+
+    @property
+    def ids(self) -> list[str]:
+        return self._table.column("id").to_pylist()
+
+    def get(self, record_id: str) -> Record:
+        """The record with ``record_id``; InputError when there is none."""
+        row = self._row_of().get(record_id)
+        if row is None:
+            raise InputError(f"{self._name()}: no record with id {record_id!r}")
+        return self._record(row)
+
+    def _record(self, row: int) -> Record:
+        return store.row_to_record(self._table.slice(row, 1).to_pylist()[0],
+                                   self._footprints[row])
+
+    def _row_of(self) -> dict[str, int]:
+        if self._rows is None:
+            self._rows = {rid: i for i, rid in enumerate(self.ids)}
+        return self._rows
+
+    def _name(self) -> str:
+        return str(self.path) if self.path is not None else "catalog"
+
+    @property
+    def index(self) -> QueryIndex:
+        """The query index (built on first use)."""
+        if self._index is None:
+            t = self._table
+            times = t.column("datetime").combine_chunks().cast(pa.int64())
+            bands = pc.list_value_length(t.column("bands").combine_chunks()).fill_null(0)
+            platform = pc.utf8_lower(t.column("platform").combine_chunks())
+            self._index = QueryIndex(
+                footprints=self._footprints,
+                times_us=times.to_numpy(zero_copy_only=False),
+                gsd=t.column("gsd").to_numpy().astype("float64"),
+                cloud=t.column("cloud_cover").to_numpy().astype("float64"),
+                band_count=bands.to_numpy(zero_copy_only=False),
+                platform=np.array(platform.to_pylist(), dtype=object),
+                ids=np.array(self.ids, dtype=object),
+                checksums=np.array(t.column("checksum").to_pylist(), dtype=object),
+                hrefs=np.array(t.column("href").to_pylist(), dtype=object),
+            )
+        return self._index
+
+    # ---------------------------------------------------------------- query
+    def query(self, aoi: Any, *, aoi_crs: Any = None, before: Any = None, at: Any = None,
+              max_age_days: float | None = None, min_overlap: float = 0.0,
+              sensor: str | None = None, band_count: int | None = None,
+              gsd: float | None = None, gsd_tolerance: float | None = None,
+              max_cloud: float | None = None, limit: int = 10,
+              exclude: Sequence[str] = (), exclude_checksums: Sequence[str] = (),
+              exclude_hrefs: Sequence[str] = (),
+              weights: dict[str, float] | None = None) -> QueryResult:
+        """Ranked references for ``aoi`` (see :func:`query.parse_aoi`, CRS ``aoi_crs``).
+
+        Time: strictly ``before`` a datetime, or nearest to ``at``; ``max_age_days`` bounds the
+        gap. Filters: ``min_overlap`` (fraction of the AOI covered), ``sensor`` (case-insensitive
+        substring of the platform), ``band_count``, ``gsd`` in metres with relative
+        ``gsd_tolerance`` (``gsd`` alone only ranks), ``max_cloud`` percent. ``exclude*``
+        drop records by id, checksum or href. When no record covers the AOI the result carries a
+        covering ``mosaic``. Raises NoCandidateError when nothing qualifies.
+        """
+        if not 0.0 <= min_overlap <= 1.0:
+            raise InputError(f"min overlap {min_overlap} must be between 0 and 1")
+        if limit < 1:
+            raise InputError(f"limit {limit} must be >= 1")
+        if gsd_tolerance is not None and gsd is None:
+            raise InputError("a resolution tolerance needs a resolution (gsd) to compare to")
+        when = TimeFilter.make(before, at, max_age_days)
+        area = parse_aoi(aoi, aoi_crs)
+        rows, overlap, score, raw, stats = self.index.search(
+            area, when, platform=sensor, band_count=band_count, gsd=gsd,
+            gsd_tolerance=gsd_tolerance, max_cloud=max_cloud, exclude_ids=exclude,
+            exclude_checksums=exclude_checksums, exclude_hrefs=exclude_hrefs, weights=weights)
+        passing = np.flatnonzero(overlap >= max(min_overlap, 1e-12))
+        stats["covering_min_overlap"] = int(passing.size)
+        candidates = [self._candidate(rows, overlap, score, raw, i, weights)
+                      for i in passing[:limit]]
+        mosaic = None
+        if not (candidates and candidates[0].overlap >= FULL_COVER) and rows.size:
+            pool = np.arange(min(rows.size, MOSAIC_POOL))
+            chosen = covering_set(area, [self._footprints[rows[i]] for i in pool])
+            if chosen:
+                mosaic = [self._candidate(rows, overlap, score, raw, int(pool[i]), weights)
+                          for i in sorted(chosen)]
+        if not candidates and not mosaic:
+            west, south, east, north = area.bounds
+            raise NoCandidateError(
+                f"{self._name()}: no reference for AOI [{west:.5f}, {south:.5f}, {east:.5f}, "
+                f"{north:.5f}] (EPSG:4326) {when.describe()}: {stats['intersecting']} records "
+                f"intersect it, {stats['passing_filters']} pass the filters, none covers >= "
+                f"{min_overlap:.0%}")
+        return QueryResult(aoi=area, candidates=candidates, mosaic=mosaic, stats=stats)
+
+    def _candidate(self, rows: np.ndarray, overlap: np.ndarray, score: np.ndarray,
+                   raw: dict[str, np.ndarray], i: int,
+                   weights: dict[str, float] | None) -> Candidate:
+        return Candidate(record=self._record(int(rows[i])), overlap=float(overlap[i]),
+                         score=float(score[i]),
+                         ranking=explain(raw, i, float(overlap[i]), float(score[i]), weights))
+
+    def references_for(self, target: str | os.PathLike[str] | Record, *, time: str = "nearest",
+                       when: datetime | str | None = None, date_pattern: str | None = None,
+                       **filters: Any) -> QueryResult:
+        """References for a target raster (path) or record: its footprint as AOI, its
+        acquisition time (or ``when``) as ``at`` (``time="nearest"``) or ``before``
+        (``time="before"``), its gsd for ranking; the target itself (same href, id or checksum)
+        is excluded. ``filters`` go to :meth:`query`."""
+        if time not in ("nearest", "before"):
+            raise InputError(f"time must be 'nearest' or 'before', not {time!r}")
+        if isinstance(target, Record):
+            rec = target
+            exclude_ids = [rec.id]
+        else:
+            rec = record_from_raster(target, date_pattern=date_pattern,
+                                     acquired=when)  # type: ignore[arg-type]
+            exclude_ids = []
+        moment = when if when is not None else rec.datetime
+        timing = {"at": moment} if time == "nearest" else {"before": moment}
+        filters.setdefault("gsd", rec.gsd)
+        return self.query(rec.footprint, aoi_crs="EPSG:4326", **timing,
+                          exclude=[*exclude_ids, *filters.pop("exclude", ())],
+                          exclude_checksums=[rec.checksum] if rec.checksum else [],
+                          exclude_hrefs=[rec.href], **filters)

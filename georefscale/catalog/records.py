@@ -1,0 +1,427 @@
+"""Catalog records: one per raster, equivalent to a STAC Item (projection + eo extensions).
+
+Footprints are shapely geometries in EPSG:4326 (lon, lat degrees); datetimes are timezone-aware UTC;
+``gsd`` is the ground sample distance in metres; ``checksum`` is the STAC ``file:checksum`` of the
+file (SHA-256 multihash: ``"1220"`` + hex digest).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import shapely
+from shapely.geometry import mapping, shape
+
+from georefscale.errors import InputError
+
+#: Multihash prefix of a SHA-256 digest (code 0x12, length 0x20), as used by STAC ``file:checksum``.
+SHA256_MULTIHASH_PREFIX = "1220"
+#: Vertices added per footprint edge before reprojection, so curved edges stay accurate.
+DENSIFY_POINTS = 20
+#: The valid-data mask is read at most this many pixels on its long side.
+MASK_MAX_SIDE = 512
+#: Tags holding an acquisition date, checked in this order.
+ACQUISITION_TAGS = ("ACQUISITION_DATE", "ACQUISITIONDATETIME", "DATE_ACQUIRED", "SENSING_TIME")
+#: Tags holding a cloud cover percentage.
+CLOUD_TAGS = ("CLOUD_COVER", "CLOUDY_PIXEL_PERCENTAGE", "CLOUD_COVERAGE_ASSESSMENT")
+#: Default file-name date: an 8-digit YYYYMMDD token (NAIP ``_20190904``, OSCD ``paris_20161130``).
+DEFAULT_DATE_PATTERN = r"(?<!\d)(\d{8})(?!\d)"
+COMMON_NAMES = ("coastal", "blue", "green", "red", "yellow", "pan", "rededge", "nir", "nir08",
+                "nir09", "cirrus", "swir16", "swir22", "lwir", "lwir11", "lwir12")
+STAC_EXTENSIONS = (
+    "https://stac-extensions.github.io/eo/v1.1.0/schema.json",
+    "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
+    "https://stac-extensions.github.io/file/v2.1.0/schema.json",
+)
+
+
+@dataclass(frozen=True)
+class Band:
+    """One raster band: ``name`` (e.g. ``B02``), optional STAC ``common_name`` and description."""
+
+    name: str
+    common_name: str | None = None
+    description: str | None = None
+
+    def to_dict(self) -> dict[str, str]:
+        return {k: v for k, v in (("name", self.name), ("common_name", self.common_name),
+                                  ("description", self.description)) if v is not None}
+
+
+@dataclass(frozen=True)
+class Record:
+    """One raster of the archive.
+
+    ``crs`` is an authority code (``EPSG:26914``) or WKT; ``transform`` the 6 GDAL-order affine
+    coefficients ``(a, b, c, d, e, f)`` of rasterio's ``Affine``; ``shape`` is ``(height, width)``.
+    ``href`` is an absolute local path or a URL while in memory (the store writes it relative).
+    """
+
+    id: str
+    href: str
+    datetime: datetime
+    footprint: shapely.Geometry
+    crs: str | None = None
+    transform: tuple[float, ...] | None = None
+    shape: tuple[int, int] | None = None
+    bands: tuple[Band, ...] = ()
+    dtype: str | None = None
+    nodata: float | None = None
+    platform: str | None = None
+    cloud_cover: float | None = None
+    gsd: float | None = None
+    checksum: str | None = None
+    file_size: int | None = None
+    collection: str | None = None
+    datetime_source: str | None = None
+    footprint_kind: str = "bounds"
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def band_count(self) -> int:
+        return len(self.bands)
+
+    @property
+    def bbox(self) -> tuple[float, float, float, float]:
+        """(west, south, east, north) of the footprint, degrees."""
+        return tuple(float(v) for v in self.footprint.bounds)  # type: ignore[return-value]
+
+    @property
+    def sha256(self) -> str | None:
+        """Hex SHA-256 of the file, without the multihash prefix."""
+        if self.checksum is None:
+            return None
+        return self.checksum.removeprefix(SHA256_MULTIHASH_PREFIX)
+
+    def to_item(self) -> Any:
+        """The record as a ``pystac.Item`` (projection, eo and file extensions)."""
+        import pystac
+
+        props: dict[str, Any] = {
+            "proj:code": self.crs if self.crs and not self.crs.lstrip().startswith(("PROJCRS",
+                                                                                   "GEOGCRS"))
+            else None,
+            "eo:bands": [b.to_dict() for b in self.bands],
+        }
+        if self.crs and props["proj:code"] is None:
+            props["proj:wkt2"] = self.crs
+        if self.transform is not None:
+            props["proj:transform"] = list(self.transform)
+        if self.shape is not None:
+            props["proj:shape"] = list(self.shape)
+        for key, value in (("platform", self.platform), ("gsd", self.gsd),
+                           ("eo:cloud_cover", self.cloud_cover), ("data_type", self.dtype),
+                           ("nodata", _json_nodata(self.nodata)),
+                           ("georefscale:datetime_source", self.datetime_source),
+                           ("georefscale:footprint", self.footprint_kind)):
+            if value is not None:
+                props[key] = value
+        item = pystac.Item(id=self.id, geometry=mapping(self.footprint), bbox=list(self.bbox),
+                           datetime=self.datetime, properties=props, collection=None,
+                           stac_extensions=list(STAC_EXTENSIONS))
+        if self.collection:
+            item.collection_id = self.collection
+        asset_extra: dict[str, Any] = {}
+        if self.checksum:
+            asset_extra["file:checksum"] = self.checksum
+        if self.file_size is not None:
+            asset_extra["file:size"] = self.file_size
+        item.add_asset("data", pystac.Asset(href=self.href, media_type=media_type(self.href),
+                                            roles=["data"], extra_fields=asset_extra))
+        return item
+
+    @classmethod
+    def from_item(cls, item: Any, asset_key: str | None = None) -> Record:
+        """Build a record from a ``pystac.Item`` (or its dict); the raster is asset ``asset_key``
+        or the first asset with role ``data`` / a GeoTIFF media type."""
+        import pystac
+
+        if isinstance(item, dict):
+            item = pystac.Item.from_dict(item)
+        props = item.properties
+        asset = _pick_asset(item, asset_key)
+        when = item.datetime or props.get("start_datetime")
+        if when is None:
+            raise InputError(f"STAC item {item.id}: no datetime")
+        if isinstance(when, str):
+            when = parse_datetime(when)
+        if item.geometry is None:
+            raise InputError(f"STAC item {item.id}: no geometry")
+        bands = tuple(Band(b.get("name") or f"b{i + 1}", b.get("common_name"), b.get("description"))
+                      for i, b in enumerate(props.get("eo:bands") or []))
+        transform = props.get("proj:transform")
+        shp = props.get("proj:shape")
+        crs = props.get("proj:code") or props.get("proj:wkt2")
+        if crs is None and props.get("proj:epsg"):
+            crs = f"EPSG:{props['proj:epsg']}"
+        return cls(
+            id=item.id,
+            href=asset.get_absolute_href() or asset.href,
+            datetime=when.astimezone(timezone.utc),
+            footprint=shape(item.geometry),
+            crs=crs,
+            transform=tuple(float(v) for v in transform[:6]) if transform else None,
+            shape=(int(shp[0]), int(shp[1])) if shp else None,
+            bands=bands,
+            dtype=props.get("data_type"),
+            nodata=_parse_nodata(props.get("nodata")),
+            platform=props.get("platform"),
+            cloud_cover=props.get("eo:cloud_cover"),
+            gsd=props.get("gsd"),
+            checksum=asset.extra_fields.get("file:checksum"),
+            file_size=asset.extra_fields.get("file:size"),
+            collection=item.collection_id,
+            datetime_source=props.get("georefscale:datetime_source", "stac"),
+            footprint_kind=props.get("georefscale:footprint", "stac"),
+        )
+
+    def with_href(self, href: str) -> Record:
+        return replace(self, href=href)
+
+
+def file_checksum(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """STAC ``file:checksum`` of a file: SHA-256 multihash (``"1220"`` + 64 hex digits)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return SHA256_MULTIHASH_PREFIX + digest.hexdigest()
+
+
+def parse_datetime(value: str | date | datetime) -> datetime:
+    """Parse ``YYYY-MM-DD[THH:MM[:SS]][Z|±HH:MM]``, ``YYYYMMDD``, ``YYYY:MM:DD HH:MM:SS`` (TIFF)
+    or a date/datetime; naive values are taken as UTC. Raises InputError when it does not parse."""
+    if isinstance(value, datetime):
+        out = value
+    elif isinstance(value, date):
+        out = datetime(value.year, value.month, value.day)
+    else:
+        text = str(value).strip()
+        tiff = re.fullmatch(r"(\d{4}):(\d{2}):(\d{2})[ T](\d{2}:\d{2}:\d{2})", text)
+        if tiff:
+            text = f"{tiff[1]}-{tiff[2]}-{tiff[3]}T{tiff[4]}"
+        elif re.fullmatch(r"\d{8}", text):
+            text = f"{text[:4]}-{text[4:6]}-{text[6:]}"
+        elif re.fullmatch(r"\d{8}T\d{6}Z?", text):
+            text = (f"{text[:4]}-{text[4:6]}-{text[6:8]}T{text[9:11]}:{text[11:13]}:{text[13:15]}"
+                    + text[15:])
+        try:
+            out = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise InputError(f"date {value!r} does not parse (use YYYY-MM-DD or an ISO 8601 "
+                             "datetime)") from None
+    if out.tzinfo is None:
+        out = out.replace(tzinfo=timezone.utc)
+    return out.astimezone(timezone.utc)
+
+
+def densified_footprint(geom: shapely.Geometry, src_crs: Any,
+                        points_per_edge: int = DENSIFY_POINTS) -> shapely.Geometry:
+    """Reproject a footprint from ``src_crs`` to EPSG:4326 after adding ``points_per_edge``
+    vertices per edge of its bounding box size (cut at the antimeridian)."""
+    from rasterio.crs import CRS
+    from rasterio.warp import transform_geom
+
+    west, south, east, north = geom.bounds
+    step = max(east - west, north - south) / max(points_per_edge, 1)
+    dense = shapely.segmentize(geom, step) if step > 0 else geom
+    crs = CRS.from_user_input(src_crs)
+    if crs == CRS.from_epsg(4326):
+        return dense
+    out = shape(transform_geom(crs, "EPSG:4326", mapping(dense)))
+    return out if out.is_valid else shapely.make_valid(out)
+
+
+def valid_data_polygon(ds: Any, max_side: int = MASK_MAX_SIDE) -> shapely.Geometry | None:
+    """Valid-data area of an open rasterio dataset in its own CRS, from the dataset mask read
+    at most ``max_side`` pixels wide (so accurate to about one decimated pixel); None if empty."""
+    from rasterio.features import shapes
+
+    decim = max(1, math.ceil(max(ds.width, ds.height) / max_side))
+    out_h, out_w = math.ceil(ds.height / decim), math.ceil(ds.width / decim)
+    mask = ds.dataset_mask(out_shape=(out_h, out_w))
+    valid = (mask > 0).astype("uint8")
+    if not valid.any():
+        return None
+    if valid.all():
+        return shapely.box(*ds.bounds)
+    transform = ds.transform * ds.transform.scale(ds.width / out_w, ds.height / out_h)
+    polys = [shape(geom) for geom, v in shapes(valid, mask=valid.astype(bool), transform=transform)
+             if v == 1]
+    pixel = max(abs(transform.a), abs(transform.e))
+    return shapely.union_all(polys).simplify(pixel / 2)
+
+
+def gsd_metres(crs: Any, transform: Any, bounds: Sequence[float]) -> float | None:
+    """Ground sample distance in metres: geometric mean of the pixel sides, converted at the
+    raster centre for geographic CRSs."""
+    if crs is None:
+        return None
+    xres, yres = math.hypot(transform.a, transform.d), math.hypot(transform.b, transform.e)
+    if crs.is_geographic:
+        lat = math.radians((bounds[1] + bounds[3]) / 2)
+        metres_per_degree = 111_320.0
+        return math.sqrt(xres * metres_per_degree * math.cos(lat) * yres * metres_per_degree)
+    return math.sqrt(xres * yres) * crs.linear_units_factor[1]
+
+
+def acquisition_datetime(path: Path, tags: dict[str, str],
+                         date_pattern: str | None) -> tuple[datetime, str]:
+    """Acquisition time of a raster and where it came from: the explicit ``date_pattern``
+    (regex on the file name; group ``date`` or group 1), then acquisition tags, then an
+    8-digit YYYYMMDD token in the name, then ``TIFFTAG_DATETIME``."""
+    if date_pattern:
+        found = _match_date(date_pattern, path.name)
+        if found is None:
+            raise InputError(f"{path}: file name does not match --date-pattern {date_pattern!r}")
+        return found, "filename"
+    for tag in ACQUISITION_TAGS:
+        if tags.get(tag):
+            return parse_datetime(tags[tag]), f"tag:{tag}"
+    found = _match_date(DEFAULT_DATE_PATTERN, path.name, quiet=True)
+    if found is not None:
+        return found, "filename"
+    if tags.get("TIFFTAG_DATETIME"):
+        return parse_datetime(tags["TIFFTAG_DATETIME"]), "tag:TIFFTAG_DATETIME"
+    raise InputError(f"{path}: no acquisition date (no ACQUISITION_DATE tag, no date in the file "
+                     "name; pass --date-pattern)")
+
+
+def record_from_raster(path: str | os.PathLike[str], *, date_pattern: str | None = None,
+                       platform: str | None = None, band_names: Sequence[str] | None = None,
+                       collection: str | None = None, footprint: str = "auto",
+                       acquired: datetime | None = None) -> Record:
+    """Read one GeoTIFF's metadata (and its mask for ``footprint="valid"``, the default
+    ``"auto"`` when the file has nodata or a mask) into a Record; ``acquired`` overrides the
+    acquisition time found by :func:`acquisition_datetime`. Raises InputError."""
+    import rasterio
+    from rasterio.enums import MaskFlags
+    from rasterio.errors import RasterioError
+
+    src = Path(path).resolve()
+    if footprint not in ("auto", "valid", "bounds"):
+        raise InputError(f"footprint must be auto, valid or bounds, not {footprint!r}")
+    try:
+        with rasterio.open(src) as ds:
+            if ds.crs is None:
+                raise InputError(f"{src}: raster has no CRS")
+            if ds.transform.is_identity:
+                raise InputError(f"{src}: raster has no geotransform")
+            tags = ds.tags()
+            when, when_source = ((parse_datetime(acquired), "given") if acquired is not None
+                                 else acquisition_datetime(src, tags, date_pattern))
+            has_mask = ds.nodata is not None or any(
+                MaskFlags.all_valid not in flags for flags in ds.mask_flag_enums)
+            kind = "valid" if footprint == "valid" or (footprint == "auto" and has_mask) else \
+                "bounds"
+            area = valid_data_polygon(ds) if kind == "valid" else shapely.box(*ds.bounds)
+            if area is None:
+                raise InputError(f"{src}: raster has no valid pixels")
+            names = list(band_names) if band_names else None
+            if names is not None and len(names) != ds.count:
+                raise InputError(f"{src}: {len(names)} band names given for {ds.count} bands")
+            bands = tuple(_band(i, ds.descriptions[i], names[i] if names else None)
+                          for i in range(ds.count))
+            cloud = next((float(tags[t]) for t in CLOUD_TAGS if _is_number(tags.get(t))), None)
+            epsg = ds.crs.to_epsg()
+            crs_text = f"EPSG:{epsg}" if epsg else ds.crs.to_wkt()
+            return Record(
+                id=src.stem,
+                href=str(src),
+                datetime=when,
+                footprint=densified_footprint(area, ds.crs),
+                crs=crs_text,
+                transform=tuple(ds.transform)[:6],
+                shape=(ds.height, ds.width),
+                bands=bands,
+                dtype=ds.dtypes[0],
+                nodata=ds.nodata,
+                platform=platform or tags.get("SENSOR") or tags.get("PLATFORM"),
+                cloud_cover=cloud,
+                gsd=gsd_metres(ds.crs, ds.transform, ds.bounds),
+                checksum=file_checksum(src),
+                file_size=src.stat().st_size,
+                collection=collection,
+                datetime_source=when_source,
+                footprint_kind=kind,
+            )
+    except RasterioError as exc:
+        raise InputError(f"{src}: not a readable raster ({exc})") from None
+    except OSError as exc:
+        raise InputError(f"{src}: cannot read ({exc.strerror or exc})") from None
+
+
+def _band(index: int, description: str | None, name: str | None) -> Band:
+    """Band from an explicit name or a GDAL description such as ``"B02 blue"``."""
+    text = name or description or f"b{index + 1}"
+    words = text.replace("_", " ").split()
+    common = next((w.lower() for w in words if w.lower() in COMMON_NAMES), None)
+    band_name = name or (words[0] if description and words else f"b{index + 1}")
+    return Band(name=band_name, common_name=common, description=description or None)
+
+
+def _match_date(pattern: str, name: str, quiet: bool = False) -> datetime | None:
+    try:
+        regex = re.compile(pattern)
+    except re.error as exc:
+        raise InputError(f"--date-pattern {pattern!r} is not a regular expression ({exc})") \
+            from None
+    for match in regex.finditer(name):
+        text = match.group("date") if "date" in regex.groupindex else (
+            match.group(1) if regex.groups else match.group(0))
+        try:
+            return parse_datetime(text)
+        except InputError:
+            if not quiet:
+                raise InputError(f"{name}: date {text!r} from --date-pattern does not parse") \
+                    from None
+    return None
+
+
+def _is_number(text: str | None) -> bool:
+    try:
+        return text is not None and math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def _json_nodata(value: float | None) -> float | str | None:
+    if value is None:
+        return None
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
+
+
+def _parse_nodata(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def media_type(href: str) -> str | None:
+    """STAC media type of a GeoTIFF href, else None."""
+    if href.lower().endswith((".tif", ".tiff")):
+        return "image/tiff; application=geotiff"
+    return None
+
+
+def _pick_asset(item: Any, key: str | None) -> Any:
+    if key is not None:
+        if key not in item.assets:
+            raise InputError(f"STAC item {item.id}: no asset {key!r}")
+        return item.assets[key]
+    for asset in item.assets.values():
+        if "data" in (asset.roles or []) or "geotiff" in (asset.media_type or ""):
+            return asset
+    if item.assets:
+        return next(iter(item.assets.values()))
+    raise InputError(f"STAC item {item.id}: no assets")
