@@ -1,0 +1,113 @@
+"""Put reference rasters on a target grid: GDAL warping/mosaicking, overlap checks and the
+estimation of the residual sub-pixel shift between a reference and the target.
+
+Aligned references are float32 ``(bands, rows, cols)`` in the reference's DN, NaN where no
+reference covers the target. A shift ``(dx, dy)`` is in target pixels (columns, rows): the
+reference is sampled at ``target pixel + (dx, dy)``, i.e. on ``grid.shifted(dx, dy)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.warp import reproject, transform_bounds
+from skimage.filters import window as taper
+from skimage.registration import phase_cross_correlation
+
+from georefscale.raster.grid import Grid
+
+
+def overlaps(ds, grid: Grid) -> bool:
+    """Whether the open raster ``ds`` and ``grid`` share some area (compared in grid's CRS)."""
+    left, bottom, right, top = transform_bounds(ds.crs, grid.crs, *ds.bounds, densify_pts=21)
+    g = grid.bounds
+    return left < g.right and right > g.left and bottom < g.top and top > g.bottom
+
+
+def _resampling(ds, grid: Grid) -> Resampling:
+    """Average when the reference is much finer than the target, cubic otherwise."""
+    left, bottom, right, top = transform_bounds(ds.crs, grid.crs, *ds.bounds, densify_pts=21)
+    ref_res = min((right - left) / ds.width, (top - bottom) / ds.height)
+    return Resampling.average if ref_res < 0.5 * min(grid.res) else Resampling.cubic
+
+
+def align(
+    references: Sequence,
+    grid: Grid,
+    *,
+    shift: tuple[float, float] = (0.0, 0.0),
+    bands: Sequence[int] | None = None,
+    resampling: Resampling | None = None,
+) -> np.ndarray:
+    """Warp open rasterio datasets onto ``grid`` (moved by ``shift`` target pixels) with GDAL.
+
+    Several references are mosaicked: the first one that covers a pixel wins. Returns float32
+    ``(bands, grid.height, grid.width)`` in DN, NaN where nothing (or only nodata) covers.
+    """
+    dst_grid = grid.shifted(*shift) if shift != (0.0, 0.0) else grid
+    n = len(bands) if bands is not None else references[0].count
+    out = np.full((n, grid.height, grid.width), np.nan, dtype=np.float32)
+    for ds in references:
+        if not overlaps(ds, dst_grid):
+            continue
+        indexes = list(bands) if bands is not None else list(range(1, ds.count + 1))
+        part = np.full_like(out, np.nan)
+        with rasterio.Env(GDAL_NUM_THREADS=1):
+            reproject(
+                source=rasterio.band(ds, indexes),
+                destination=part,
+                src_nodata=ds.nodata,
+                dst_transform=dst_grid.transform,
+                dst_crs=dst_grid.crs,
+                dst_nodata=np.nan,
+                resampling=resampling or _resampling(ds, dst_grid),
+            )
+        empty = np.isnan(out)
+        out[empty] = part[empty]
+        if not np.isnan(out).any():
+            break
+    return out
+
+
+def estimate_shift(
+    target: np.ndarray,
+    reference: np.ndarray,
+    *,
+    target_mask: np.ndarray | None = None,
+    upsample: int = 20,
+) -> tuple[float, float, float]:
+    """Residual shift ``(dx, dy)`` in pixels to apply to ``reference`` (already aligned on the
+    target's grid, NaN = uncovered) so that it matches ``target``, and the phase-correlation
+    error (0 = perfect match, 1 = no correlation).
+
+    Uses :func:`skimage.registration.phase_cross_correlation` with ``upsample`` x sub-pixel
+    precision on the band-averaged, per-band standardised images under a Hann taper.
+    """
+    t = _standardise(target, target_mask)
+    r = _standardise(reference, np.isnan(reference))
+    hann = taper("hann", t.shape)
+    shift, error, _ = phase_cross_correlation(
+        t * hann, r * hann, upsample_factor=upsample, normalization=None
+    )
+    dy, dx = (0.0 - float(s) for s in shift)
+    return dx, dy, float(error)
+
+
+def _standardise(img: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """Mean over bands of each band standardised on its valid pixels; invalid pixels -> 0."""
+    img = np.asarray(img, dtype=np.float64)
+    if img.ndim == 2:
+        img = img[None]
+    bad = np.zeros(img.shape, dtype=bool) if mask is None else np.broadcast_to(mask, img.shape)
+    bad = bad | ~np.isfinite(img)
+    out = np.zeros(img.shape[1:])
+    for band, b in zip(img, bad, strict=True):
+        v = band[~b]
+        if v.size < 2 or v.std() == 0:
+            continue
+        z = (band - v.mean()) / v.std()
+        out += np.where(b, 0.0, z)
+    return out / len(img)

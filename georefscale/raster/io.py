@@ -1,0 +1,387 @@
+"""Raster input/output: checked opening, windowed (boundless) reads, DN <-> float scaling, and
+atomic GeoTIFF / Cloud-Optimized GeoTIFF writing with CRS, transform, nodata, band descriptions,
+dtype and tags kept.
+
+Arrays are ``(bands, rows, cols)``. Float data is float32 in the normalised range ``DN / scale``.
+georefscale's own tags are written in the default tag namespace with the prefix ``GEOREFSCALE_``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.windows import Window
+
+from georefscale.errors import InputError
+from georefscale.raster.grid import Grid
+
+TAG_PREFIX = "GEOREFSCALE_"
+BLOCKSIZE = 512
+
+#: DN per 1.0 of the normalised float range, by dtype (S2 reflectance x 10000, 8-bit 255).
+DEFAULT_SCALES = {"uint8": 255.0, "uint16": 10000.0, "int16": 10000.0, "float32": 1.0}
+
+
+def open_raster(path: str | os.PathLike, what: str = "raster") -> rasterio.DatasetReader:
+    """Open a georeferenced raster for reading (use as a context manager).
+
+    Raises InputError naming ``path`` when it is missing, not a raster, or has no CRS or
+    geotransform. ``what`` names the role in messages ("target", "reference", ...).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: {what} file does not exist")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        try:
+            ds = rasterio.open(p)
+        except RasterioIOError as exc:
+            raise InputError(f"{p}: {what} is not a raster GDAL can read") from exc
+    if ds.transform.is_identity and not ds.gcps[0]:
+        ds.close()
+        raise InputError(f"{p}: {what} has no geotransform (not georeferenced)")
+    if ds.crs is None:
+        ds.close()
+        raise InputError(f"{p}: {what} has no CRS")
+    if ds.transform.is_identity:
+        ds.close()
+        raise InputError(f"{p}: {what} is georeferenced by GCPs only; warp it to a grid first")
+    return ds
+
+
+def default_scale(dtype: str | np.dtype) -> float:
+    """DN per 1.0 of the normalised range for ``dtype`` (uint8 255, uint16/int16 10000, float 1)."""
+    name = np.dtype(dtype).name
+    if name not in DEFAULT_SCALES:
+        raise InputError(
+            f"unsupported data type {name}; expected one of {', '.join(DEFAULT_SCALES)}"
+        )
+    return DEFAULT_SCALES[name]
+
+
+def reflect_index(idx: np.ndarray, n: int) -> np.ndarray:
+    """Map indices (possibly outside ``[0, n)``) into it by mirror reflection without edge repeat
+    (numpy's ``reflect`` mode), so padding is the same whichever window reads it."""
+    idx = np.asarray(idx)
+    if n == 1:
+        return np.zeros_like(idx)
+    period = 2 * (n - 1)
+    r = np.abs(idx) % period
+    return np.where(r >= n, period - r, r)
+
+
+def read_window(
+    ds,
+    window: Window,
+    *,
+    bands: Sequence[int] | None = None,
+    fill: float | str = "reflect",
+) -> np.ndarray:
+    """Read ``window`` (integer offsets and size; may leave the raster) as ``(bands, rows, cols)``.
+
+    Outside the raster, pixels are mirrored (``fill="reflect"``, consistent across windows) or
+    set to the number ``fill``. The array keeps the dataset's dtype.
+    """
+    indexes = list(bands) if bands is not None else list(range(1, ds.count + 1))
+    r0, c0 = int(window.row_off), int(window.col_off)
+    h, w = int(window.height), int(window.width)
+    if r0 >= 0 and c0 >= 0 and r0 + h <= ds.height and c0 + w <= ds.width:
+        return ds.read(indexes, window=Window(c0, r0, w, h))
+    if fill == "reflect":
+        rows = reflect_index(np.arange(r0, r0 + h), ds.height)
+        cols = reflect_index(np.arange(c0, c0 + w), ds.width)
+        rmin, cmin = int(rows.min()), int(cols.min())
+        inner = Window(cmin, rmin, int(cols.max()) - cmin + 1, int(rows.max()) - rmin + 1)
+        block = ds.read(indexes, window=inner)
+        return block[:, (rows - rmin)[:, None], (cols - cmin)[None, :]]
+    out = np.full((len(indexes), h, w), fill, dtype=ds.dtypes[indexes[0] - 1])
+    rs, re = max(r0, 0), min(r0 + h, ds.height)
+    cs, ce = max(c0, 0), min(c0 + w, ds.width)
+    if rs < re and cs < ce:
+        out[:, rs - r0 : re - r0, cs - c0 : ce - c0] = ds.read(
+            indexes, window=Window(cs, rs, ce - cs, re - rs)
+        )
+    return out
+
+
+def nodata_mask(arr: np.ndarray, nodata: float | None) -> np.ndarray:
+    """Boolean mask, True where ``arr`` equals ``nodata`` (NaN-aware; all False without nodata)."""
+    if nodata is None:
+        return np.zeros(arr.shape, dtype=bool)
+    if np.isnan(nodata):
+        return np.isnan(arr)
+    return arr == nodata
+
+
+def to_float(
+    arr: np.ndarray, scale: float, nodata: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """DN -> float32 ``DN / scale``; returns ``(x, mask)`` with masked (nodata) pixels set to 0."""
+    mask = nodata_mask(arr, nodata)
+    x = arr.astype(np.float32) / np.float32(scale)
+    x[mask] = 0.0
+    return x, mask
+
+
+def from_float(
+    x: np.ndarray,
+    dtype: str | np.dtype,
+    scale: float,
+    nodata: float | None = None,
+    mask: np.ndarray | None = None,
+) -> np.ndarray:
+    """float ``x`` -> DN of ``dtype``: ``clip(round(x * scale))`` for integer types.
+
+    Pixels that are NaN or True in ``mask`` become ``nodata``; a valid pixel that would land on the
+    nodata value is moved one DN inward so it stays valid.
+    """
+    dt = np.dtype(dtype)
+    bad = ~np.isfinite(x)
+    if mask is not None:
+        bad |= mask
+    y = np.where(bad, 0.0, x.astype(np.float64) * scale)
+    if dt.kind in "ui":
+        info = np.iinfo(dt)
+        y = np.clip(np.rint(y), info.min, info.max)
+        if nodata is not None and not np.isnan(nodata):
+            step = 1 if nodata < info.max else -1
+            y = np.where((y == nodata) & ~bad, nodata + step, y)
+    out = y.astype(dt)
+    if nodata is not None:
+        out[bad] = nodata
+    elif bad.any() and dt.kind == "f":
+        out[bad] = np.nan
+    return out
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of the file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def georefscale_tags(ds) -> dict[str, str]:
+    """georefscale's tags of an open dataset, without the ``GEOREFSCALE_`` prefix."""
+    return {k[len(TAG_PREFIX) :]: v for k, v in ds.tags().items() if k.startswith(TAG_PREFIX)}
+
+
+def prefixed(tags: Mapping[str, object]) -> dict[str, str]:
+    """``{"FACTOR": 4}`` -> ``{"GEOREFSCALE_FACTOR": "4"}``."""
+    return {f"{TAG_PREFIX}{k.upper()}": str(v) for k, v in tags.items()}
+
+
+def check_output(path: str | os.PathLike) -> Path:
+    """Raise InputError unless ``path`` can be created: its directory exists and is writable."""
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"{p}: output directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{p}: output directory {parent} is not writable")
+    if p.is_dir():
+        raise InputError(f"{p}: output path is a directory")
+    return p
+
+
+def _creation_options(dtype: np.dtype, compress: str) -> dict:
+    compress = compress.upper()
+    if compress not in ("DEFLATE", "ZSTD", "LZW", "NONE"):
+        raise InputError(f"unsupported compression {compress}; use DEFLATE, ZSTD, LZW or NONE")
+    opts = {"compress": compress}
+    if compress != "NONE":
+        opts["predictor"] = 3 if np.dtype(dtype).kind == "f" else 2
+    return opts
+
+
+class GeoTIFFWriter:
+    """Streaming, atomic GeoTIFF writer: a context manager that writes windows into a temporary
+    file in the destination directory and renames it onto ``path`` only on success (deleted on
+    failure). With ``cog=True`` the result is a Cloud-Optimized GeoTIFF (tiled 512, overviews).
+
+    Rows given to :meth:`write_rows` are buffered into whole 512-row strips, so compressed blocks
+    are written once.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        grid: Grid,
+        *,
+        count: int,
+        dtype: str | np.dtype,
+        nodata: float | None = None,
+        descriptions: Sequence[str | None] | None = None,
+        tags: Mapping[str, str] | None = None,
+        cog: bool = False,
+        compress: str = "deflate",
+    ) -> None:
+        self.path = check_output(path)
+        self.grid = grid
+        self.count = count
+        self.dtype = np.dtype(dtype)
+        self.nodata = nodata
+        self.descriptions = list(descriptions) if descriptions is not None else None
+        self.tags = dict(tags or {})
+        self.cog = cog
+        self.options = _creation_options(self.dtype, compress)
+        self._ds = None
+        self._tmp: Path | None = None
+        self._strip: np.ndarray | None = None
+        self._strip_row = 0
+        self._strip_fill = 0
+
+    def _temp_name(self, suffix: str) -> Path:
+        fd, name = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=suffix, dir=self.path.parent
+        )
+        os.close(fd)
+        return Path(name)
+
+    def __enter__(self) -> GeoTIFFWriter:
+        self._tmp = self._temp_name(".tmp.tif")
+        profile = {
+            "driver": "GTiff",
+            "width": self.grid.width,
+            "height": self.grid.height,
+            "count": self.count,
+            "dtype": self.dtype.name,
+            "crs": self.grid.crs,
+            "transform": self.grid.transform,
+            "nodata": self.nodata,
+            "tiled": True,
+            "blockxsize": BLOCKSIZE,
+            "blockysize": BLOCKSIZE,
+            "bigtiff": "IF_SAFER",
+            **self.options,
+        }
+        if self.count >= 3 and self.dtype == np.uint8:
+            profile["photometric"] = "MINISBLACK"
+        try:
+            self._ds = rasterio.open(self._tmp, "w", **profile)
+            if self.descriptions:
+                for i, desc in enumerate(self.descriptions, start=1):
+                    if desc:
+                        self._ds.set_band_description(i, desc)
+            if self.tags:
+                self._ds.update_tags(**self.tags)
+        except Exception:
+            self._abort()
+            raise
+        return self
+
+    def write(self, array: np.ndarray, window: Window) -> None:
+        """Write ``(bands, rows, cols)`` of this writer's dtype at ``window``."""
+        self._ds.write(array.astype(self.dtype, copy=False), window=window)
+
+    def write_rows(self, array: np.ndarray, row_off: int) -> None:
+        """Write full-width rows (``(bands, rows, width)``), given in increasing row order."""
+        rows = array.shape[1]
+        if self._strip is None:
+            self._strip = np.empty((self.count, BLOCKSIZE, self.grid.width), dtype=self.dtype)
+            self._strip_row = row_off
+        if row_off != self._strip_row + self._strip_fill:
+            raise ValueError(
+                f"rows must be contiguous: got {row_off}, expected "
+                f"{self._strip_row + self._strip_fill}"
+            )
+        done = 0
+        while done < rows:
+            n = min(rows - done, BLOCKSIZE - self._strip_fill)
+            self._strip[:, self._strip_fill : self._strip_fill + n] = array[:, done : done + n]
+            self._strip_fill += n
+            done += n
+            if self._strip_fill == BLOCKSIZE:
+                self._flush_strip()
+
+    def _flush_strip(self) -> None:
+        if self._strip is not None and self._strip_fill:
+            win = Window(0, self._strip_row, self.grid.width, self._strip_fill)
+            self._ds.write(self._strip[:, : self._strip_fill], window=win)
+            self._strip_row += self._strip_fill
+            self._strip_fill = 0
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self._abort()
+            return
+        try:
+            self._flush_strip()
+            self._ds.close()
+            if self.cog:
+                final = self._temp_name(".cog.tmp.tif")
+                try:
+                    _to_cog(self._tmp, final, self.options)
+                except Exception:
+                    final.unlink(missing_ok=True)
+                    raise
+                self._tmp.unlink()
+                self._tmp = final
+            os.replace(self._tmp, self.path)
+            self._tmp = None
+        except Exception:
+            self._abort()
+            raise
+
+    def _abort(self) -> None:
+        if self._ds is not None and not self._ds.closed:
+            self._ds.close()
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+            self._tmp = None
+
+
+def _to_cog(src: Path, dst: Path, options: dict) -> None:
+    """Copy ``src`` to a COG at ``dst`` with GDAL's COG driver (overviews down to one block)."""
+    predictor = {2: "STANDARD", 3: "FLOATING_POINT"}.get(options.get("predictor"), "NO")
+    rasterio.shutil.copy(
+        src,
+        dst,
+        driver="COG",
+        BLOCKSIZE=BLOCKSIZE,
+        COMPRESS=options["compress"],
+        PREDICTOR=predictor,
+        OVERVIEWS="IGNORE_EXISTING",
+        OVERVIEW_RESAMPLING="AVERAGE",
+        BIGTIFF="IF_SAFER",
+    )
+
+
+def write_geotiff(
+    path: str | os.PathLike,
+    array: np.ndarray,
+    grid: Grid,
+    *,
+    nodata: float | None = None,
+    descriptions: Sequence[str | None] | None = None,
+    tags: Mapping[str, str] | None = None,
+    cog: bool = False,
+    compress: str = "deflate",
+) -> Path:
+    """Write a whole ``(bands, rows, cols)`` array atomically; returns the output path."""
+    if array.ndim != 3 or array.shape[1:] != grid.shape:
+        raise ValueError(f"array shape {array.shape} does not match grid {grid.shape}")
+    with GeoTIFFWriter(
+        path,
+        grid,
+        count=array.shape[0],
+        dtype=array.dtype,
+        nodata=nodata,
+        descriptions=descriptions,
+        tags=tags,
+        cog=cog,
+        compress=compress,
+    ) as w:
+        w.write(array, Window(0, 0, grid.width, grid.height))
+    return Path(path)
