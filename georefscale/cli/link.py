@@ -1,0 +1,75 @@
+"""Downlink commands: ``rd`` (rate-distortion of direct vs rescaled coding)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import click
+
+
+def _floats(text: str | None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError as exc:
+        raise click.BadParameter(f"expected comma-separated numbers, got {text!r}") from exc
+
+
+@click.command("rd")
+@click.option("--pairs", "pairs", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder of <site>_<YYYYMMDD>.tif (latest = target, the one before = reference).")
+@click.option("--factor", type=click.IntRange(2, 4), default=4, show_default=True,
+              help="Rescaling factor (2 or 4).")
+@click.option("--codec", default="jpeg2000", show_default=True,
+              help="Lossy codec (see georefscale.codecs.available_codecs()).")
+@click.option("--methods", default="bicubic,noref-s2-x4,refscale-s2-x4", show_default=True,
+              help="Comma-separated engine models; those `load` does not accept are skipped.")
+@click.option("--bpp", "bpp", default=None,
+              help="jpeg2000 rate ladder, bits per HR pixel, comma-separated.")
+@click.option("--qualities", default=None, help="Quality ladder of jpeg/webp, comma-separated.")
+@click.option("--json", "json_out", required=True, type=click.Path(dir_okay=False),
+              help="Write the curves and BD-rates here.")
+@click.option("--plot", "plot_out", default=None, type=click.Path(dir_okay=False),
+              help="Write a PNG of PSNR vs bits per HR pixel.")
+def rd_cmd(pairs, factor, codec, methods, bpp, qualities, json_out, plot_out):
+    """PSNR vs bits per HR pixel of direct coding and rescale + code, and BD-rates."""
+    from georefscale import ratedistortion as rd
+    from georefscale.errors import InputError
+
+    if factor not in (2, 4):
+        raise InputError(f"--factor must be 2 or 4, got {factor}")
+    for out in (json_out, plot_out):
+        if out is not None and not Path(out).resolve().parent.is_dir():
+            raise InputError(f"{out}: directory does not exist")
+    logging.basicConfig(level=logging.WARNING, format="georefscale: warning: %(message)s")
+    kwargs = {}
+    if _floats(bpp):
+        kwargs["bpp"] = _floats(bpp)
+    if _floats(qualities):
+        kwargs["qualities"] = _floats(qualities)
+    result = rd.evaluate(pairs, factor, codec, [m for m in methods.split(",") if m], **kwargs)
+    out = Path(json_out)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.resolve().parent)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(result, fh, indent=1)
+    os.replace(tmp, out)
+    if plot_out:
+        rd.plot(result, plot_out)
+    click.echo(f"{'site':<14}" + "".join(f"{m:>16}" for m in result["bd_rate"]))
+    for site, s in list(result["sites"].items()) + [("mean", result)]:
+        click.echo(f"{site:<14}" + "".join(f"{_percent(s['bd_rate'].get(m)):>16}"
+                                           for m in result["bd_rate"]))
+    click.echo(f"BD-rate vs direct {codec} (negative = fewer bits); JSON: {json_out}")
+
+
+def _percent(fraction: float | None) -> str:
+    return "n/a" if fraction is None else f"{100 * fraction:+.1f} %"
+
+
+def register(group: click.Group) -> None:
+    group.add_command(rd_cmd)

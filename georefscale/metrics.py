@@ -1,0 +1,98 @@
+"""Image quality and rate-distortion metrics on numpy arrays (bands, rows, cols).
+
+Conventions: ``peak`` is the DN of the nominal white (10000 for Sentinel-2 L1C uint16 = reflectance
+1.0, 255 for uint8); PSNR pools the squared error over all bands and pixels; SSIM is the mean of the
+per-band SSIMs; the spectral angle is the mean over pixels, in degrees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from georefscale.errors import InputError
+
+
+def _pair(a: np.ndarray, b: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.size == 0:
+        raise InputError(f"{what}: arrays must have the same non-empty shape, got {a.shape} and "
+                         f"{b.shape}")
+    if a.ndim == 2:
+        a, b = a[None], b[None]
+    return a, b
+
+
+def mse(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean squared difference over all bands and pixels (DN^2)."""
+    a, b = _pair(a, b, "mse")
+    return float(np.mean((a - b) ** 2))
+
+
+def psnr(a: np.ndarray, b: np.ndarray, peak: float) -> float:
+    """PSNR in dB: ``10 log10(peak^2 / MSE)``, MSE over all bands and pixels; inf if identical."""
+    if not peak > 0:
+        raise InputError(f"psnr: peak must be positive, got {peak}")
+    err = mse(a, b)
+    return float("inf") if err == 0 else float(10.0 * np.log10(peak**2 / err))
+
+
+def ssim(a: np.ndarray, b: np.ndarray, peak: float) -> float:
+    """Mean over bands of skimage's SSIM (Gaussian-free 7x7 window) with ``data_range=peak``."""
+    from skimage.metrics import structural_similarity
+
+    a, b = _pair(a, b, "ssim")
+    if min(a.shape[-2:]) < 7:
+        raise InputError(f"ssim: images of {a.shape[-2:]} pixels are smaller than the 7x7 window")
+    scores = [structural_similarity(x, y, data_range=peak) for x, y in zip(a, b, strict=True)]
+    return float(np.mean(scores))
+
+
+def spectral_angle(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean spectral angle in degrees between the band vectors of ``a`` and ``b`` per pixel.
+
+    Pixels where either vector is all zero are left out (their angle is undefined).
+    """
+    a, b = _pair(a, b, "spectral_angle")
+    dot = np.sum(a * b, axis=0)
+    norms = np.linalg.norm(a, axis=0) * np.linalg.norm(b, axis=0)
+    ok = norms > 0
+    if not ok.any():
+        raise InputError("spectral_angle: every pixel is all zero")
+    cos = np.clip(dot[ok] / norms[ok], -1.0, 1.0)
+    return float(np.degrees(np.mean(np.arccos(cos))))
+
+
+def bd_rate(
+    anchor: Sequence[Sequence[float]], test: Sequence[Sequence[float]]
+) -> float:
+    """Bjontegaard delta rate of ``test`` against ``anchor``, as a fraction (VCEG-M33).
+
+    Each curve is a list of ``(rate, psnr)`` points (rate in any positive unit, e.g. bits per HR
+    pixel; at least 4 points).  ``ln(rate)`` is fitted as a cubic in PSNR for each curve and the
+    two fits are integrated over the common PSNR range; the result is ``exp(mean difference) - 1``:
+    negative when ``test`` needs fewer bits for the same PSNR (-0.7 = 70 % fewer bits).
+    NaN when the PSNR ranges do not overlap.
+    """
+    (r1, q1), (r2, q2) = _curve(anchor, "anchor"), _curve(test, "test")
+    lo, hi = max(q1.min(), q2.min()), min(q1.max(), q2.max())
+    if not hi > lo:
+        return float("nan")
+    p1 = np.polyint(np.polyfit(q1, np.log(r1), 3))
+    p2 = np.polyint(np.polyfit(q2, np.log(r2), 3))
+    diff = (np.polyval(p2, hi) - np.polyval(p2, lo)) - (np.polyval(p1, hi) - np.polyval(p1, lo))
+    return float(np.expm1(diff / (hi - lo)))
+
+
+def _curve(points: Sequence[Sequence[float]], what: str) -> tuple[np.ndarray, np.ndarray]:
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 2 or pts.shape[0] < 4:
+        raise InputError(f"bd_rate: the {what} curve needs at least 4 (rate, psnr) points, got "
+                         f"shape {pts.shape}")
+    if not np.all(np.isfinite(pts)) or np.any(pts[:, 0] <= 0):
+        raise InputError(f"bd_rate: the {what} curve has a non-positive rate or non-finite value")
+    if np.unique(pts[:, 1]).size < 4:
+        raise InputError(f"bd_rate: the {what} curve needs 4 distinct PSNR values for a cubic fit")
+    return pts[:, 0], pts[:, 1]
