@@ -58,7 +58,7 @@ class Grid:
         f = int(factor)
         return Grid(
             crs=self.crs,
-            transform=self.transform * Affine.scale(f),
+            transform=self.transform @ Affine.scale(f),
             width=-(-self.width // f),
             height=-(-self.height // f),
         )
@@ -84,7 +84,7 @@ class Grid:
 
     def shifted(self, dx: float, dy: float) -> Grid:
         """The same grid moved by (dx, dy) of its own pixels (columns, rows)."""
-        return Grid(self.crs, self.transform * Affine.translation(dx, dy), self.width, self.height)
+        return Grid(self.crs, self.transform @ Affine.translation(dx, dy), self.width, self.height)
 
     def to_dict(self) -> dict:
         """JSON-friendly form (CRS as WKT, transform as its first six coefficients)."""
