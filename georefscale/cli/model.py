@@ -1,0 +1,61 @@
+"""Model commands: ``train``, ``info``, ``evaluate``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+@click.command("train")
+@click.option("--config", "config", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="YAML training config (see configs/ in the repository).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Run folder (checkpoint, log, weights); default runs/<name>; resumes.")
+@click.option("--data-root", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Root the config's data folder is relative to (default $GEOREFSCALE_DATA or "
+                   "../shared/data).")
+@click.option("--max-steps", type=int, default=None, help="Stop after this many steps (resumable).")
+@click.option("--install", is_flag=True, help="Copy the finished model into the package's models.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train_cmd(config, out_dir, data_root, max_steps, install, quiet):
+    """Train a model from CONFIG (resumable: rerun the same command to continue)."""
+    import shutil
+
+    from georefscale.engine.weights import MODELS_DIR
+    from georefscale.training import load_config, train
+
+    cfg = load_config(config, data_root)
+    out = Path(out_dir or Path("runs") / cfg.name)
+    result = train(cfg, out, progress=not quiet, max_steps=max_steps)
+    if result.suffix == ".safetensors":
+        click.echo(f"weights: {result}")
+        if install:
+            for suffix in (".safetensors", ".json"):
+                src = result.with_suffix(suffix)
+                shutil.copy2(src, MODELS_DIR / src.name)
+            click.echo(f"installed {cfg.name} into {MODELS_DIR}")
+    else:
+        click.echo(f"checkpoint: {result} (rerun to continue)")
+
+
+@click.command("info")
+@click.argument("model")
+@click.option("--tile", type=int, default=512, show_default=True, help="HR tile size (pixels).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def info_cmd(model, tile, as_json):
+    """Parameters, FLOPs and CPU throughput of MODEL for one HR tile."""
+    from georefscale.engine.profile import profile_model
+
+    report = profile_model(model, tile)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    for key, value in report.items():
+        click.echo(f"{key:>24}: {value}")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(train_cmd)
+    group.add_command(info_cmd)

@@ -1,0 +1,101 @@
+"""Named models shipped in ``georefscale/models/``: ``<name>.safetensors`` + ``<name>.json``.
+
+The JSON model card holds the architecture (:class:`NetConfig`), the data convention (``dtype``,
+``scale`` = DN per 1.0, band names) and how the weights were made (data, steps, wall time,
+validation metrics). ``bicubic`` needs no weights and takes any ``factor``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from georefscale.engine.baselines import BicubicRescaler
+from georefscale.engine.refscale import InvertibleRescaler, NetConfig, RefScaleNet
+from georefscale.engine.rescaler import Rescaler
+from georefscale.errors import InputError
+
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+
+
+def _cards(models_dir: Path = MODELS_DIR) -> dict[str, dict]:
+    cards = {}
+    for card in sorted(models_dir.glob("*.json")):
+        if card.with_suffix(".safetensors").exists():
+            cards[card.stem] = json.loads(card.read_text())
+    return cards
+
+
+def available_models() -> list[str]:
+    """Names accepted by :func:`load`: ``bicubic`` and every shipped model."""
+    return ["bicubic", *_cards()]
+
+
+def model_card(name: str) -> dict:
+    """The model card of a shipped model (raises InputError for unknown names)."""
+    cards = _cards()
+    if name not in cards:
+        raise InputError(
+            f"unknown model {name!r}; available: {', '.join(available_models())}"
+        )
+    return cards[name]
+
+
+def models_for(bands: int, dtype: str, factor: int | None = None) -> list[str]:
+    """Shipped models whose band count and dtype fit, optionally for one factor."""
+    return [
+        name
+        for name, card in _cards().items()
+        if card["config"]["bands"] == bands
+        and card["dtype"] == dtype
+        and (factor is None or card["config"]["factor"] == factor)
+    ]
+
+
+def load_file_model(
+    weights: str | Path, card: dict, device: str | torch.device = "cpu"
+) -> InvertibleRescaler:
+    """Build the network described by ``card`` and load ``weights`` (a .safetensors file)."""
+    net = RefScaleNet(NetConfig(**card["config"]))
+    try:
+        net.load_state_dict(load_file(str(weights)), strict=True)
+    except (RuntimeError, KeyError) as exc:
+        first = str(exc).splitlines()[0]
+        raise InputError(f"{weights}: weights do not match the architecture: {first}") from exc
+    return InvertibleRescaler(
+        card["name"], net, dtype=card["dtype"], scale=card["scale"], device=device
+    )
+
+
+def load(name: str, factor: int | None = None, device: str | torch.device = "cpu") -> Rescaler:
+    """A rescaler by name; ``factor`` is required for ``bicubic`` and checked for the others."""
+    if name == "bicubic":
+        return BicubicRescaler(factor or 4)
+    card = model_card(name)
+    if factor is not None and factor != card["config"]["factor"]:
+        raise InputError(
+            f"model {name!r} rescales by {card['config']['factor']}, not {factor}; "
+            f"models for x{factor}: "
+            + ", ".join(n for n, c in _cards().items() if c["config"]["factor"] == factor)
+        )
+    return load_file_model(MODELS_DIR / f"{name}.safetensors", card, device)
+
+
+def save_model(net: RefScaleNet, card: dict, out_dir: str | Path) -> Path:
+    """Write ``<card['name']>.safetensors`` and its JSON card into ``out_dir`` (atomically)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    card = {**card, "config": net.cfg.to_dict()}
+    weights = out_dir / f"{card['name']}.safetensors"
+    tmp = weights.with_suffix(".safetensors.tmp")
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    save_file(state, str(tmp))
+    tmp.replace(weights)
+    card_path = weights.with_suffix(".json")
+    tmp_card = card_path.with_suffix(".json.tmp")
+    tmp_card.write_text(json.dumps(card, indent=2) + "\n")
+    tmp_card.replace(card_path)
+    return weights

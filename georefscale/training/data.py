@@ -1,0 +1,131 @@
+"""Training pairs: (target, reference) rasters of the same site, the reference on the target grid.
+
+Sites follow the evaluation naming rule ``<site>_<YYYYMMDD>.tif``. For each site, consecutive dates
+form pairs (later = target, earlier = reference) and, for augmentation, the reverse. Whole scenes
+are held in memory as float32 ``DN / scale`` (the sample archives are small); crops are drawn at
+random positions with the same flip / 90-degree rotation applied to target and reference.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+from rasterio.warp import Resampling, reproject
+
+from georefscale.errors import InputError
+
+SITE_DATE = re.compile(r"^(?P<site>.+)_(?P<date>\d{8})\.tif{1,2}$", re.IGNORECASE)
+
+
+def sites_in(folder: str | Path) -> dict[str, list[tuple[str, Path]]]:
+    """``{site: [(YYYYMMDD, path), ...]}`` sorted by date, for files named ``<site>_<date>.tif``."""
+    out: dict[str, list[tuple[str, Path]]] = defaultdict(list)
+    for path in sorted(Path(folder).iterdir()):
+        m = SITE_DATE.match(path.name)
+        if m:
+            out[m["site"]].append((m["date"], path))
+    return {site: sorted(dates) for site, dates in out.items()}
+
+
+def site_pairs(
+    folder: str | Path,
+    sites: list[str] | None = None,
+    max_date: str | None = None,
+    both_directions: bool = True,
+) -> list[tuple[Path, Path]]:
+    """(target, reference) path pairs of consecutive dates, optionally restricted."""
+    pairs = []
+    for site, dates in sites_in(folder).items():
+        if sites is not None and site not in sites:
+            continue
+        dates = [d for d in dates if max_date is None or d[0] <= max_date]
+        for (_, earlier), (_, later) in zip(dates, dates[1:], strict=False):
+            pairs.append((later, earlier))
+            if both_directions:
+                pairs.append((earlier, later))
+    if not pairs:
+        raise InputError(f"{folder}: no <site>_<YYYYMMDD>.tif pairs found for sites {sites}")
+    return pairs
+
+
+def load_pair(
+    target: Path, reference: Path, scale: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Target and reference (warped onto the target grid, bilinear) as float32 ``DN / scale``,
+    plus a boolean mask of pixels valid in both."""
+    with rasterio.open(target) as t:
+        x = t.read().astype(np.float32)
+        valid = t.read_masks(1) > 0
+        ref = np.zeros_like(x)
+        with rasterio.open(reference) as r:
+            if r.count != t.count:
+                raise InputError(f"{reference}: {r.count} bands, target {target} has {t.count}")
+            src_nodata = r.nodata
+            for b in range(r.count):
+                reproject(
+                    r.read(b + 1).astype(np.float32),
+                    ref[b],
+                    src_transform=r.transform,
+                    src_crs=r.crs,
+                    src_nodata=src_nodata,
+                    dst_transform=t.transform,
+                    dst_crs=t.crs,
+                    dst_nodata=np.nan,
+                    resampling=Resampling.bilinear,
+                )
+    valid &= np.isfinite(ref).all(axis=0)
+    ref = np.nan_to_num(ref, nan=0.0)
+    return x / scale, ref / scale, valid
+
+
+@dataclass
+class PairCrops:
+    """Random aligned crops from a list of (target, reference) pairs."""
+
+    pairs: list[tuple[Path, Path]]
+    scale: float
+    crop: int
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.scenes = [load_pair(t, r, self.scale) for t, r in self.pairs]
+        self.rng = np.random.default_rng(self.seed)
+
+    def _one(self) -> tuple[np.ndarray, np.ndarray]:
+        for _ in range(100):
+            x, ref, valid = self.scenes[self.rng.integers(len(self.scenes))]
+            h, w = valid.shape
+            i = int(self.rng.integers(0, h - self.crop + 1))
+            j = int(self.rng.integers(0, w - self.crop + 1))
+            if valid[i : i + self.crop, j : j + self.crop].all():
+                break
+        sl = (slice(None), slice(i, i + self.crop), slice(j, j + self.crop))
+        a, b = x[sl], ref[sl]
+        k = int(self.rng.integers(4))
+        a, b = np.rot90(a, k, axes=(1, 2)), np.rot90(b, k, axes=(1, 2))
+        if self.rng.random() < 0.5:
+            a, b = a[:, :, ::-1], b[:, :, ::-1]
+        return np.ascontiguousarray(a), np.ascontiguousarray(b)
+
+    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``size`` crops: (target, reference), float32 (size, C, crop, crop)."""
+        xs, rs = zip(*(self._one() for _ in range(size)), strict=True)
+        return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(rs))
+
+    def fixed(self, count: int, crop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``count`` deterministic centre crops (validation), one per scene in turn."""
+        xs, rs = [], []
+        for k in range(count):
+            x, ref, _ = self.scenes[k % len(self.scenes)]
+            h, w = x.shape[1:]
+            c = min(crop, h, w) // 4 * 4
+            i, j = (h - c) // 2, (w - c) // 2
+            xs.append(x[:, i : i + c, j : j + c])
+            rs.append(ref[:, i : i + c, j : j + c])
+        return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(rs))

@@ -1,0 +1,213 @@
+"""Training loop: AdamW, warm-up + cosine schedule, gradient clipping, resumable checkpoints,
+periodic validation PSNR, a progress bar; CPU first, CUDA (bf16 autocast) when present.
+
+A run is described by a YAML config (see ``configs/`` in the repository); its output folder holds
+``checkpoint.pt`` (resumed automatically), ``log.jsonl`` and, at the end, the model files
+(``<name>.safetensors`` + ``<name>.json`` card).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from georefscale.engine.baselines import bicubic_downscale
+from georefscale.engine.refscale import NetConfig, RefScaleNet
+from georefscale.engine.rescaler import quantize
+from georefscale.engine.weights import save_model
+from georefscale.errors import InputError
+from georefscale.training.data import PairCrops, site_pairs
+from georefscale.training.losses import LossWeights, irn_losses
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; loaded from YAML by :func:`load_config`."""
+
+    name: str
+    folder: str
+    dtype: str
+    scale: float
+    band_names: list[str]
+    net: NetConfig
+    train_sites: list[str] | None = None
+    val_sites: list[str] | None = None
+    max_date: str | None = None
+    steps: int = 3000
+    batch: int = 8
+    crop: int = 64
+    lr: float = 2e-4
+    weight_decay: float = 1e-4
+    warmup: int = 100
+    clip: float = 10.0
+    seed: int = 0
+    val_every: int = 250
+    val_crop: int = 256
+    ckpt_every: int = 50
+    threads: int | None = None
+    loss: LossWeights = field(default_factory=LossWeights)
+    description: str = ""
+
+
+def load_config(path: str | Path, data_root: str | Path | None = None) -> TrainConfig:
+    """Read a YAML training config; ``folder`` is resolved against ``data_root``
+    (default: ``$GEOREFSCALE_DATA`` or ``../shared/data``)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+        net = NetConfig(**raw.pop("net"))
+        loss = LossWeights(**raw.pop("loss", {}))
+        cfg = TrainConfig(net=net, loss=loss, **raw)
+    except (OSError, yaml.YAMLError, TypeError, KeyError) as exc:
+        raise InputError(f"{path}: not a valid training config: {exc}") from exc
+    root = Path(data_root or os.environ.get("GEOREFSCALE_DATA", "../shared/data"))
+    cfg.folder = str(root / cfg.folder)
+    return cfg
+
+
+def _schedule(cfg: TrainConfig):
+    def factor(step: int) -> float:
+        if step < cfg.warmup:
+            return (step + 1) / cfg.warmup
+        t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+    return factor
+
+
+def psnr_t(a: torch.Tensor, b: torch.Tensor, peak: float = 1.0) -> float:
+    """PSNR in dB of two tensors in the normalised range (peak 1.0 = ``scale`` DN)."""
+    mse = torch.mean((a.float() - b.float()) ** 2).item()
+    return float("inf") if mse == 0 else 10 * math.log10(peak**2 / mse)
+
+
+@torch.no_grad()
+def validate(net: RefScaleNet, cfg: TrainConfig, x: torch.Tensor, ref: torch.Tensor) -> dict:
+    """PSNR of the reconstruction (quantised LR, z ~ N(0,1) with seed 0) and of bicubic."""
+    net.eval()
+    device = next(net.parameters()).device
+    x, ref = x.to(device), ref.to(device)
+    r = ref if cfg.net.use_reference else None
+    y, z = net(x, r)
+    gen = torch.Generator().manual_seed(0)
+    zs = torch.randn(z.shape, generator=gen).to(device)
+    x_hat = net.inverse(quantize(y, cfg.scale, cfg.dtype), zs, r)
+    bic_lr = quantize(bicubic_downscale(x, cfg.net.factor), cfg.scale, cfg.dtype)
+    bic = torch.nn.functional.interpolate(bic_lr, scale_factor=cfg.net.factor, mode="bicubic")
+    net.train()
+    return {
+        "psnr": psnr_t(x_hat, x),
+        "psnr_bicubic": psnr_t(bic, x),
+        "psnr_lr": psnr_t(y, bicubic_downscale(x, cfg.net.factor)),
+    }
+
+
+def train(cfg: TrainConfig, out_dir: str | Path, *, device: str | None = None,
+          progress: bool = True, max_steps: int | None = None) -> Path:
+    """Train (or resume) the run in ``out_dir``; returns the path of the saved weights.
+
+    ``max_steps`` stops early after that many steps in this call (the checkpoint stays resumable).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(cfg.seed)
+    pairs = site_pairs(cfg.folder, cfg.train_sites, cfg.max_date)
+    data = PairCrops(pairs, cfg.scale, cfg.crop, cfg.seed)
+    val_pairs = site_pairs(
+        cfg.folder, cfg.val_sites or cfg.train_sites, cfg.max_date, both_directions=False
+    )
+    val_x, val_ref = PairCrops(val_pairs, cfg.scale, cfg.crop).fixed(len(val_pairs), cfg.val_crop)
+
+    net = RefScaleNet(cfg.net).to(device)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg))
+    step, wall, history = 0, 0.0, []
+    ckpt = out / "checkpoint.pt"
+    if ckpt.exists():
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        net.load_state_dict(state["net"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        step, wall, history = state["step"], state["wall"], state["history"]
+        data.rng.bit_generator.state = state["data_rng"]
+        torch.set_rng_state(state["torch_rng"])
+
+    def save_checkpoint() -> None:
+        tmp = ckpt.with_suffix(".pt.tmp")
+        torch.save(
+            {"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+             "step": step, "wall": wall, "history": history,
+             "data_rng": data.rng.bit_generator.state, "torch_rng": torch.get_rng_state()},
+            tmp,
+        )
+        tmp.replace(ckpt)
+
+    ref_on = cfg.net.use_reference
+    amp = device.startswith("cuda")
+    stop = cfg.steps if max_steps is None else min(cfg.steps, step + max_steps)
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=cfg.name)
+    log = (out / "log.jsonl").open("a")
+    net.train()
+    while step < stop:
+        t0 = time.perf_counter()
+        x, ref = data.batch(cfg.batch)
+        x, ref = x.to(device), ref.to(device)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            loss, parts = irn_losses(
+                net, x, ref if ref_on else None, cfg.scale, cfg.dtype, cfg.loss
+            )
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"{cfg.name}: loss became {loss.item()} at step {step}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip)
+        opt.step()
+        sched.step()
+        step += 1
+        wall += time.perf_counter() - t0
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}", rec=f"{parts['reconstruction']:.4f}")
+        record = {"step": step, "loss": loss.item(), **parts, "lr": sched.get_last_lr()[0]}
+        if step % cfg.val_every == 0 or step == cfg.steps:
+            record.update(validate(net, cfg, val_x, val_ref))
+            history.append({k: record[k] for k in ("step", "psnr", "psnr_bicubic", "psnr_lr")})
+            bar.write(f"{cfg.name} step {step}: val PSNR {record['psnr']:.2f} dB "
+                      f"(bicubic {record['psnr_bicubic']:.2f} dB)")
+        log.write(json.dumps(record) + "\n")
+        if step % cfg.ckpt_every == 0 or step == stop:
+            log.flush()
+            save_checkpoint()
+    bar.close()
+    log.close()
+    if step < cfg.steps:
+        return ckpt
+    card = {
+        "name": cfg.name,
+        "description": cfg.description,
+        "dtype": cfg.dtype,
+        "scale": cfg.scale,
+        "band_names": cfg.band_names,
+        "training": {
+            "data": [f"{Path(t).name} <- {Path(r).name}" for t, r in pairs],
+            "validation": [Path(t).name for t, _ in val_pairs],
+            "steps": cfg.steps, "batch": cfg.batch, "crop": cfg.crop, "lr": cfg.lr,
+            "loss_weights": cfg.loss.__dict__,
+            "wall_time_s": round(wall, 1),
+            "device": device, "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
+        "validation": history[-1] if history else None,
+        "parameters": sum(p.numel() for p in net.parameters()),
+    }
+    return save_model(net.cpu(), card, out)
