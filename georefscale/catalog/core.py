@@ -83,7 +83,7 @@ class Catalog:
         """Read rasters / STAC JSON under ``paths`` (see :func:`ingest.ingest` for ``options``)
         and add them; a record whose id or href is already present replaces it."""
         result = ingest(paths, **options)
-        self.add(result.records)
+        result.added, result.updated = self.add(result.records)
         return result
 
     def add(self, records: Iterable[Record]) -> tuple[int, int]:
@@ -204,8 +204,8 @@ class Catalog:
             raise NoCandidateError(
                 f"{self._name()}: no reference for AOI [{west:.5f}, {south:.5f}, {east:.5f}, "
                 f"{north:.5f}] (EPSG:4326) {when.describe()}: {stats['intersecting']} records "
-                f"intersect it, {stats['passing_filters']} pass the filters, none covers >= "
-                f"{min_overlap:.0%}")
+                f"intersect it, {stats['passing_filters']} pass the filters"
+                + (f", none covers >= {min_overlap:.0%}" if stats["passing_filters"] else ""))
         return QueryResult(aoi=area, candidates=candidates, mosaic=mosaic, stats=stats)
 
     def _candidate(self, rows: np.ndarray, overlap: np.ndarray, score: np.ndarray,

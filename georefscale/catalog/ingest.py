@@ -24,10 +24,13 @@ class IngestWarning(UserWarning):
 
 @dataclass
 class IngestResult:
-    """Records read and the inputs skipped as ``(path or item, reason)``."""
+    """Records read, the inputs skipped as ``(path or item, reason)``, and (when added to a
+    catalog) how many records were new or replaced an existing one."""
 
     records: list[Record] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    added: int = 0
+    updated: int = 0
 
     def skip(self, source: str, reason: str) -> None:
         self.skipped.append((source, reason))

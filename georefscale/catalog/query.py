@@ -118,14 +118,14 @@ def parse_aoi(aoi: Any, crs: Any = None) -> shapely.Geometry:
     holding WKT, GeoJSON or ``minx,miny,maxx,maxy``, a path to a GeoJSON file, or 4 numbers
     (bbox). ``crs``: anything ``rasterio.crs.CRS.from_user_input`` takes; default EPSG:4326.
     """
-    from rasterio.crs import CRS
-    from rasterio.errors import CRSError
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
 
     geom = _to_geometry(aoi)
     try:
         src_crs = CRS.from_user_input(crs if crs is not None else "EPSG:4326")
-    except CRSError as exc:
-        raise InputError(f"unknown AOI CRS {crs!r} ({exc})") from None
+    except CRSError:
+        raise InputError(f"unknown AOI CRS {crs!r}") from None
     if geom.is_empty:
         raise InputError("AOI geometry is empty")
     if not geom.is_valid:

@@ -11,6 +11,7 @@ import hashlib
 import math
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
@@ -233,7 +234,7 @@ def densified_footprint(geom: shapely.Geometry, src_crs: Any,
     west, south, east, north = geom.bounds
     step = max(east - west, north - south) / max(points_per_edge, 1)
     dense = shapely.segmentize(geom, step) if step > 0 else geom
-    crs = CRS.from_user_input(src_crs)
+    crs = CRS.from_user_input(src_crs.to_wkt() if hasattr(src_crs, "to_wkt") else src_crs)
     if crs == CRS.from_epsg(4326):
         return dense
     out = shape(transform_geom(crs, "EPSG:4326", mapping(dense)))
@@ -243,17 +244,20 @@ def densified_footprint(geom: shapely.Geometry, src_crs: Any,
 def valid_data_polygon(ds: Any, max_side: int = MASK_MAX_SIDE) -> shapely.Geometry | None:
     """Valid-data area of an open rasterio dataset in its own CRS, from the dataset mask read
     at most ``max_side`` pixels wide (so accurate to about one decimated pixel); None if empty."""
+    from rasterio.errors import NodataShadowWarning
     from rasterio.features import shapes
 
     decim = max(1, math.ceil(max(ds.width, ds.height) / max_side))
     out_h, out_w = math.ceil(ds.height / decim), math.ceil(ds.width / decim)
-    mask = ds.dataset_mask(out_shape=(out_h, out_w))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NodataShadowWarning)  # nodata wins over alpha: intended
+        mask = ds.dataset_mask(out_shape=(out_h, out_w))
     valid = (mask > 0).astype("uint8")
     if not valid.any():
         return None
     if valid.all():
         return shapely.box(*ds.bounds)
-    transform = ds.transform * ds.transform.scale(ds.width / out_w, ds.height / out_h)
+    transform = ds.transform @ ds.transform.scale(ds.width / out_w, ds.height / out_h)
     polys = [shape(geom) for geom, v in shapes(valid, mask=valid.astype(bool), transform=transform)
              if v == 1]
     pixel = max(abs(transform.a), abs(transform.e))
