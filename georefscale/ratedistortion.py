@@ -25,9 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import rasterio
 from rasterio import Affine
-from rasterio.warp import Resampling, reproject
 
 from georefscale import codecs, metrics
 from georefscale.errors import GeoRefScaleError, InputError
@@ -80,17 +78,15 @@ def find_sites(folder: str | Path) -> list[Site]:
 
 
 def align_reference(reference: Path, profile: dict, shape: tuple[int, int]) -> np.ndarray:
-    """The reference warped (bilinear) onto the target grid of ``profile``, float32 DN (C, H, W).
+    """The reference on the target grid of ``profile`` (``raster.align``), float32 DN (C, H, W);
+    NaN where no reference data covers the target."""
+    from georefscale.raster.align import align
+    from georefscale.raster.grid import Grid
+    from georefscale.raster.io import open_raster
 
-    Pixels with no reference data are NaN.
-    """
-    with rasterio.open(reference) as src:
-        out = np.full((src.count, *shape), np.nan, np.float32)
-        for b in range(src.count):
-            reproject(src.read(b + 1).astype(np.float32), out[b], src_transform=src.transform,
-                      src_crs=src.crs, src_nodata=src.nodata, dst_transform=profile["transform"],
-                      dst_crs=profile["crs"], dst_nodata=np.nan, resampling=Resampling.bilinear)
-    return out
+    grid = Grid(profile["crs"], profile["transform"], shape[1], shape[0])
+    with open_raster(reference, "reference") as src:
+        return align([src], grid)
 
 
 def _load_target(site: Site, factor: int) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -181,7 +177,7 @@ def method_curve(model, target: np.ndarray, valid: np.ndarray, ref: np.ndarray |
         lr_profile = None
         if profile is not None:
             lr_profile = {**profile,
-                          "transform": profile["transform"] * Affine.scale(model.factor)}
+                          "transform": profile["transform"] @ Affine.scale(model.factor)}
         curve = []
         for q in qualities:
             data = codecs.encode(lr, codec, q, profile=lr_profile)

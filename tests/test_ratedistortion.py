@@ -1,0 +1,133 @@
+"""Rate-distortion evaluation and the ``rd`` command on a real OSCD city (norcia, 241 x 385)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from georefscale import codecs, ratedistortion
+from georefscale.errors import InputError
+
+SMALL_BPP = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
+
+
+@pytest.fixture(scope="module")
+def norcia_dir(oscd_dir: Path, tmp_path_factory) -> Path:
+    """A pairs folder with norcia's two dates (symlinks) and a single-date decoy site."""
+    d = tmp_path_factory.mktemp("pairs")
+    for p in oscd_dir.glob("norcia_*.tif"):
+        (d / p.name).symlink_to(p)
+    (d / "lonely_20170101.tif").symlink_to(oscd_dir / "rio_20171011.tif")
+    (d / "notes.txt").write_text("not a raster")
+    return d
+
+
+@pytest.fixture(scope="module")
+def result(norcia_dir: Path) -> dict:
+    return ratedistortion.evaluate(norcia_dir, 4, "jpeg2000", ["bicubic"], bpp=SMALL_BPP)
+
+
+def test_find_sites_takes_latest_as_target_and_previous_as_reference(tmp_path, oscd_dir):
+    for name in ("a_20150101.tif", "a_20170101.tif", "a_20160101.tif", "b_20150101.tif"):
+        (tmp_path / name).symlink_to(oscd_dir / "norcia_20171018.tif")
+    sites = ratedistortion.find_sites(tmp_path)
+    assert [(s.name, s.target.name, s.reference.name) for s in sites] == [
+        ("a", "a_20170101.tif", "a_20160101.tif")]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no site"):
+        ratedistortion.find_sites(tmp_path / "empty")
+
+
+def test_jpeg2000_ladder_samples_the_same_hr_rates_for_lr_and_direct():
+    hr = (4, 240, 384)
+    direct = ratedistortion.ladder("jpeg2000", hr, hr, "uint16", bpp=(0.1, 1.0, 40.0))
+    lr = ratedistortion.ladder("jpeg2000", (4, 60, 96), hr, "uint16", bpp=(0.1, 1.0, 40.0))
+    # 0.1 bit per HR pixel of 4 x 16-bit bands = 0.15625 % of raw; the LR raw is 16x smaller
+    assert direct == pytest.approx([0.1562, 1.5625, 62.5])
+    assert lr == pytest.approx([2.5, 25.0])  # 1000 % dropped
+    assert ratedistortion.ladder("jpeg", hr, hr, "uint8", qualities=(10, 90)) == [10, 90]
+    with pytest.raises(InputError, match="lossless"):
+        ratedistortion.ladder("zstd", hr, hr, "uint16")
+
+
+def test_rising_drops_plateaus():
+    curve = [[0.1, 30.0], [0.2, 31.0], [0.4, 31.02], [0.8, 31.5], [1.6, 31.5]]
+    assert ratedistortion.rising(curve) == [[0.1, 30.0], [0.2, 31.0], [0.8, 31.5]]
+
+
+def test_result_layout_and_values(result):
+    assert result["codec"] == "jpeg2000" and result["factor"] == 4
+    assert set(result) >= {"curves", "bd_rate", "sites", "psnr"}
+    assert list(result["sites"]) == ["norcia"]
+    site = result["sites"]["norcia"]
+    assert site["target"] == "norcia_20171018.tif" and site["reference"] == "norcia_20150711.tif"
+    direct, bicubic = np.array(site["curves"]["direct"]), np.array(site["curves"]["bicubic"])
+    assert len(direct) == len(SMALL_BPP) and len(bicubic) == len(SMALL_BPP)
+    # rates land near the requested bits per HR pixel (header + GeoJP2 box on top)
+    assert np.all(np.abs(direct[:, 0] - SMALL_BPP) < 0.05 + 0.1 * np.array(SMALL_BPP))
+    assert np.all(np.diff(direct[:, 1]) > 0)
+    # coding can only lose: every bicubic point is at or below its uncoded ceiling
+    assert np.all(bicubic[:, 1] <= site["ceiling"]["bicubic"] + 0.01)
+    assert 25 < site["ceiling"]["bicubic"] < 45
+    bd = site["bd_rate"]["bicubic"]
+    assert bd is not None and -1 < bd < 1
+    assert result["bd_rate"]["bicubic"] == pytest.approx(bd)
+    json.dumps(result)  # JSON-ready
+
+
+def test_bpp_accounting_matches_coded_bytes(norcia_dir):
+    site = ratedistortion.find_sites(norcia_dir)[0]
+    target, valid, profile = ratedistortion._load_target(site, 4)
+    assert target.shape == (4, 240, 384)  # cropped from 241 x 385 to a multiple of 4
+    q = ratedistortion.ladder("jpeg2000", target.shape, target.shape, "uint16", bpp=(0.3,))
+    curve = ratedistortion.direct_curve(target, valid, "jpeg2000", 10000.0, q, profile)
+    nbytes = len(codecs.encode(target, "jpeg2000", q[0], profile=profile))
+    assert curve[0][0] == pytest.approx(8 * nbytes / (240 * 384))
+
+
+def test_unloadable_methods_are_skipped_with_a_warning(norcia_dir, caplog):
+    with caplog.at_level(logging.WARNING):
+        models = ratedistortion.load_methods(["bicubic", "no-such-model"], 4)
+    assert list(models) == ["bicubic"]
+    assert "no-such-model" in caplog.text
+    with pytest.raises(InputError, match="none of the methods"):
+        ratedistortion.load_methods(["no-such-model"], 4)
+
+
+def test_lossless_codec_has_no_curve(norcia_dir):
+    with pytest.raises(InputError, match="lossless"):
+        ratedistortion.evaluate(norcia_dir, 4, "deflate", ["bicubic"])
+
+
+def test_plot_writes_a_png(result, tmp_path):
+    out = tmp_path / "rd.png"
+    ratedistortion.plot(result, out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["rd.png"]
+
+
+def test_rd_command(norcia_dir, tmp_path):
+    from georefscale.cli import main
+
+    if "rd" not in main.commands:
+        pytest.skip("the 'link' command module is not registered in COMMAND_MODULES")
+    out, png = tmp_path / "rd.json", tmp_path / "rd.png"
+    res = CliRunner().invoke(main, [
+        "rd", "--pairs", str(norcia_dir), "--factor", "4", "--codec", "jpeg2000",
+        "--methods", "bicubic,no-such-model", "--bpp", "0.05,0.1,0.2,0.4,0.8",
+        "--json", str(out), "--plot", str(png)])
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert set(data["curves"]) == {"direct", "bicubic"}
+    assert "norcia" in res.output and "mean" in res.output
+    assert png.stat().st_size > 1000
+    bad = CliRunner().invoke(main, ["rd", "--pairs", str(norcia_dir), "--codec", "jpeg3000",
+                                    "--json", str(tmp_path / "x.json")])
+    assert bad.exit_code == 1
+    assert "unknown codec 'jpeg3000'" in bad.output and "jpeg2000" in bad.output
+    assert not (tmp_path / "x.json").exists()
