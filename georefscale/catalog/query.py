@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -166,13 +167,15 @@ def _to_geometry(aoi: Any) -> shapely.Geometry:
                 return shapely.box(*(float(p) for p in parts))
             except ValueError:
                 pass
+        if re.match(r"[A-Za-z]+\s*(\(|EMPTY)", text, re.IGNORECASE):
+            try:
+                return shapely.from_wkt(text)
+            except shapely.errors.GEOSException as exc:
+                raise InputError(f"AOI WKT does not parse ({exc})") from None
         if Path(text).is_file():
             return _from_file(Path(text))
-        try:
-            return shapely.from_wkt(text)
-        except shapely.errors.GEOSException:
-            raise InputError(f"AOI {text[:60]!r} is not WKT, GeoJSON, a bbox "
-                             "'minx,miny,maxx,maxy' or a GeoJSON file") from None
+        raise InputError(f"AOI {text[:60]!r} is not WKT, GeoJSON, a bbox 'minx,miny,maxx,maxy' "
+                         "or a GeoJSON file")
     if isinstance(aoi, Sequence) and len(aoi) == 4:
         try:
             return shapely.box(*(float(v) for v in aoi))

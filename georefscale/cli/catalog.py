@@ -32,7 +32,8 @@ def catalog() -> None:
 @click.option("--band-names", help="Comma-separated band names, e.g. red,green,blue,nir.")
 @click.option("--collection", help="STAC collection id for the records.")
 @click.option("--footprint", type=click.Choice(["auto", "valid", "bounds"]), default="auto",
-              show_default=True, help="valid: from the nodata mask; auto: valid when a mask exists.")
+              show_default=True,
+              help="valid: from the nodata mask; auto: valid when a mask exists.")
 @click.option("--archive", type=click.Path(file_okay=False, exists=True),
               help="Store hrefs relative to this folder (default: the catalog's folder).")
 @click.option("--fresh", is_flag=True, help="Start a new catalog even if OUTPUT exists.")
@@ -112,7 +113,8 @@ def query(catalog_file: str, aoi: str | None, aoi_crs: str, target: str | None,
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
-    click.echo(f"{'rank':>4}  {'id':<36} {'date':<10} {'overlap':>7} {'gap d':>6} {'score':>7}  href")
+    click.echo(f"{'rank':>4}  {'id':<36} {'date':<10} {'overlap':>7} {'gap d':>6} "
+               f"{'score':>7}  href")
     for row in rows:
         rank = row["rank"] if row["rank"] is not None else "+"
         click.echo(f"{rank:>4}  {row['id']:<36} {row['datetime'][:10]:<10} "
