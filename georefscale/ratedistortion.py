@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +27,10 @@ from rasterio import Affine
 
 from georefscale import codecs, metrics
 from georefscale.errors import GeoRefScaleError, InputError
+from georefscale.sites import Site, find_sites
 
 log = logging.getLogger(__name__)
 
-SITE_DATE = re.compile(r"^(?P<site>.+)_(?P<date>\d{8})\.tiff?$", re.IGNORECASE)
 
 #: Rate ladder in bits per HR pixel for rate-controlled codecs (jpeg2000).
 DEFAULT_BPP = (0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.45, 0.7, 1.0, 1.5, 2.2, 3.2)
@@ -49,32 +47,6 @@ PSNR_CONVENTION = (
     "BD-rate (Bjontegaard, cubic fit of ln(rate) vs PSNR over the common PSNR range) on the "
     "points of each curve that gain > 0.05 dB over every cheaper point"
 )
-
-
-@dataclass(frozen=True)
-class Site:
-    """One evaluation site: the target (latest date) and its reference (the date before)."""
-
-    name: str
-    target: Path
-    reference: Path
-
-
-def find_sites(folder: str | Path) -> list[Site]:
-    """Sites of ``folder`` with at least two dated files ``<site>_<YYYYMMDD>.tif``."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"{folder}: not a directory")
-    dated: dict[str, list[tuple[str, Path]]] = {}
-    for path in sorted(folder.iterdir()):
-        m = SITE_DATE.match(path.name)
-        if m:
-            dated.setdefault(m["site"], []).append((m["date"], path))
-    sites = [Site(name, d[-1][1], d[-2][1]) for name, d in sorted(dated.items())
-             for d in [sorted(d)] if len(d) >= 2]
-    if not sites:
-        raise InputError(f"{folder}: no site with two dated files <site>_<YYYYMMDD>.tif")
-    return sites
 
 
 def align_reference(reference: Path, profile: dict, shape: tuple[int, int]) -> np.ndarray:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import click
@@ -39,6 +36,7 @@ def _floats(text: str | None) -> tuple[float, ...] | None:
 def rd_cmd(pairs, factor, codec, methods, bpp, qualities, json_out, plot_out):
     """PSNR vs bits per HR pixel of direct coding and rescale + code, and BD-rates."""
     from georefscale import ratedistortion as rd
+    from georefscale.atomic import write_json
     from georefscale.errors import InputError
 
     if factor not in (2, 4):
@@ -53,11 +51,7 @@ def rd_cmd(pairs, factor, codec, methods, bpp, qualities, json_out, plot_out):
     if _floats(qualities):
         kwargs["qualities"] = _floats(qualities)
     result = rd.evaluate(pairs, factor, codec, [m for m in methods.split(",") if m], **kwargs)
-    out = Path(json_out)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.resolve().parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(result, fh, indent=1)
-    os.replace(tmp, out)
+    write_json(json_out, result)
     if plot_out:
         rd.plot(result, plot_out)
     click.echo(f"{'site':<14}" + "".join(f"{m:>16}" for m in result["bd_rate"]))

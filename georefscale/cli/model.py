@@ -56,6 +56,41 @@ def info_cmd(model, tile, as_json):
         click.echo(f"{key:>24}: {value}")
 
 
+@click.command("evaluate")
+@click.option("--pairs", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder of <site>_<YYYYMMDD>.tif; latest date = target, the one before = "
+                   "reference.")
+@click.option("--factor", type=click.Choice(["2", "4"]), default="4", show_default=True)
+@click.option("--model", default=None, help="RefScale model (default refscale-<family>-x<F>).")
+@click.option("--noref", default=None, help="No-reference model (default noref-<family>-x<F>).")
+@click.option("--family", default="s2", show_default=True, help="Model family: s2 or naip.")
+@click.option("--site", "sites", multiple=True, help="Only these sites (repeatable).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
+              help="Write the result JSON here.")
+def evaluate_cmd(pairs, factor, model, noref, family, sites, seed, json_out):
+    """PSNR / SSIM of bicubic, no-ref and RefScale over the sites of PAIRS (full file pipeline)."""
+    from georefscale.atomic import write_json
+    from georefscale.evaluation import default_methods, evaluate
+
+    methods = default_methods(int(factor), family)
+    if model:
+        methods["refscale"] = model
+    if noref:
+        methods["noref"] = noref
+    result = evaluate(pairs, int(factor), methods, sites=list(sites) or None, seed=seed)
+    labels = list(result["mean"]["psnr"])
+    click.echo(f"{'site':<14}" + "".join(f"{m:>12}" for m in labels) + "   (PSNR dB / SSIM)")
+    for row in result["sites"] + [{"site": "mean", **result["mean"]}]:
+        click.echo(f"{row['site']:<14}" + "".join(
+            f"{row['psnr'].get(m, float('nan')):>6.2f}/{row['ssim'].get(m, float('nan')):.3f}"
+            for m in labels))
+    if json_out:
+        write_json(json_out, result)
+        click.echo(f"wrote {json_out}")
+
+
 def register(group: click.Group) -> None:
+    group.add_command(evaluate_cmd)
     group.add_command(train_cmd)
     group.add_command(info_cmd)

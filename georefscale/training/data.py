@@ -8,8 +8,6 @@ random positions with the same flip / 90-degree rotation applied to target and r
 
 from __future__ import annotations
 
-import re
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,18 +17,7 @@ import torch
 from rasterio.warp import Resampling, reproject
 
 from georefscale.errors import InputError
-
-SITE_DATE = re.compile(r"^(?P<site>.+)_(?P<date>\d{8})\.tif{1,2}$", re.IGNORECASE)
-
-
-def sites_in(folder: str | Path) -> dict[str, list[tuple[str, Path]]]:
-    """``{site: [(YYYYMMDD, path), ...]}`` sorted by date, for files named ``<site>_<date>.tif``."""
-    out: dict[str, list[tuple[str, Path]]] = defaultdict(list)
-    for path in sorted(Path(folder).iterdir()):
-        m = SITE_DATE.match(path.name)
-        if m:
-            out[m["site"]].append((m["date"], path))
-    return {site: sorted(dates) for site, dates in out.items()}
+from georefscale.sites import dated_files
 
 
 def site_pairs(
@@ -41,7 +28,7 @@ def site_pairs(
 ) -> list[tuple[Path, Path]]:
     """(target, reference) path pairs of consecutive dates, optionally restricted."""
     pairs = []
-    for site, dates in sites_in(folder).items():
+    for site, dates in dated_files(folder).items():
         if sites is not None and site not in sites:
             continue
         dates = [d for d in dates if max_date is None or d[0] <= max_date]
