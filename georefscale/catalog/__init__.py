@@ -2,7 +2,8 @@
 
 >>> from georefscale.catalog import Catalog
 >>> cat = Catalog.load("catalogs/naip.parquet")
->>> cat.query("-97.0,47.0,-96.99,47.01", before="2020-08-31").best.record.id
+>>> cat.query("-99.17,47.01,-99.14,47.03", before="2020-08-31").best.record.id
+'m_4709963_se_14_1_20190904'
 """
 
 from georefscale.catalog.core import Catalog

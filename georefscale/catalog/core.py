@@ -141,21 +141,7 @@ class Catalog:
     def index(self) -> QueryIndex:
         """The query index (built on first use)."""
         if self._index is None:
-            t = self._table
-            times = t.column("datetime").combine_chunks().cast(pa.int64())
-            bands = pc.list_value_length(t.column("bands").combine_chunks()).fill_null(0)
-            platform = pc.utf8_lower(t.column("platform").combine_chunks())
-            self._index = QueryIndex(
-                footprints=self._footprints,
-                times_us=times.to_numpy(zero_copy_only=False),
-                gsd=t.column("gsd").to_numpy().astype("float64"),
-                cloud=t.column("cloud_cover").to_numpy().astype("float64"),
-                band_count=bands.to_numpy(zero_copy_only=False),
-                platform=np.array(platform.to_pylist(), dtype=object),
-                ids=np.array(self.ids, dtype=object),
-                checksums=np.array(t.column("checksum").to_pylist(), dtype=object),
-                hrefs=np.array(t.column("href").to_pylist(), dtype=object),
-            )
+            self._index = QueryIndex(self._footprints, self._table)
         return self._index
 
     # ---------------------------------------------------------------- query

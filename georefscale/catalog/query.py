@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import shapely
 from shapely.geometry import shape
 
@@ -206,19 +208,19 @@ class QueryIndex:
     """Spatial index (shapely STRtree over EPSG:4326 footprints) plus the per-record arrays the
     filters and the ranking use. Built once per loaded catalog."""
 
-    def __init__(self, footprints: np.ndarray, times_us: np.ndarray, gsd: np.ndarray,
-                 cloud: np.ndarray, band_count: np.ndarray, platform: np.ndarray,
-                 ids: np.ndarray, checksums: np.ndarray, hrefs: np.ndarray) -> None:
+    def __init__(self, footprints: np.ndarray, table: pa.Table) -> None:
         self.footprints = footprints
         self.tree = shapely.STRtree(footprints)
-        self.times_us = times_us
-        self.gsd = gsd
-        self.cloud = cloud
-        self.band_count = band_count
-        self.platform = platform
-        self.ids = ids
-        self.checksums = checksums
-        self.hrefs = hrefs
+        self.table = table
+        self.times_us = table.column("datetime").combine_chunks().cast(pa.int64()).to_numpy()
+        self.gsd = table.column("gsd").to_numpy().astype("float64")
+        self.cloud = table.column("cloud_cover").to_numpy().astype("float64")
+        self.band_count = pc.list_value_length(table.column("bands").combine_chunks()).fill_null(
+            0).to_numpy(zero_copy_only=False)
+
+    def strings(self, column: str, rows: np.ndarray) -> np.ndarray:
+        """Values of a string column for ``rows`` (object array, None where missing)."""
+        return np.array(self.table.column(column).take(rows).to_pylist(), dtype=object)
 
     def search(self, aoi: shapely.Geometry, when: TimeFilter, *, platform: str | None = None,
                band_count: int | None = None,
@@ -242,18 +244,18 @@ class QueryIndex:
             keep &= gap_days <= when.max_age_days
         if platform:
             needle = platform.lower()
-            keep &= np.array([p is not None and needle in p for p in self.platform[rows]],
-                             dtype=bool)
+            keep &= np.array([p is not None and needle in p.lower()
+                              for p in self.strings("platform", rows)], dtype=bool)
         if band_count is not None:
             keep &= self.band_count[rows] == band_count
         if gsd is not None and gsd_tolerance is not None:
             keep &= np.abs(self.gsd[rows] / gsd - 1.0) <= gsd_tolerance
         if max_cloud is not None:
             keep &= ~(self.cloud[rows] > max_cloud)
-        for values, excluded in ((self.ids, exclude_ids), (self.checksums, exclude_checksums),
-                                 (self.hrefs, exclude_hrefs)):
+        for column, excluded in (("id", exclude_ids), ("checksum", exclude_checksums),
+                                 ("href", exclude_hrefs)):
             if excluded:
-                keep &= ~np.isin(values[rows], list(excluded))
+                keep &= ~np.isin(self.strings(column, rows), list(excluded))
         rows, gap_days = rows[keep], gap_days[keep]
         stats["passing_filters"] = int(rows.size)
         overlap = shapely.area(shapely.intersection(self.footprints[rows], aoi)) / aoi.area
@@ -268,7 +270,7 @@ class QueryIndex:
             "cloud": w["cloud"] * np.nan_to_num(cloud, nan=0.0) / 100.0,
         }
         score = sum(terms.values())
-        order = np.lexsort((self.ids[rows], gap_days, score))
+        order = np.lexsort((self.strings("id", rows), gap_days, score))
         rows, overlap, score = rows[order], overlap[order], score[order]
         raw = {"time_gap_days": gap_days[order], "gsd_ratio": ratio[order], "cloud_cover":
                cloud[order], **{f"term_{k}": v[order] for k, v in terms.items()}}

@@ -26,7 +26,9 @@ from georefscale.errors import InputError
 #: Multihash prefix of a SHA-256 digest (code 0x12, length 0x20), as used by STAC ``file:checksum``.
 SHA256_MULTIHASH_PREFIX = "1220"
 #: Vertices added per footprint edge before reprojection, so curved edges stay accurate.
-DENSIFY_POINTS = 20
+DENSIFY_POINTS = 10
+#: Tolerance (degrees, about 10 cm) for dropping reprojected vertices left on a straight edge.
+SIMPLIFY_DEGREES = 1e-6
 #: The valid-data mask is read at most this many pixels on its long side.
 MASK_MAX_SIDE = 512
 #: Tags holding an acquisition date, checked in this order.
@@ -226,19 +228,21 @@ def parse_datetime(value: str | date | datetime) -> datetime:
 
 def densified_footprint(geom: shapely.Geometry, src_crs: Any,
                         points_per_edge: int = DENSIFY_POINTS) -> shapely.Geometry:
-    """Reproject a footprint from ``src_crs`` to EPSG:4326 after adding ``points_per_edge``
-    vertices per edge of its bounding box size (cut at the antimeridian)."""
+    """Reproject a footprint from ``src_crs`` to EPSG:4326 (cut at the antimeridian): edges get
+    ``points_per_edge`` vertices per bounding-box side before the transform, and the vertices
+    that stay collinear within ``SIMPLIFY_DEGREES`` are dropped after it."""
     from rasterio.crs import CRS
     from rasterio.warp import transform_geom
 
+    crs = CRS.from_user_input(src_crs.to_wkt() if hasattr(src_crs, "to_wkt") else src_crs)
+    if crs == CRS.from_epsg(4326):
+        return geom
     west, south, east, north = geom.bounds
     step = max(east - west, north - south) / max(points_per_edge, 1)
     dense = shapely.segmentize(geom, step) if step > 0 else geom
-    crs = CRS.from_user_input(src_crs.to_wkt() if hasattr(src_crs, "to_wkt") else src_crs)
-    if crs == CRS.from_epsg(4326):
-        return dense
     out = shape(transform_geom(crs, "EPSG:4326", mapping(dense)))
-    return out if out.is_valid else shapely.make_valid(out)
+    out = out if out.is_valid else shapely.make_valid(out)
+    return shapely.simplify(out, SIMPLIFY_DEGREES)
 
 
 def valid_data_polygon(ds: Any, max_side: int = MASK_MAX_SIDE) -> shapely.Geometry | None:
