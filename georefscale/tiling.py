@@ -26,6 +26,9 @@ from rasterio.windows import Window
 
 from georefscale.errors import InputError
 
+#: Rows per call to the sink (bounds the temporary arrays of a flush).
+CHUNK_ROWS = 64
+
 Sink = Callable[[np.ndarray, int], None]
 """Receives finished full-width rows ``(bands, rows, width)`` (float32) and their first row."""
 
@@ -131,16 +134,11 @@ class Stitcher:
         full = tiling.tile(tiling.n_rows - 1, tiling.n_cols - 1, level).core
         self._cols = int(full.col_off + full.width) + 2 * self.halo  # buffer columns
         self._buf_row = -self.halo  # first raster row held in the buffer
-        self._acc = np.zeros((bands, 0, self._cols))
-        self._wsum = np.zeros((0, self._cols))
+        rows = tiling.tile_size // tiling._div(level) + 2 * self.halo  # one row of tile windows
+        self._acc = np.zeros((bands, rows, self._cols))
+        self._wsum = np.zeros((rows, self._cols))
         self._next = (0, 0)
         self._written = 0
-
-    def _grow(self, stop: int) -> None:
-        extra = stop - (self._buf_row + self._acc.shape[1])
-        if extra > 0:
-            self._acc = np.concatenate([self._acc, np.zeros((self.bands, extra, self._cols))], 1)
-            self._wsum = np.concatenate([self._wsum, np.zeros((extra, self._cols))], 0)
 
     def add(self, tile: Tile, array: np.ndarray) -> None:
         """Blend ``array`` (the output for ``tile``'s window at this level) into the buffer."""
@@ -158,7 +156,6 @@ class Stitcher:
             )
         r0 = int(win.row_off) - self._buf_row
         c0 = int(win.col_off) + self.halo
-        self._grow(int(win.row_off) + h)
         t = self.tiling
         weight = np.outer(
             blend_weights(h, self.halo, tile.row > 0, tile.row < t.n_rows - 1),
@@ -175,19 +172,24 @@ class Stitcher:
             self._next = (tile.row, tile.col + 1)
 
     def _flush(self, stop: int) -> None:
-        """Send rows [written, stop) (clipped to the raster) and drop what is before ``stop``."""
-        stop = min(stop, self.height)
-        if stop > self._written:
-            a = self._written - self._buf_row
-            b = stop - self._buf_row
-            cols = slice(self.halo, self.halo + self.width)
+        """Send rows [written, stop) (clipped to the raster) in chunks of ``CHUNK_ROWS`` and move
+        the rows from ``stop`` on to the top of the buffer."""
+        end = min(stop, self.height)
+        cols = slice(self.halo, self.halo + self.width)
+        for r in range(self._written, end, CHUNK_ROWS):
+            a, b = r - self._buf_row, min(r + CHUNK_ROWS, end) - self._buf_row
             rows = self._acc[:, a:b, cols] / self._wsum[a:b, cols]
-            self.sink(rows.astype(np.float32), self._written)
-            self._written = stop
-        drop = max(0, stop - self._buf_row)
-        self._acc = self._acc[:, drop:].copy()
-        self._wsum = self._wsum[drop:].copy()
-        self._buf_row += drop
+            self.sink(rows.astype(np.float32), r)
+        self._written = max(self._written, end)
+        drop = stop - self._buf_row
+        if drop > 0:
+            keep = max(self._wsum.shape[0] - drop, 0)
+            if keep:
+                self._acc[:, :keep] = self._acc[:, drop:].copy()
+                self._wsum[:keep] = self._wsum[drop:].copy()
+            self._acc[:, keep:] = 0.0
+            self._wsum[keep:] = 0.0
+            self._buf_row = stop
 
     def close(self) -> None:
         """Check that every tile was added and every row sent."""
