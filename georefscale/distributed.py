@@ -115,8 +115,9 @@ class SceneJob:
 
 @dataclass
 class ArchiveResult:
-    """What :func:`process_archive` did: one entry per scene (``id``, ``status`` = done / failed,
-    ``resumed``, ``error``, ``seconds``, ``worker``), the archive manifest path and wall time."""
+    """What :func:`process_archive` did: one entry per scene (``id``, ``status`` = done /
+    skipped (no earlier reference) / failed, ``resumed``, ``error``, ``seconds``, ``worker``),
+    the archive manifest path and wall time."""
 
     out: Path
     manifest: Path
@@ -158,9 +159,9 @@ def plan_archive(
     """One :class:`SceneJob` per catalog record acquired at or after ``after`` and strictly
     before ``before`` whose footprint intersects ``aoi`` (any CRS, see ``catalog.parse_aoi``),
     sorted by time then id. Each target's references are the catalog's ranking among strictly
-    earlier records with the same band count (none: the job notes it; a model needing a reference
-    then fails that scene). ``model="auto"`` picks a shipped model fitting the scene's bands and
-    dtype (bicubic when none does)."""
+    earlier records with the same band count (none: the job notes it and the archive skips it).
+    ``model="auto"`` picks a shipped model fitting the scene's bands and dtype (bicubic when
+    none does)."""
     from georefscale.catalog import Catalog, parse_aoi, parse_datetime
 
     cat = catalog if isinstance(catalog, Catalog) else Catalog.load(catalog)
@@ -304,6 +305,7 @@ def _finish_scene(job: SceneJob, staging: Path, out: Path) -> None:
     from georefscale.pipeline import ground
 
     lr = staging / f"{job.id}_lr.tif"
+    verify_product(lr)
     products = {"lr": lr}
     metrics: dict[str, Any] = {
         "target_bytes": Path(job.target.href).stat().st_size,
@@ -314,6 +316,7 @@ def _finish_scene(job: SceneJob, staging: Path, out: Path) -> None:
         hr = staging / f"{job.id}_hr.tif"
         refs = [r.href for r in job.references]
         ground(lr, refs, out=hr, alpha=job.alpha, seed=job.seed, cog=job.cog)
+        verify_product(hr)
         products["hr"] = hr
         metrics.update(reconstruction_error(job.target.href, lr, hr))
     manifest = {
@@ -330,6 +333,24 @@ def _finish_scene(job: SceneJob, staging: Path, out: Path) -> None:
     }
     write_json(staging / MANIFEST, manifest)
     _publish(staging, out / job.id)
+
+
+def verify_product(path: Path) -> None:
+    """Decode every block of a written GeoTIFF: GDAL reports some write failures (a full disk,
+    a file size limit) only as log messages, leaving a truncated file behind."""
+    import rasterio
+    from rasterio.errors import RasterioError
+
+    try:
+        with rasterio.open(path) as ds:
+            for _, win in ds.block_windows(1):
+                ds.read(window=win)
+    except RasterioError as exc:
+        size = path.stat().st_size if path.exists() else 0
+        raise OSError(
+            f"{path.name}: written product does not read back ({size} bytes; disk full or "
+            f"I/O error?): {exc}"
+        ) from None
 
 
 def reconstruction_error(target: PathLike, lr: PathLike, hr: PathLike) -> dict[str, float]:
@@ -676,6 +697,7 @@ def process_archive(
     scheduler: str | None = None,
     split_pixels: int = DEFAULT_SPLIT_PIXELS,
     band_rows: int = DEFAULT_BAND_ROWS,
+    connect_timeout: float = CONNECT_TIMEOUT,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> ArchiveResult:
@@ -685,8 +707,9 @@ def process_archive(
     ``workers=0`` runs the serial path in this process; otherwise tasks run on a LocalCluster
     of ``workers`` process workers, or on the running ``scheduler`` (address, e.g.
     ``tcp://10.0.0.5:8786``; inputs and ``out`` must then be on storage every worker and this
-    process see under the same paths). Nothing is written before the plan is made and the
-    cluster answers. ``log`` receives the dashboard link and the summary line.
+    process see under the same paths; InputError when it does not answer within
+    ``connect_timeout`` s). Nothing is written before the plan is made and the cluster answers.
+    ``log`` receives the dashboard link and the summary line.
     """
     t0 = time.perf_counter()
     jobs = plan_archive(
@@ -706,7 +729,7 @@ def process_archive(
     }
     if workers == 0 and scheduler is None:
         return _run(jobs, out, header, None, t0, progress, say, band_rows)
-    with connect(workers, scheduler) as client:
+    with connect(workers, scheduler, connect_timeout) as client:
         say(f"dask dashboard: {client.dashboard_link}")
         return _run(jobs, out, header, client, t0, progress, say, band_rows)
 
@@ -733,7 +756,9 @@ def _run(jobs, out: Path, header: dict, client, t0: float, progress: bool, say,
 
     todo = []
     for job in jobs:
-        if is_finished(job, out):
+        if not job.references:
+            record(_entry(job, "skipped", job.note, 0.0))
+        elif is_finished(job, out):
             record(_entry(job, "done", None, 0.0, resumed=True))
         else:
             todo.append(job)
@@ -751,7 +776,8 @@ def _run(jobs, out: Path, header: dict, client, t0: float, progress: bool, say,
     _write_archive_manifest(result.manifest, header, jobs, entries, t0)
     say(
         f"{len(jobs)} scenes: {result.count('done') - result.resumed} processed, "
-        f"{result.resumed} already done, {len(result.failed)} failed "
+        f"{result.resumed} already done, {result.count('skipped')} skipped (no reference), "
+        f"{len(result.failed)} failed "
         f"({result.seconds:.1f} s); manifest {result.manifest}"
     )
     return result

@@ -1,0 +1,331 @@
+"""Archives on Dask distributed: real LocalCluster process workers, a `dask scheduler` and
+`dask worker`s started as processes on 127.0.0.1 (one killed mid-run), compared byte for byte
+with the serial path on real OSCD / NAIP scenes (bicubic model: fast and deterministic)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from georefscale.catalog import Catalog, ingest
+from georefscale.cli import main
+from georefscale.cli.archive import DEFAULT_MODEL as CLI_DEFAULT_MODEL
+from georefscale.distributed import (
+    SceneJob,
+    is_finished,
+    plan_archive,
+    process_archive,
+)
+from georefscale.errors import InputError
+from georefscale.pipeline import DEFAULT_MODEL
+
+OSCD = [("norcia", "20150711"), ("norcia", "20171018"), ("rio", "20160424"), ("rio", "20171011")]
+STATUS = {"norcia_20150711": "skipped", "rio_20160424": "skipped",  # first date: no reference
+          "norcia_20171018": "done", "rio_20171011": "done"}
+NAIP = "m_4709963_se_14_1_{}.tif"
+CLI = shutil.which("georefscale") or "georefscale"
+# Same products everywhere: small tiles so the split path has several bands; with
+# split_pixels=100_000 the rio scenes (426 x 353) are split across workers, norcia (385 x 241) not.
+OPTS = {"model": "bicubic", "tile": 128, "halo": 16, "ground": True, "progress": False}
+SPLIT = {"split_pixels": 100_000, "band_rows": 1}
+
+
+def _tree(root: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``root`` but the archive manifest (which holds timings)."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.relative_to(root) != Path("manifest.json")
+    }
+
+
+def _hidden(root: Path) -> list[str]:
+    return [p.name for p in root.iterdir() if p.name.startswith(".")]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def oscd_files(oscd_dir: Path) -> list[Path]:
+    return [oscd_dir / f"{city}_{day}.tif" for city, day in OSCD]
+
+
+@pytest.fixture(scope="module")
+def oscd_catalog(oscd_files) -> Catalog:
+    return Catalog.from_records(ingest(oscd_files).records)
+
+
+@pytest.fixture(scope="module")
+def serial(oscd_catalog, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("serial") / "out"
+    result = process_archive(oscd_catalog, out, workers=0, **OPTS)
+    assert {s["id"]: s["status"] for s in result.scenes} == STATUS, result.scenes
+    return out
+
+
+def test_default_model_names_agree():
+    assert CLI_DEFAULT_MODEL == DEFAULT_MODEL
+
+
+def test_plan_picks_earlier_references_in_the_window(naip_dir: Path):
+    cat = Catalog.from_records(ingest([naip_dir]).records)
+    jobs = plan_archive(cat, after="2014-01-01", before="2020-01-01", model="bicubic")
+    assert [j.id[-8:] for j in jobs] == [
+        "20140720", "20150926", "20160816", "20170827", "20180716", "20190904"]
+    for job in jobs:
+        assert job.references and all(r.datetime < job.target.datetime for r in job.references)
+        assert len(job.target.sha256) == 64 and not job.split
+    assert jobs[0].references[0].id == NAIP.format("20120731").removesuffix(".tif")
+    assert jobs[-1].references[0].id == NAIP.format("20180716").removesuffix(".tif")
+    first = plan_archive(cat, before="2010-01-01", model="bicubic")
+    assert len(first) == 1 and first[0].references == ()
+    assert first[0].note == "no earlier reference in the catalog"
+    assert plan_archive(cat, aoi="10,10,11,11", model="bicubic") == []  # AOI elsewhere
+    with pytest.raises(InputError, match="not before"):
+        plan_archive(cat, after="2020-01-01", before="2019-01-01")
+
+
+def test_auto_model_fits_the_scene(oscd_catalog):
+    from georefscale.engine import models_for
+
+    for job in plan_archive(oscd_catalog, model="auto", factor=4):
+        fits = models_for(4, "uint16", 4)
+        assert job.model in (fits or ["bicubic"]) and job.model_choice.startswith("auto")
+
+
+def test_serial_manifests_and_resume(serial: Path, oscd_catalog, tmp_path: Path):
+    assert _hidden(serial) == []
+    scene = json.loads((serial / "rio_20171011" / "manifest.json").read_text())
+    assert scene["status"] == "done" and scene["model"] == "bicubic"
+    assert [r["id"] for r in scene["references"]] == ["rio_20160424"]
+    lr = serial / "rio_20171011" / scene["products"]["lr"]["file"]
+    assert hashlib.sha256(lr.read_bytes()).hexdigest() == scene["products"]["lr"]["sha256"]
+    assert scene["metrics"]["psnr_db"] > 25 and scene["metrics"]["size_ratio"] > 1
+    summary = json.loads((serial / "manifest.json").read_text())
+    assert summary["summary"] == {"done": 2, "skipped": 2, "resumed": 0}
+    assert summary["cluster"] == {"kind": "serial"}
+    skipped = [s for s in summary["scenes"] if s["status"] == "skipped"]
+    assert {s["error"] for s in skipped} == {"no earlier reference in the catalog"}
+    assert sorted(p.name for p in serial.iterdir()) == [
+        "manifest.json", "norcia_20171018", "rio_20171011"]
+    # resume: a rerun skips both; a corrupted product is redone, with the same bytes
+    result = process_archive(oscd_catalog, serial, workers=0, **OPTS)
+    assert result.resumed == 2
+    out = tmp_path / "out"
+    shutil.copytree(serial, out)
+    (out / "rio_20171011" / "rio_20171011_lr.tif").write_bytes(b"half-written")
+    result = process_archive(oscd_catalog, out, workers=0, **OPTS)
+    assert {s["id"] for s in result.scenes if s.get("resumed")} == {"norcia_20171018"}
+    assert _tree(out) == _tree(serial) and not result.failed
+
+
+def test_local_cluster_matches_serial(serial: Path, oscd_catalog, tmp_path: Path):
+    """The real thing: a LocalCluster of 2 process workers (1 thread each); rio is split."""
+    out = tmp_path / "out"
+    result = process_archive(oscd_catalog, out, workers=2, **OPTS, **SPLIT)
+    assert not result.failed, result.failed
+    assert {s["id"]: s["status"] for s in result.scenes} == STATUS
+    assert [s["id"] for s in result.scenes if s.get("split")] == ["rio_20171011"]
+    pids = {s["worker"] for s in result.scenes if s["status"] == "done" and not s.get("split")}
+    assert str(os.getpid()) not in {w.rsplit(":", 1)[1] for w in pids}  # ran on the workers
+    assert _tree(out) == _tree(serial) and _hidden(out) == []
+    assert json.loads((out / "manifest.json").read_text())["cluster"]["workers"] == 2
+
+
+def test_vanished_reference_and_missing_target_fail_per_scene(oscd_dir, oscd_files, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for f in [*oscd_files, *oscd_dir.glob("brasilia_*.tif")]:
+        shutil.copy(f, data / f.name)
+    cat = Catalog.from_records(ingest([data]).records)
+    (data / "rio_20160424.tif").unlink()  # catalogued, then gone
+    (data / "norcia_20171018.tif").unlink()
+    out = tmp_path / "out"
+    result = process_archive(cat, out, workers=0, **OPTS)
+    status = {s["id"]: (s["status"], s["error"]) for s in result.scenes}
+    assert status["rio_20171011"][0] == "failed"
+    assert "rio_20160424.tif: reference rio_20160424 does not exist" in status["rio_20171011"][1]
+    assert status["norcia_20171018"][0] == "failed"
+    assert "norcia_20171018.tif: target norcia_20171018 does not exist" in status[
+        "norcia_20171018"][1]
+    assert status["brasilia_20171017"] == ("done", None)
+    assert sorted(p.name for p in out.iterdir()) == ["brasilia_20171017", "manifest.json"]
+    summary = json.loads((out / "manifest.json").read_text())["summary"]
+    assert summary == {"done": 1, "failed": 2, "skipped": 3, "resumed": 0}
+
+
+def test_full_disk_fails_the_scene_and_the_rerun_completes(oscd_catalog, serial, tmp_path):
+    """Files above 50 kB cannot be written (RLIMIT_FSIZE, as on a full disk): rio's 65 kB LR
+    fails, norcia's 42 kB one is written; the rerun without the limit redoes only rio (LR
+    only, no ground: the HR files are larger)."""
+    catalog = tmp_path / "cat.parquet"
+    oscd_catalog.save(catalog)
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
+
+    out = tmp_path / "out"
+    args = [CLI, "archive", str(catalog), "-o", str(out),
+            "-m", "bicubic", "--tile", "128", "--halo", "16", "-w", "0", "--no-progress"]
+    proc = subprocess.run(args, preexec_fn=limit, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "georefscale: error: 1 of 4 scenes failed (first: rio_20171011" in proc.stderr
+    failed = {s["id"]: s["error"] for s in json.loads((out / "manifest.json").read_text())[
+        "scenes"] if s["status"] == "failed"}
+    assert set(failed) == {"rio_20171011"}, failed
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "norcia_20171018"]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "1 processed, 1 already done, 2 skipped (no reference), 0 failed" in proc.stderr
+    lr = {k: v for k, v in _tree(serial).items() if k.endswith("_lr.tif")}
+    assert {k: v for k, v in _tree(out).items() if k.endswith("_lr.tif")} == lr
+
+
+def test_unreachable_scheduler_writes_nothing(oscd_catalog, tmp_path: Path):
+    out = tmp_path / "out"
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    with pytest.raises(InputError, match=f"scheduler {address} does not answer"):
+        process_archive(oscd_catalog, out, scheduler=address, connect_timeout=1, **OPTS)
+    assert not out.exists()
+    res = CliRunner().invoke(main, ["archive", str(tmp_path / "none.parquet"), "-o", str(out)])
+    assert res.exit_code == 1 and "georefscale: error:" in res.output and not out.exists()
+
+
+def test_output_path_that_is_a_file(oscd_catalog, tmp_path: Path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="is not a directory"):
+        process_archive(oscd_catalog, tmp_path / "file" / "out", workers=0, **OPTS)
+
+
+# -- a scheduler and workers started as separate processes -------------------------------------
+
+
+@pytest.fixture
+def cluster(tmp_path: Path):
+    """`dask scheduler` + 2 `dask worker` processes (no nanny: a kill is final) on 127.0.0.1."""
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    log = (tmp_path / "dask.log").open("w")
+    procs = {"scheduler": subprocess.Popen(
+        ["dask", "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+        stdout=log, stderr=subprocess.STDOUT, env=env)}
+    for name in ("w0", "w1"):
+        procs[name] = subprocess.Popen(
+            ["dask", "worker", address, "--name", name, "--nthreads", "1", "--no-nanny",
+             "--no-dashboard", "--host", "127.0.0.1",
+             "--local-directory", str(tmp_path / name)],
+            stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        from distributed import Client
+
+        with Client(address, timeout=30) as client:
+            client.wait_for_workers(2, timeout=60)
+            yield address, procs, client
+    finally:
+        for p in reversed(procs.values()):
+            if p.poll() is None:
+                p.terminate()
+        for p in procs.values():
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def naip_catalog(naip_dir: Path) -> Catalog:
+    return Catalog.from_records(ingest([naip_dir]).records)
+
+
+NAIP_RUN = {**OPTS, "after": "2015-01-01", "tile": 256, "halo": 32}
+
+
+@pytest.fixture(scope="module")
+def naip_serial(naip_catalog, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("naip") / "serial"
+    result = process_archive(naip_catalog, out, workers=0, **NAIP_RUN)
+    assert len(result.scenes) == 6 and not result.failed
+    return out
+
+
+def test_external_scheduler_survives_a_killed_worker(cluster, naip_catalog, naip_serial,
+                                                      tmp_path: Path):
+    """6 NAIP scenes (two split into bands) on a separately started scheduler; worker w0 is
+    SIGKILLed while it processes a task; the rest of the run (and the lost task) finishes on
+    w1 with exactly the serial bytes."""
+    address, procs, client = cluster
+    out = tmp_path / "out"
+    outcome: dict = {}
+    run = threading.Thread(target=lambda: outcome.update(result=process_archive(
+        naip_catalog, out, scheduler=address, split_pixels=675_500, band_rows=1, **NAIP_RUN)))
+    run.start()
+    names = {addr: w["name"] for addr, w in client.scheduler_info()["workers"].items()}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        busy = {names.get(a) for a, keys in client.processing().items() if keys}
+        if "w0" in busy and out.is_dir() and any(p.name.startswith(".") for p in out.iterdir()):
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("worker w0 never got a task")
+    procs["w0"].send_signal(signal.SIGKILL)
+    procs["w0"].wait(timeout=10)
+    run.join(timeout=240)
+    assert not run.is_alive()
+    result = outcome["result"]
+    assert not result.failed, result.failed
+    assert sum(bool(s.get("split")) for s in result.scenes) == 2  # the 934 x 724 scenes
+    assert _tree(out) == _tree(naip_serial) and _hidden(out) == []
+    summary = json.loads((out / "manifest.json").read_text())
+    assert summary["cluster"]["scheduler"] == address and summary["summary"]["done"] == 6
+
+
+@pytest.mark.slow
+def test_ctrl_c_then_resume_gives_the_same_files(naip_catalog, naip_serial, tmp_path: Path):
+    """Ctrl-C (SIGINT) to `georefscale archive` after the first finished scene; the folder
+    holds only complete scenes; the rerun skips them and ends with the serial bytes."""
+    catalog = tmp_path / "naip.parquet"
+    naip_catalog.save(catalog)
+    out = tmp_path / "out"
+    args = [CLI, "archive", str(catalog), "-o", str(out),
+            "-m", "bicubic", "--after", "2015-01-01", "--tile", "256", "--halo", "32",
+            "--ground", "-w", "1", "--no-progress"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (
+        out.is_dir() and any(not p.name.startswith(".") and p.is_dir() for p in out.iterdir())
+    ):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    done = [p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    assert 1 <= len(done) < 6
+    for folder in done:  # every published scene is complete
+        job = [j for j in plan_archive(naip_catalog, **{k: v for k, v in NAIP_RUN.items()
+                                                        if k != "progress"})
+               if j.id == folder.name][0]
+        assert isinstance(job, SceneJob) and is_finished(job, out)
+    rerun = subprocess.run(args, capture_output=True, text=True, timeout=240)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{len(done)} already done, 0 failed" in rerun.stderr
+    assert _tree(out) == _tree(naip_serial)
