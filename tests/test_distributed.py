@@ -267,24 +267,23 @@ def naip_serial(naip_catalog, tmp_path_factory) -> Path:
     return out
 
 
-def test_external_scheduler_survives_a_killed_worker(cluster, naip_catalog, naip_serial,
+def test_external_scheduler_survives_a_killed_worker(cluster, oscd_catalog, serial,
                                                       tmp_path: Path):
-    """6 NAIP scenes (two split into bands) on a separately started scheduler; worker w0 is
-    SIGKILLed while it processes a task; the rest of the run (and the lost task) finishes on
-    w1 with exactly the serial bytes."""
+    """The OSCD scenes (rio split into tile bands) on a separately started scheduler; worker w0
+    is SIGKILLed while the scheduler has tasks on it; the lost tasks and the rest of the run
+    finish on w1 with exactly the serial bytes and nothing half-written."""
     address, procs, client = cluster
     out = tmp_path / "out"
     outcome: dict = {}
     run = threading.Thread(target=lambda: outcome.update(result=process_archive(
-        naip_catalog, out, scheduler=address, split_pixels=675_500, band_rows=1, **NAIP_RUN)))
+        oscd_catalog, out, scheduler=address, **OPTS, **SPLIT)))
     run.start()
     names = {addr: w["name"] for addr, w in client.scheduler_info()["workers"].items()}
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        busy = {names.get(a) for a, keys in client.processing().items() if keys}
-        if "w0" in busy and out.is_dir() and any(p.name.startswith(".") for p in out.iterdir()):
+        if any(names.get(a) == "w0" and keys for a, keys in client.processing().items()):
             break
-        time.sleep(0.05)
+        time.sleep(0.01)
     else:
         pytest.fail("worker w0 never got a task")
     procs["w0"].send_signal(signal.SIGKILL)
@@ -293,10 +292,11 @@ def test_external_scheduler_survives_a_killed_worker(cluster, naip_catalog, naip
     assert not run.is_alive()
     result = outcome["result"]
     assert not result.failed, result.failed
-    assert sum(bool(s.get("split")) for s in result.scenes) == 2  # the 934 x 724 scenes
-    assert _tree(out) == _tree(naip_serial) and _hidden(out) == []
+    assert {s["id"]: s["status"] for s in result.scenes} == STATUS
+    assert _tree(out) == _tree(serial) and _hidden(out) == []
     summary = json.loads((out / "manifest.json").read_text())
-    assert summary["cluster"]["scheduler"] == address and summary["summary"]["done"] == 6
+    assert summary["cluster"]["scheduler"] == address and summary["summary"]["done"] == 2
+    assert len(client.scheduler_info()["workers"]) == 1  # w0 is gone for good
 
 
 @pytest.mark.slow
