@@ -327,5 +327,5 @@ def test_ctrl_c_then_resume_gives_the_same_files(naip_catalog, naip_serial, tmp_
         assert isinstance(job, SceneJob) and is_finished(job, out)
     rerun = subprocess.run(args, capture_output=True, text=True, timeout=240)
     assert rerun.returncode == 0, rerun.stderr
-    assert f"{len(done)} already done, 0 failed" in rerun.stderr
+    assert f"{len(done)} already done, 0 skipped (no reference), 0 failed" in rerun.stderr
     assert _tree(out) == _tree(naip_serial)
