@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import resource
 import shutil
@@ -168,32 +169,40 @@ def test_vanished_reference_and_missing_target_fail_per_scene(oscd_dir, oscd_fil
     assert sorted(p.name for p in out.iterdir()) == ["brasilia_20171017", "manifest.json"]
     summary = json.loads((out / "manifest.json").read_text())["summary"]
     assert summary == {"done": 1, "failed": 2, "skipped": 3, "resumed": 0}
+    catalog = cat.save(tmp_path / "cat.parquet")
+    res = CliRunner().invoke(main, ["archive", str(catalog), "-o", str(out), "-m", "bicubic",
+                                    "--tile", "128", "--halo", "16", "--ground", "-w", "0",
+                                    "--no-progress"])
+    assert res.exit_code == 1
+    assert "georefscale: error: 2 of 6 scenes failed (first: rio_20171011:" in res.output
+    assert "1 already done, 3 skipped (no reference), 2 failed" in res.output
+
+
+def _archive_with_file_size_limit(catalog: Catalog, out: Path, limit: int) -> None:
+    """A serial archive run in a forked process that cannot write files above ``limit`` bytes
+    (RLIMIT_FSIZE, SIGXFSZ ignored: writes fail with EFBIG as they would on a full disk)."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    process_archive(catalog, out, workers=0, **{**OPTS, "ground": False})
 
 
 def test_full_disk_fails_the_scene_and_the_rerun_completes(oscd_catalog, serial, tmp_path):
-    """Files above 50 kB cannot be written (RLIMIT_FSIZE, as on a full disk): rio's 65 kB LR
-    fails, norcia's 42 kB one is written; the rerun without the limit redoes only rio (LR
-    only, no ground: the HR files are larger)."""
-    catalog = tmp_path / "cat.parquet"
-    oscd_catalog.save(catalog)
-
-    def limit() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
-
+    """With files above 50 kB unwritable, rio's 65 kB LR fails (GDAL leaves a truncated file
+    and only logs the error: the archive must notice), norcia's 42 kB one is published; the
+    rerun without the limit redoes only rio (LR only: the HR files are larger)."""
     out = tmp_path / "out"
-    args = [CLI, "archive", str(catalog), "-o", str(out),
-            "-m", "bicubic", "--tile", "128", "--halo", "16", "-w", "0", "--no-progress"]
-    proc = subprocess.run(args, preexec_fn=limit, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1, proc.stderr
-    assert "georefscale: error: 1 of 4 scenes failed (first: rio_20171011" in proc.stderr
-    failed = {s["id"]: s["error"] for s in json.loads((out / "manifest.json").read_text())[
-        "scenes"] if s["status"] == "failed"}
-    assert set(failed) == {"rio_20171011"}, failed
+    child = multiprocessing.get_context("fork").Process(
+        target=_archive_with_file_size_limit, args=(oscd_catalog, out, 50_000))
+    child.start()
+    child.join(timeout=120)
+    assert child.exitcode == 0
+    scenes = json.loads((out / "manifest.json").read_text())["scenes"]
+    failed = {s["id"]: s["error"] for s in scenes if s["status"] == "failed"}
+    assert list(failed) == ["rio_20171011"], scenes
+    assert "rio_20171011_lr.tif: written product does not read back" in failed["rio_20171011"]
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "norcia_20171018"]
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert "1 processed, 1 already done, 2 skipped (no reference), 0 failed" in proc.stderr
+    result = process_archive(oscd_catalog, out, workers=0, **{**OPTS, "ground": False})
+    assert not result.failed and result.resumed == 1
     lr = {k: v for k, v in _tree(serial).items() if k.endswith("_lr.tif")}
     assert {k: v for k, v in _tree(out).items() if k.endswith("_lr.tif")} == lr
 
