@@ -5,6 +5,9 @@ then back up to HR), in the same run.
 The scene is a mosaic of the real OSCD Sentinel-2 scenes (see ``peak_rss.py``).
 
     python benchmarks/tiling_overhead.py [--size 4000] [--repeat 2] [--json out.json]
+
+On a shared, loaded 2-core machine run it with ``OMP_NUM_THREADS=1``: torch's spinning worker
+threads otherwise dominate the small per-tile tensor ops.
 """
 
 from __future__ import annotations
@@ -52,6 +55,12 @@ def tiled_round_trip(target: Path, ref: Path, tmp: Path) -> None:
     ground(tmp / "lr.tif", ref, out=tmp / "hr.tif")
 
 
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=4000)
@@ -83,7 +92,8 @@ def main() -> None:
     a.json.write_text(json.dumps({"benchmark": "tiling_overhead", "size": a.size, "bands": 4,
                                   "dtype": "uint16", "factor": 4, "model": "bicubic",
                                   "tile": 512, "halo": 32, "seconds": times, "best": best,
-                                  "ratio": ratio, "cpus": os.cpu_count()}, indent=2) + "\n")
+                                  "ratio": ratio, "cpus": os.cpu_count(),
+                                  "torch_threads": _torch_threads()}, indent=2) + "\n")
     print(f"wrote {a.json}")
 
 

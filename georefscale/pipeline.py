@@ -47,8 +47,8 @@ DEFAULT_TILE = 512
 DEFAULT_HALO = 32
 #: Largest window (pixels per side) used to estimate the reference shift.
 SHIFT_WINDOW = 1024
-#: GDAL block cache (MB) while processing: bounded, so memory does not grow with the scene.
-GDAL_CACHE_MB = 256
+#: GDAL block cache (bytes: rasterio passes integers to GDALSetCacheMax64) while processing.
+GDAL_CACHE_BYTES = 256 * 2**20
 FORMAT_VERSION = "1"
 
 PathLike = str | os.PathLike
@@ -290,7 +290,7 @@ def onboard_datasets(
     nodata = target.nodata
     tags = {**target.tags(), **info.to_tags()}
     with (
-        rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB),
+        rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES),
         GeoTIFFWriter(
             out,
             grid.scaled(f),
@@ -372,7 +372,7 @@ def ground_datasets(
         )
     )
     with (
-        rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB),
+        rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES),
         GeoTIFFWriter(
             out,
             grid,
