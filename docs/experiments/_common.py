@@ -197,7 +197,7 @@ def write_outputs(out: Path, name: str, result: dict, markdown: str, fig=None) -
         import matplotlib.pyplot as plt
 
         with atomic_output(out / f"{name}.png", suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=72)
+            fig.savefig(tmp, dpi=64)
             tmp.chmod(0o644)
         plt.close(fig)
         written.append(out / f"{name}.png")
