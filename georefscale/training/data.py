@@ -108,10 +108,10 @@ class PairCrops:
     def fixed(self, count: int, crop: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``count`` deterministic centre crops (validation), one per scene in turn."""
         xs, rs = [], []
+        c = min([crop] + [min(x.shape[1:]) for x, _, _ in self.scenes]) // 4 * 4
         for k in range(count):
             x, ref, _ = self.scenes[k % len(self.scenes)]
             h, w = x.shape[1:]
-            c = min(crop, h, w) // 4 * 4
             i, j = (h - c) // 2, (w - c) // 2
             xs.append(x[:, i : i + c, j : j + c])
             rs.append(ref[:, i : i + c, j : j + c])

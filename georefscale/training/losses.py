@@ -21,7 +21,7 @@ from georefscale.engine.rescaler import quantize
 class LossWeights:
     guidance: float = 10.0
     reconstruction: float = 1.0
-    latent: float = 0.01
+    latent: float = 0.001
 
 
 def irn_losses(
