@@ -2,8 +2,10 @@
 process workers (1 thread each) over the real sample archive (OSCD + NAIP catalogs), and the
 overhead of the distributed path against the serial one with one worker.
 
-Every run starts from an empty output folder; cluster start-up (process spawn + imports) is
-timed separately from processing. The serial path also runs torch / BLAS on one thread.
+Every run starts from an empty output folder. Start-up (cluster spawn, plus one warm-up scene
+per process so that imports and GDAL / torch initialisation are not billed to the run; the
+serial path gets the same warm-up) is timed separately from processing. The serial path also
+runs torch / BLAS on one thread.
 
     python benchmarks/archive_scaling.py [--model bicubic] [--ground] [--repeat 1]
 """
@@ -25,25 +27,25 @@ CATALOGS = [REPO / "catalogs" / "oscd.parquet", REPO / "catalogs" / "naip.parque
 RESULTS = REPO / "benchmarks" / "results" / "archive_scaling.json"
 
 
-def _warm(client) -> None:
-    """Import the pipeline (torch, rasterio) on every worker so start-up is not billed twice."""
-    def warm() -> None:
-        import georefscale.distributed as d
-        import georefscale.pipeline as p
+def _warm_scene(job) -> None:
+    """Process one real scene into a scratch folder: a fresh process pays its one-off costs
+    (imports, GDAL and torch initialisation) here, not in the timed run."""
+    from georefscale.distributed import run_scene
 
-        d._cached_model("bicubic", 4, p.load_model)
-        with d.single_threaded():
-            pass
-
-    client.run(warm)
+    scratch = tempfile.mkdtemp(prefix="archive-warm-")
+    try:
+        run_scene(job, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def run(model: str, ground: bool, repeat: int) -> dict:
     from georefscale.catalog import Catalog
-    from georefscale.distributed import connect, process_archive
+    from georefscale.distributed import connect, plan_archive, process_archive
 
     catalogs = [Catalog.load(c) for c in CATALOGS]
     opts = {"model": model, "ground": ground, "progress": False}
+    warm = plan_archive(catalogs[0], model=model, ground=ground)[-1]
     rows = []
     tmp = Path(tempfile.mkdtemp(prefix="archive-bench-"))
     try:
@@ -53,7 +55,9 @@ def run(model: str, ground: bool, repeat: int) -> dict:
                     t0 = time.perf_counter()
                     client = stack.enter_context(connect(workers)) if workers else None
                     if client is not None:
-                        _warm(client)
+                        client.run(_warm_scene, warm)
+                    else:
+                        _warm_scene(warm)
                     startup = time.perf_counter() - t0
                     t1 = time.perf_counter()
                     scenes = failed = 0
