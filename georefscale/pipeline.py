@@ -133,7 +133,8 @@ class LRInfo:
         if not tags:
             raise InputError(f"{path}: not a georefscale LR product (no GEOREFSCALE_* tags)")
         try:
-            ids, shas = tags["REFERENCE_ID"], tags["REFERENCE_SHA256"]
+            # GDAL drops empty tags: no reference -> no REFERENCE_* tags
+            ids, shas = tags.get("REFERENCE_ID", ""), tags.get("REFERENCE_SHA256", "")
             grid = Grid(
                 crs=ds.crs,
                 transform=Affine(*json.loads(tags["TARGET_TRANSFORM"])),
@@ -161,7 +162,8 @@ class LRInfo:
 
 
 def encode_ranges(indices: Iterable[int]) -> str:
-    """``[0, 1, 2, 5, 7, 8]`` -> ``"0-2,5,7-8"`` (sorted, compact)."""
+    """``[0, 1, 2, 5, 7, 8]`` -> ``"0-2,5,7-8"`` (sorted, compact); ``"none"`` when empty (GDAL
+    drops empty tags)."""
     parts: list[str] = []
     run: list[int] = []
     for i in sorted(set(indices)):
@@ -173,13 +175,13 @@ def encode_ranges(indices: Iterable[int]) -> str:
         run = [i]
     if run:
         parts.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
-    return ",".join(parts)
+    return ",".join(parts) or "none"
 
 
 def decode_ranges(text: str) -> tuple[int, ...]:
     """Inverse of :func:`encode_ranges` (ValueError on malformed text)."""
     out: list[int] = []
-    for part in filter(None, text.split(",")):
+    for part in filter(None, text.replace("none", "").split(",")):
         a, _, b = part.partition("-")
         lo, hi = int(a), int(b) if b else int(a)
         if lo < 0 or hi < lo:
@@ -338,7 +340,8 @@ def roundtrip(
         lr, as_da = done.path, done.as_da
         if hr_out is None and not as_da:
             raise InputError("roundtrip: hr_out (the HR GeoTIFF to write) is required")
-        hr, _ = _ground(ws, lr, None if catalog is not None else reference, out=hr_out,
+        hr, _ = _ground(ws, lr, None if catalog is not None else reference,
+                        out=hr_out if hr_out is not None else ws.path("hr.tif"),
                         catalog=catalog, archive=archive, alpha=alpha, seed=seed, cog=cog,
                         relevance_out=relevance_out, model=done.model,
                         noref_model=done.fallback, progress=progress)
@@ -448,13 +451,13 @@ def noref_twin(model, noref_model: ModelLike | None = AUTO):
     return twin
 
 
-def _given(model: ModelLike | None, name: str, factor: int, role: str):
+def _given(model: ModelLike | None, name: str, factor: int, role: str, lr_name: str):
     """The recorded model ``name``: the given object (name checked) or loaded by name."""
     if model is None:
         return load_model(name, factor)
     m = resolve_model(model, factor)
     if m.name != name:
-        raise InputError(f"the LR product was made with {role} {name}, not {m.name}")
+        raise InputError(f"{lr_name}: made with {role} {name}, not {m.name}")
     return m
 
 
@@ -772,10 +775,11 @@ def _ground(ws: _Workspace, lr, reference, *, out, catalog=None, archive=None, a
         else:
             refs = ws.references(reference)
         _check_refs(info, refs, lname)
-        m = _given(model, info.model, info.factor, "model")
+        m = _given(model, info.model, info.factor, "model", lname)
         fallback = None
-        if info.fallback_tiles:
-            fallback = _given(noref_model, info.fallback_model, info.factor, "no-reference model")
+        if info.fallback_tiles and not relevance_only:
+            fallback = _given(noref_model, info.fallback_model, info.factor,
+                              "no-reference model", lname)
         if relevance_out is not None and not m.uses_reference:
             raise InputError(f"{lname}: made with {m.name}, which uses no reference: there is no "
                              "relevance map")
@@ -952,7 +956,7 @@ def ground_datasets(
             f"{lr_name}: {len(fallback)} tiles were made without the reference for tile "
             f"{info.tile} / halo {info.halo}; ground with the recorded tiling"
         )
-    if fallback and fallback_model is None:
+    if fallback and out is not None and fallback_model is None:
         raise InputError(f"{lr_name}: needs the no-reference model {info.fallback_model}")
     tiling = Tiling(
         grid.height,
@@ -998,9 +1002,8 @@ def ground_datasets(
             y, mask = to_float(read_window(lr, lt.window), scale, nodata)
             hr_mask = np.repeat(np.repeat(mask, f, axis=1), f, axis=2)
             use_fallback = t.row * tiling.n_cols + t.col in fallback
-            m = fallback_model if use_fallback else model
-            ref = None
-            if m.uses_reference:
+            m, ref = (fallback_model, None) if use_fallback else (model, None)
+            if not use_fallback and m.uses_reference:
                 ref = _reference_tile(references, grid, t.window, info.shift, m, dtype)
             if hr_stitch is not None:
                 x = _upscale(m, y, ref, alpha, tile_seed(seed, t.row, t.col))
