@@ -525,10 +525,18 @@ def run_split_scene(
 ) -> dict[str, Any]:
     """A large scene: tile bands as tasks on ``client``'s workers, stitched here by one writer
     (memory: one band plus the stitcher's rows). Same bytes and manifest as :func:`run_scene`;
-    bands finished by an interrupted run are reused. Never raises for a scene fault."""
+    bands finished by an interrupted run are reused. Never raises for a scene fault. Models
+    that use the reference (whose per-tile fallback is decided inside ``pipeline.onboard``)
+    run the scene as one task instead, until the pipeline offers a per-tile hook."""
     t0 = time.perf_counter()
     out = Path(out)
     staging = None
+    from georefscale.pipeline import load_model
+
+    if _cached_model(job.model, job.factor, load_model).uses_reference:
+        # per-tile reference fallback lives inside pipeline.onboard: one task for the scene
+        entry = client.submit(run_scene, job, str(out), pure=False).result()
+        return {**entry, "seconds": round(time.perf_counter() - t0, 3)}
     try:
         _check_job_inputs(job)
         parts = out / f".{job.id}.parts-{job.key()[:16]}"
@@ -552,11 +560,12 @@ def run_split_scene(
 
 
 def _write_split_lr(client, job: SceneJob, lr: Path, parts: Path, band_rows: int) -> None:
-    """The writer: the same steps as ``pipeline.onboard_datasets`` with tiles from the bands."""
+    """The writer: the steps of ``pipeline.onboard_datasets`` (models without a reference, so
+    without per-tile fallback) with the tiles computed by the band tasks."""
     import rasterio
 
     from georefscale.pipeline import (
-        GDAL_CACHE_MB,
+        GDAL_CACHE_BYTES,
         LRInfo,
         _check_inputs,
         _open_all,
@@ -576,8 +585,6 @@ def _write_split_lr(client, job: SceneJob, lr: Path, parts: Path, band_rows: int
         dtype = tds.dtypes[0]
         scale = _scale(model, dtype, job.target.href)
         _check_inputs(tds, rdss, model, grid, job.target.href, refs)
-        if model.uses_reference and not rdss:
-            raise InputError(f"{job.target.href}: model {model.name} needs a reference image")
         shift, err = ((0.0, 0.0), None) if not rdss else scene_shift(tds, rdss, grid)
         info = LRInfo(
             factor=f,
@@ -591,6 +598,7 @@ def _write_split_lr(client, job: SceneJob, lr: Path, parts: Path, band_rows: int
             target_grid=grid,
             tile=job.tile,
             halo=job.halo,
+            bands=tuple(d or "" for d in tds.descriptions) if any(tds.descriptions) else (),
         )
         tiling = Tiling(grid.height, grid.width, factor=f, tile=job.tile, halo=job.halo)
         futures = []
@@ -602,7 +610,7 @@ def _write_split_lr(client, job: SceneJob, lr: Path, parts: Path, band_rows: int
                 futures.append(client.submit(onboard_band, job, shift, rows, str(part)))
         nodata = tds.nodata
         with (
-            rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB),
+            rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES),
             GeoTIFFWriter(
                 lr,
                 grid.scaled(f),
@@ -610,7 +618,7 @@ def _write_split_lr(client, job: SceneJob, lr: Path, parts: Path, band_rows: int
                 dtype=dtype,
                 nodata=nodata,
                 descriptions=tds.descriptions,
-                tags={**tds.tags(), **info.to_tags()},
+                tags=tds.tags(),
                 cog=job.cog,
             ) as writer,
         ):
@@ -627,6 +635,7 @@ def _write_split_lr(client, job: SceneJob, lr: Path, parts: Path, band_rows: int
                         r, c = _tile_order(t)
                         stitcher.add(tiling.tile(r, c, "lr"), arrays[t])
             stitcher.close()
+            writer._ds.update_tags(**info.to_tags())  # as onboard_datasets does, after the tiles
 
 
 def _tile_order(name: str) -> tuple[int, int]:
