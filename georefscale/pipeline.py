@@ -67,8 +67,10 @@ FORMAT_VERSION = "1"
 #: Per-tile fallback to the no-reference model: a tile falls back when less than this fraction
 #: of its window is covered by valid reference pixels ...
 MIN_COVERAGE = 0.5
-#: ... or when the model's mean relevance (gate) over the tile's valid core is below this.
-MIN_RELEVANCE = 0.1
+#: ... or when the model's mean relevance (gate) over the tile's valid core is below this. Off
+#: (0) by default: the test costs one extra decoder pass per tile on board (about 2-3x the
+#: on-board time of a RefScale model, measured on 2 CPU cores).
+MIN_RELEVANCE = 0.0
 #: ``noref_model`` value meaning "the shipped no-reference twin of the model, if there is one".
 AUTO = "auto"
 
@@ -228,8 +230,9 @@ def onboard(
     switches to the model's no-reference twin (``refscale-s2-x4`` -> ``noref-s2-x4``).
 
     Per-tile fallback: where less than ``min_coverage`` of a tile is covered by the reference,
-    or the model's mean relevance there is below ``min_relevance``, the tile is made with
-    ``noref_model`` (default: the shipped twin; None disables) and its index recorded in the tags.
+    or the model's mean relevance there is below ``min_relevance`` (0, the default, skips that
+    costly test), the tile is made with ``noref_model`` (default: the shipped twin; None
+    disables) and its index recorded in the tags.
 
     Returns the path written (the codec may change its extension), or a DataArray when
     ``target`` is one (``out`` may then be None: nothing is kept on disk).

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 DEFAULT_MODEL = "refscale-s2-x4"  # kept equal to georefscale.pipeline.DEFAULT_MODEL (tested)
-MIN_RELEVANCE = 0.1  # kept equal to georefscale.pipeline.MIN_RELEVANCE (tested)
+MIN_RELEVANCE = 0.0  # kept equal to georefscale.pipeline.MIN_RELEVANCE (tested)
 _tile = click.option(
     "--tile",
     type=int,
@@ -84,7 +84,8 @@ _min_relevance = click.option(
     type=float,
     default=MIN_RELEVANCE,
     show_default=True,
-    help="Tiles whose mean reference relevance is below this fall back to the no-reference model.",
+    help="Tiles whose mean reference relevance (0..1) is below this fall back to the "
+    "no-reference model; costs one extra decoder pass per tile, 0 = off.",
 )
 _alpha = click.option(
     "--alpha",
