@@ -321,11 +321,15 @@ def roundtrip(
     quality: float | None = None,
     allow_noref: bool = False,
     noref_model: ModelLike | None = AUTO,
+    min_relevance: float = MIN_RELEVANCE,
+    min_coverage: float = MIN_COVERAGE,
     alpha: float = 1.0,
     seed: int = 0,
     tile: int = DEFAULT_TILE,
     halo: int = DEFAULT_HALO,
     cog: bool = False,
+    correct_shift: bool = True,
+    when: Any = None,
     relevance_out: PathLike | None = None,
     progress: bool | None = False,
 ) -> dict:
@@ -338,8 +342,10 @@ def roundtrip(
             check_output(hr_out)
         done = _onboard(ws, target, reference, out=lr_out, catalog=catalog, archive=archive,
                         factor=factor, model=model, codec=codec, quality=quality,
-                        allow_noref=allow_noref, noref_model=noref_model, tile=tile, halo=halo,
-                        cog=cog, progress=progress)
+                        allow_noref=allow_noref, noref_model=noref_model,
+                        min_relevance=min_relevance, min_coverage=min_coverage, tile=tile,
+                        halo=halo, cog=cog, correct_shift=correct_shift, when=when,
+                        progress=progress)
         lr, as_da = done.path, done.as_da
         if hr_out is None and not as_da:
             raise InputError("roundtrip: hr_out (the HR GeoTIFF to write) is required")
