@@ -857,6 +857,21 @@ def onboard_datasets(
         shift, err = scene_shift(target, references, grid)
     tiling = Tiling(grid.height, grid.width, factor=f, tile=tile, halo=halo)
     nodata = target.nodata
+    info = LRInfo(
+        factor=f,
+        model=model.name,
+        reference_ids=tuple(reference_ids),
+        reference_sha256=tuple(reference_sha256),
+        shift=shift,
+        shift_error=err,
+        source_dtype=dtype,
+        scale=scale,
+        target_grid=grid,
+        tile=tile,
+        halo=halo,
+        bands=tuple(d or "" for d in target.descriptions) if any(target.descriptions) else (),
+        fallback_model=fallback_model.name if fallback_model is not None else None,
+    )
     fallback: list[int] = []
     with (
         rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES),
@@ -867,7 +882,7 @@ def onboard_datasets(
             dtype=dtype,
             nodata=nodata,
             descriptions=target.descriptions,
-            tags=target.tags(),
+            tags={**target.tags(), **info.to_tags()},
             cog=cog,
         ) as writer,
     ):
@@ -900,24 +915,8 @@ def onboard_datasets(
                 y[_block_all(mask, f)] = np.nan
             stitcher.add(tiling.tile(t.row, t.col, "lr"), y)
         stitcher.close()
-        info = LRInfo(
-            factor=f,
-            model=model.name,
-            reference_ids=tuple(reference_ids),
-            reference_sha256=tuple(reference_sha256),
-            shift=shift,
-            shift_error=err,
-            source_dtype=dtype,
-            scale=scale,
-            target_grid=grid,
-            tile=tile,
-            halo=halo,
-            bands=tuple(d or "" for d in target.descriptions) if any(target.descriptions)
-            else (),
-            fallback_model=fallback_model.name if fallback_model is not None else None,
-            fallback_tiles=tuple(fallback),
-        )
-        writer._ds.update_tags(**info.to_tags())  # decisions known only now; written on close
+        if fallback:  # known only now; GDAL writes the tags when the file is closed
+            writer._ds.update_tags(GEOREFSCALE_FALLBACK_TILES=encode_ranges(fallback))
     if fallback:
         log.info("%s: %d of %d tiles made without the reference", target_name, len(fallback),
                  len(tiling))
