@@ -280,7 +280,7 @@ def ground_cmd(lr, references, catalog, archive, output, relevance, alpha, seed,
 def roundtrip_cmd(target, references, catalog, archive, factor, model, output_dir, codec,
                   quality, allow_noref, no_fallback, relevance, alpha, seed, tile, halo, cog,
                   quiet, as_json):
-    """onboard then ground in one go; prints the LR size and the reconstruction error.
+    """Onboard then ground in one go; prints the LR size and the reconstruction error.
 
     The error is the RMSE in DN and the PSNR in dB (peak: reflectance 1.0 for Sentinel-2,
     255 for 8-bit) over the target's valid pixels.
