@@ -26,7 +26,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ import numpy as np
 import rasterio
 from rasterio.io import MemoryFile
 
+from georefscale.atomic import atomic_output
 from georefscale.errors import InputError
 
 #: Strip height of the GeoTIFF-contained codecs (full-width strips: no padded tile edges to code).
@@ -368,20 +368,8 @@ def write_compressed(
     """
     data = encode(array, codec, quality, profile=profile, tags=tags,
                   descriptions=descriptions, mapping=mapping)
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise InputError(f"{path}: directory {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data)
     return len(data)
 
 

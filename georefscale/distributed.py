@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from georefscale.atomic import write_json
 from georefscale.errors import GeoRefScaleError, InputError, NoCandidateError
 from georefscale.pipeline import DEFAULT_HALO, DEFAULT_MODEL, DEFAULT_TILE
 
@@ -334,7 +335,7 @@ def _finish_scene(job: SceneJob, staging: Path, out: Path) -> None:
         },
         "metrics": metrics,
     }
-    write_json(staging / MANIFEST, manifest)
+    write_json(staging / MANIFEST, manifest, sort_keys=True)
     _publish(staging, out / job.id)
 
 
@@ -441,20 +442,6 @@ def _sha256(path: PathLike) -> str:
     from georefscale.raster.io import sha256_file
 
     return sha256_file(path)
-
-
-def write_json(path: PathLike, obj: Any) -> None:
-    """Write ``obj`` as indented JSON atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # -- very large scenes: tile bands on workers, one writer --------------------------------------
@@ -845,7 +832,7 @@ def _write_archive_manifest(path: Path, header: dict, jobs, entries: dict, t0: f
         counts[s["status"]] = counts.get(s["status"], 0) + 1
     counts["resumed"] = sum(bool(s.get("resumed")) for s in scenes)
     write_json(path, {**header, "summary": counts, "seconds": round(time.perf_counter() - t0, 3),
-                      "scenes": scenes})
+                      "scenes": scenes}, sort_keys=True)
 
 
 def _cluster_info(client) -> dict[str, Any]:

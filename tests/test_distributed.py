@@ -188,7 +188,7 @@ def _archive_with_file_size_limit(catalog: Catalog, out: Path, limit: int) -> No
 
 def test_full_disk_fails_the_scene_and_the_rerun_completes(oscd_catalog, serial, tmp_path):
     """With files above 50 kB unwritable, rio's 65 kB LR fails (GDAL leaves a truncated file
-    and only logs the error: the archive must notice), norcia's 42 kB one is published; the
+    and only logs the error: the writer must notice), norcia's 42 kB one is published; the
     rerun without the limit redoes only rio (LR only: the HR files are larger)."""
     out = tmp_path / "out"
     child = multiprocessing.get_context("fork").Process(
@@ -199,7 +199,7 @@ def test_full_disk_fails_the_scene_and_the_rerun_completes(oscd_catalog, serial,
     scenes = json.loads((out / "manifest.json").read_text())["scenes"]
     failed = {s["id"]: s["error"] for s in scenes if s["status"] == "failed"}
     assert list(failed) == ["rio_20171011"], scenes
-    assert "rio_20171011_lr.tif: written product does not read back" in failed["rio_20171011"]
+    assert "rio_20171011_lr.tif: writing failed (disk full" in failed["rio_20171011"]
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "norcia_20171018"]
     result = process_archive(oscd_catalog, out, workers=0, **{**OPTS, "ground": False})
     assert not result.failed and result.resumed == 1

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ import rasterio.shutil
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
+from georefscale.atomic import temp_path
 from georefscale.errors import InputError
 from georefscale.raster.grid import Grid
 
@@ -242,15 +242,8 @@ class GeoTIFFWriter:
         self._strip_row = 0
         self._strip_fill = 0
 
-    def _temp_name(self, suffix: str) -> Path:
-        fd, name = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=suffix, dir=self.path.parent
-        )
-        os.close(fd)
-        return Path(name)
-
     def __enter__(self) -> GeoTIFFWriter:
-        self._tmp = self._temp_name(".tmp.tif")
+        self._tmp = temp_path(self.path, ".tmp.tif")
         profile = {
             "driver": "GTiff",
             "width": self.grid.width,
@@ -319,8 +312,9 @@ class GeoTIFFWriter:
         try:
             self._flush_strip()
             self._ds.close()
+            _verify_written(self._tmp, self.path)
             if self.cog:
-                final = self._temp_name(".cog.tmp.tif")
+                final = temp_path(self.path, ".cog.tmp.tif")
                 try:
                     _to_cog(self._tmp, final, self.options)
                 except Exception:
@@ -340,6 +334,19 @@ class GeoTIFFWriter:
         if self._tmp is not None:
             self._tmp.unlink(missing_ok=True)
             self._tmp = None
+
+
+def _verify_written(tmp: Path, path: Path) -> None:
+    """Re-open a just-written GeoTIFF and decode its last block of every band.
+
+    GDAL only logs some write failures (disk full, file size limit) and leaves a truncated file;
+    this turns them into an error before the file is published under its final name.
+    """
+    try:
+        with rasterio.open(tmp) as ds:
+            ds.read(window=Window(ds.width - 1, ds.height - 1, 1, 1))
+    except RasterioIOError as exc:
+        raise InputError(f"{path}: writing failed (disk full or not writable?): {exc}") from exc
 
 
 def _to_cog(src: Path, dst: Path, options: dict) -> None:
