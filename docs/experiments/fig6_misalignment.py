@@ -163,7 +163,7 @@ def figure(mean: list[dict], maps: dict[str, np.ndarray], site: str):
     """Bars of PSNR, SSIM and relevance per case (mean over sites); relevance maps of a site."""
     plt = pyplot()
     cases = list(dict.fromkeys(r["case"] for r in mean))
-    fig = plt.figure(figsize=(16, 7.5), layout="constrained")
+    fig = plt.figure(figsize=(16, 9), layout="constrained")
     for k, (key, label) in enumerate((("psnr", "PSNR (dB)"), ("ssim", "SSIM"),
                                       ("relevance", "reference relevance"))):
         ax = fig.add_subplot(2, 3, k + 1)
@@ -184,9 +184,11 @@ def figure(mean: list[dict], maps: dict[str, np.ndarray], site: str):
     fig.axes[0].legend(fontsize=8)
     show = [c for c in ("aligned", "translate 40 px", "rotate 10 deg", "zeros", "other city")
             if c in maps]
+    lo, hi = (np.percentile(np.concatenate([maps[c].ravel() for c in show]), (1, 99))
+              if show else (0, 1))
     for k, c in enumerate(show):
         ax = fig.add_subplot(2, len(show), len(show) + k + 1)
-        im = ax.imshow(maps[c], cmap="viridis", vmin=0, vmax=1)
+        im = ax.imshow(maps[c], cmap="viridis", vmin=lo, vmax=hi)
         ax.set_title(f"{site}: relevance, {c}", fontsize=9)
         ax.axis("off")
     if show:
