@@ -14,7 +14,7 @@ import click
 from georefscale.errors import GeoRefScaleError, NoCandidateError
 
 #: Modules that add commands to the group, in the order they appear in ``--help``.
-COMMAND_MODULES: tuple[str, ...] = ("model", "link", "scene", "catalog", "archive")
+COMMAND_MODULES: tuple[str, ...] = ("demo", "model", "link", "scene", "catalog", "archive")
 
 EXIT_ERROR = 1
 EXIT_NO_CANDIDATE = 3
