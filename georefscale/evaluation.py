@@ -2,7 +2,7 @@
 
 For every site of a folder (``<site>_<YYYYMMDD>.tif``; latest date = target, the date before =
 reference) each method runs ``onboard`` (tiler, reference alignment, LR written in the source
-dtype) and ``ground`` (alpha = 1, fixed seed), and the HR GeoTIFF is compared with the target.
+dtype) and ``ground`` (alpha = 1 by default, fixed seed), and the HR GeoTIFF is compared with the target.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 CONVENTION = (
     "PSNR = 10 log10(peak^2 / MSE) dB and SSIM (mean over bands, 7x7 window, data_range = peak) "
     "over all bands and pixels valid in the target; peak = reflectance 1.0 = 10000 DN for uint16 "
-    "Sentinel-2, 255 for uint8; reconstruction with alpha = 1 and seed = {seed}"
+    "Sentinel-2, 255 for uint8; reconstruction with alpha = {alpha} and seed = {seed}"
 )
 
 
@@ -54,6 +54,7 @@ def evaluate(
     *,
     sites: list[str] | None = None,
     seed: int = 0,
+    alpha: float = 1.0,
     workdir: str | Path | None = None,
 ) -> dict:
     """Per-site and mean PSNR / SSIM of each method; methods whose model cannot be loaded for
@@ -70,7 +71,7 @@ def evaluate(
                 lr, hr = Path(tmp) / f"{site.name}_{label}_lr.tif", Path(tmp) / "hr.tif"
                 try:
                     roundtrip(site.target, site.reference, lr_out=lr, hr_out=hr,
-                              factor=factor, model=model, seed=seed)
+                              factor=factor, model=model, alpha=alpha, seed=seed)
                 except GeoRefScaleError as exc:
                     log.warning("%s: %s skipped: %s", site.name, label, exc)
                     continue
@@ -80,5 +81,6 @@ def evaluate(
     labels = [m for m in methods if all(m in r["psnr"] for r in rows)]
     mean = {k: {m: float(np.mean([r[k][m] for r in rows])) for m in labels}
             for k in ("psnr", "ssim")}
-    return {"factor": factor, "models": methods, "convention": CONVENTION.format(seed=seed),
+    return {"factor": factor, "models": methods, "alpha": alpha,
+            "convention": CONVENTION.format(alpha=alpha, seed=seed),
             "sites": rows, "mean": mean}

@@ -66,9 +66,11 @@ def info_cmd(model, tile, as_json):
 @click.option("--family", default="s2", show_default=True, help="Model family: s2 or naip.")
 @click.option("--site", "sites", multiple=True, help="Only these sites (repeatable).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--alpha", type=float, default=1.0, show_default=True,
+              help="Latent temperature of the reconstruction.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
               help="Write the result JSON here.")
-def evaluate_cmd(pairs, factor, model, noref, family, sites, seed, json_out):
+def evaluate_cmd(pairs, factor, model, noref, family, sites, seed, alpha, json_out):
     """PSNR / SSIM of bicubic, no-ref and RefScale over the sites of PAIRS (full file pipeline)."""
     from georefscale.atomic import write_json
     from georefscale.evaluation import default_methods, evaluate
@@ -78,7 +80,8 @@ def evaluate_cmd(pairs, factor, model, noref, family, sites, seed, json_out):
         methods["refscale"] = model
     if noref:
         methods["noref"] = noref
-    result = evaluate(pairs, int(factor), methods, sites=list(sites) or None, seed=seed)
+    result = evaluate(pairs, int(factor), methods, sites=list(sites) or None, seed=seed,
+                      alpha=alpha)
     labels = list(result["mean"]["psnr"])
     click.echo(f"{'site':<14}" + "".join(f"{m:>12}" for m in labels) + "   (PSNR dB / SSIM)")
     for row in result["sites"] + [{"site": "mean", **result["mean"]}]:
