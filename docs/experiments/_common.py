@@ -22,6 +22,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 DATA = Path(os.environ.get("GEOREFSCALE_DATA", REPO.parent / "shared" / "data"))
 #: The OSCD test cities (never trained on); see the data README.
 OSCD_TEST = ("brasilia", "montpellier", "norcia", "rio", "saclay_w")
+#: Figures are saved at the first of these resolutions that stays under PNG_MAX_BYTES.
+PNG_DPI = (64, 56, 48, 40)
+PNG_MAX_BYTES = 300_000
 #: Shipped model per data set (the default of ``--model``).
 DEFAULT_MODEL = {"oscd": "refscale-s2-x4", "naip": "refscale-naip-x4"}
 
@@ -197,7 +200,10 @@ def write_outputs(out: Path, name: str, result: dict, markdown: str, fig=None) -
         import matplotlib.pyplot as plt
 
         with atomic_output(out / f"{name}.png", suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=64)
+            for dpi in PNG_DPI:  # the first resolution that keeps the PNG under PNG_MAX_BYTES
+                fig.savefig(tmp, dpi=dpi)
+                if tmp.stat().st_size <= PNG_MAX_BYTES:
+                    break
             tmp.chmod(0o644)
         plt.close(fig)
         written.append(out / f"{name}.png")
