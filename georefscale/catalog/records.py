@@ -7,7 +7,6 @@ file (SHA-256 multihash: ``"1220"`` + hex digest).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import re
@@ -22,6 +21,7 @@ import shapely
 from shapely.geometry import mapping, shape
 
 from georefscale.errors import InputError
+from georefscale.raster.io import sha256_file
 
 #: Multihash prefix of a SHA-256 digest (code 0x12, length 0x20), as used by STAC ``file:checksum``.
 SHA256_MULTIHASH_PREFIX = "1220"
@@ -190,13 +190,9 @@ class Record:
         return replace(self, href=href)
 
 
-def file_checksum(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+def file_checksum(path: str | os.PathLike[str]) -> str:
     """STAC ``file:checksum`` of a file: SHA-256 multihash (``"1220"`` + 64 hex digits)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return SHA256_MULTIHASH_PREFIX + digest.hexdigest()
+    return SHA256_MULTIHASH_PREFIX + sha256_file(path)
 
 
 def parse_datetime(value: str | date | datetime) -> datetime:
