@@ -21,7 +21,11 @@ archive manifest and the rest of the archive goes on.
 Very large scenes (more than ``split_pixels`` pixels) are split into bands of tile rows computed
 by separate tasks (each writes its LR tiles to ``out/.<id>.parts-<key>/``, which also makes
 finished bands survive an interruption); a single writer on the client stitches them, in order,
-into the one LR GeoTIFF, with the same bytes as the serial path.
+into the one LR GeoTIFF, with the same bytes as the serial path. This holds for models that use
+the reference too: the client estimates the scene's reference shift once and gives it to every
+band, each band applies the pipeline's per-tile no-reference fallback
+(:meth:`georefscale.pipeline.OnboardPlan.onboard_tile`) and reports its fallback tiles, and the
+writer records them (:func:`georefscale.pipeline.write_lr`).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -60,6 +64,8 @@ NO_MALLOC_TRIM = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
 SCENE_FORMAT = "georefscale-archive-scene/1"
 ARCHIVE_FORMAT = "georefscale-archive/1"
 MANIFEST = "manifest.json"
+#: Entry of a band's ``.npz`` listing its no-reference fallback tiles (a resumed run reuses it).
+FALLBACK_KEY = "fallback"
 
 PathLike = str | os.PathLike
 
@@ -451,79 +457,87 @@ def _bands(n_rows: int, band_rows: int) -> list[range]:
     return [range(r, min(r + band_rows, n_rows)) for r in range(0, n_rows, band_rows)]
 
 
-def onboard_band(job: SceneJob, shift: tuple[float, float], rows: range, part: str) -> str:
-    """Downscale the tiles of tile rows ``rows`` of ``job``'s target (float32 LR arrays, NaN
-    where all f x f source pixels are nodata) and save them, row-major, to the ``.npz`` ``part``
-    (atomically). Returns ``part``. Runs on a worker."""
-    from georefscale.pipeline import (
-        _block_all,
-        _downscale,
-        _open_all,
-        _reference_tile,
-        _scale,
-        load_model,
-    )
-    from georefscale.raster.grid import Grid
-    from georefscale.raster.io import open_raster, read_window, to_float
-    from georefscale.tiling import Tiling
-
-    refs = [r.href for r in job.references]
-    with (
-        single_threaded(),
-        open_raster(job.target.href, "target") as tds,
-        _open_all(refs, "reference") as rdss,
-    ):
-        model = _cached_model(job.model, job.factor, load_model)
-        grid = Grid.from_dataset(tds)
-        dtype = tds.dtypes[0]
-        scale = _scale(model, dtype, job.target.href)
-        f = model.factor
-        tiling = Tiling(grid.height, grid.width, factor=f, tile=job.tile, halo=job.halo)
-        arrays = {}
+def onboard_band(
+    job: SceneJob, shift: tuple[float, float], rows: range, part: str
+) -> tuple[str, list[int]]:
+    """Downscale the tiles of tile rows ``rows`` of ``job``'s target with the scene's reference
+    ``shift`` (estimated once by the client) through the pipeline's per-tile path (float32 LR
+    arrays, NaN where all f x f source pixels are nodata, no-reference fallback per tile) and
+    save them, row-major, to the ``.npz`` ``part`` (atomically), with the row-major indices of
+    the tiles that fell back. Returns ``(part, fallback tiles)``. Runs on a worker."""
+    with single_threaded(), _open_job(job) as (tds, rdss):
+        plan = _plan(job, tds, rdss, shift=shift)
+        arrays: dict[str, np.ndarray] = {}
+        fallback = []
         for r in rows:
-            for c in range(tiling.n_cols):
-                t = tiling.tile(r, c, "hr")
-                x, mask = to_float(read_window(tds, t.window), scale, tds.nodata)
-                ref = None
-                if model.uses_reference:
-                    ref = _reference_tile(rdss, grid, t.window, shift, model, dtype)
-                y = _downscale(model, x, ref)
-                if tds.nodata is not None:
-                    y[_block_all(mask, f)] = np.nan
+            for c in range(plan.tiling.n_cols):
+                y, fell_back = plan.onboard_tile(tds, rdss, r, c)
                 arrays[f"t{r}_{c}"] = y
+                if fell_back:
+                    fallback.append(plan.tile_index(r, c))
+    arrays[FALLBACK_KEY] = np.asarray(fallback, dtype=np.int64)
     tmp = Path(part).with_suffix(".tmp.npz")
     np.savez(tmp, **arrays)
     os.replace(tmp, part)
-    return part
+    return part, fallback
+
+_MODELS: dict[tuple[str, int | None], tuple[Any, Any]] = {}
 
 
-_MODELS: dict[tuple[str, int | None], Any] = {}
+def _models(job: SceneJob) -> tuple[Any, Any]:
+    """``job``'s model and its no-reference fallback (the shipped twin, as ``pipeline.onboard``
+    picks it for :func:`run_scene`), loaded once per (name, factor) per process."""
+    from georefscale.pipeline import load_model, noref_twin
+
+    key = (job.model, job.factor)
+    if key not in _MODELS:
+        model = load_model(job.model, job.factor)
+        _MODELS[key] = (model, noref_twin(model))
+    return _MODELS[key]
 
 
-def _cached_model(name: str, factor: int | None, load: Callable) -> Any:
-    """One loaded model per (name, factor) per worker process."""
-    if (name, factor) not in _MODELS:
-        _MODELS[(name, factor)] = load(name, factor)
-    return _MODELS[(name, factor)]
+@contextmanager
+def _open_job(job: SceneJob) -> Iterator[tuple[Any, list]]:
+    """The open target dataset and reference datasets of ``job``."""
+    from georefscale.raster.io import open_raster
+
+    with ExitStack() as stack:
+        tds = stack.enter_context(open_raster(job.target.href, "target"))
+        rdss = [stack.enter_context(open_raster(r.href, "reference")) for r in job.references]
+        yield tds, rdss
+
+
+def _plan(job: SceneJob, tds, rdss, shift: tuple[float, float] | None = None,
+          shift_error: float | None = None):
+    """The pipeline's :class:`~georefscale.pipeline.OnboardPlan` for ``job``, as
+    :func:`run_scene` makes it (same references, ids, SHA-256, fallback model); the shift is
+    estimated unless given."""
+    from georefscale.pipeline import plan_onboard
+    from georefscale.raster.io import sha256_file
+
+    model, fallback = _models(job)
+    refs = [r.href for r in job.references]
+    return plan_onboard(
+        tds, rdss, model=model, target_name=job.target.href,
+        reference_ids=[Path(p).stem for p in refs],
+        # band tasks (shift given) write no tags: no need to hash the references there
+        reference_sha256=[sha256_file(p) for p in refs] if shift is None else (),
+        reference_names=refs, tile=job.tile, halo=job.halo, shift=shift,
+        shift_error=shift_error, fallback_model=fallback,
+    )
 
 
 def run_split_scene(
     client, job: SceneJob, out: PathLike, band_rows: int = DEFAULT_BAND_ROWS
 ) -> dict[str, Any]:
     """A large scene: tile bands as tasks on ``client``'s workers, stitched here by one writer
-    (memory: one band plus the stitcher's rows). Same bytes and manifest as :func:`run_scene`;
-    bands finished by an interrupted run are reused. Never raises for a scene fault. Models
-    that use the reference (whose per-tile fallback is decided inside ``pipeline.onboard``)
-    run the scene as one task instead, until the pipeline offers a per-tile hook."""
+    (memory: one band plus the stitcher's rows). The reference shift is estimated once here and
+    given to every band; each band reports its no-reference fallback tiles, which the writer
+    records. Same bytes and manifest as :func:`run_scene`; bands finished by an interrupted
+    run are reused. Never raises for a scene fault."""
     t0 = time.perf_counter()
     out = Path(out)
     staging = None
-    from georefscale.pipeline import load_model
-
-    if _cached_model(job.model, job.factor, load_model).uses_reference:
-        # per-tile reference fallback lives inside pipeline.onboard: one task for the scene
-        entry = client.submit(run_scene, job, str(out), pure=False).result()
-        return {**entry, "seconds": round(time.perf_counter() - t0, 3)}
     try:
         _check_job_inputs(job)
         parts = out / f".{job.id}.parts-{job.key()[:16]}"
@@ -547,82 +561,33 @@ def run_split_scene(
 
 
 def _write_split_lr(client, job: SceneJob, lr: Path, parts: Path, band_rows: int) -> None:
-    """The writer: the steps of ``pipeline.onboard_datasets`` (models without a reference, so
-    without per-tile fallback) with the tiles computed by the band tasks."""
-    import rasterio
+    """The writer: ``pipeline.plan_onboard`` once here (checks, reference shift, tags), the
+    tiles from the band tasks, ``pipeline.write_lr`` (same bytes as ``onboard_datasets``)."""
+    from georefscale.pipeline import write_lr
 
-    from georefscale.pipeline import (
-        GDAL_CACHE_BYTES,
-        LRInfo,
-        _check_inputs,
-        _open_all,
-        _scale,
-        load_model,
-        scene_shift,
-    )
-    from georefscale.raster.grid import Grid
-    from georefscale.raster.io import GeoTIFFWriter, from_float, open_raster, sha256_file
-    from georefscale.tiling import Stitcher, Tiling
-
-    refs = [r.href for r in job.references]
-    with open_raster(job.target.href, "target") as tds, _open_all(refs, "reference") as rdss:
-        model = _cached_model(job.model, job.factor, load_model)
-        f = model.factor
-        grid = Grid.from_dataset(tds)
-        dtype = tds.dtypes[0]
-        scale = _scale(model, dtype, job.target.href)
-        _check_inputs(tds, rdss, model, grid, job.target.href, refs)
-        shift, err = ((0.0, 0.0), None) if not rdss else scene_shift(tds, rdss, grid)
-        info = LRInfo(
-            factor=f,
-            model=model.name,
-            reference_ids=tuple(Path(p).stem for p in refs),
-            reference_sha256=tuple(sha256_file(p) for p in refs),
-            shift=shift,
-            shift_error=err,
-            source_dtype=dtype,
-            scale=scale,
-            target_grid=grid,
-            tile=job.tile,
-            halo=job.halo,
-            bands=tuple(d or "" for d in tds.descriptions) if any(tds.descriptions) else (),
-        )
-        tiling = Tiling(grid.height, grid.width, factor=f, tile=job.tile, halo=job.halo)
+    with _open_job(job) as (tds, rdss):
+        plan = _plan(job, tds, rdss)
+        shift = plan.info.shift
         futures = []
-        for i, rows in enumerate(_bands(tiling.n_rows, band_rows)):
+        for i, rows in enumerate(_bands(plan.tiling.n_rows, band_rows)):
             part = parts / f"band{i:05d}.npz"
             if part.is_file():
                 futures.append(str(part))
             else:
                 futures.append(client.submit(onboard_band, job, shift, rows, str(part)))
-        nodata = tds.nodata
-        with (
-            rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES),
-            GeoTIFFWriter(
-                lr,
-                grid.scaled(f),
-                count=tds.count,
-                dtype=dtype,
-                nodata=nodata,
-                descriptions=tds.descriptions,
-                tags=tds.tags(),
-                cog=job.cog,
-            ) as writer,
-        ):
-            stitcher = Stitcher(
-                tiling,
-                tds.count,
-                lambda a, r0: writer.write_rows(from_float(a, dtype, scale, nodata), r0),
-                level="lr",
-            )
+
+        def tiles() -> Iterator[tuple[int, int, np.ndarray, bool]]:
             for fut in futures:
-                part = fut if isinstance(fut, str) else fut.result()
+                part = fut if isinstance(fut, str) else fut.result()[0]
                 with np.load(part) as arrays:
-                    for t in sorted(arrays.files, key=_tile_order):
-                        r, c = _tile_order(t)
-                        stitcher.add(tiling.tile(r, c, "lr"), arrays[t])
-            stitcher.close()
-            writer._ds.update_tags(**info.to_tags())  # as onboard_datasets does, after the tiles
+                    fallback = set(arrays[FALLBACK_KEY].tolist())
+                    names = sorted((n for n in arrays.files if n != FALLBACK_KEY),
+                                   key=_tile_order)
+                    for name in names:
+                        r, c = _tile_order(name)
+                        yield r, c, arrays[name], plan.tile_index(r, c) in fallback
+
+        write_lr(plan, tds, lr, tiles(), cog=job.cog)
 
 
 def _tile_order(name: str) -> tuple[int, int]:

@@ -815,6 +815,157 @@ def _ground(ws: _Workspace, lr, reference, *, out, catalog=None, archive=None, a
 # -- building blocks on open datasets ----------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class OnboardPlan:
+    """How one target is made on board, decided once per scene by :func:`plan_onboard`: the
+    model and its no-reference fallback, the fallback thresholds, the LR tags (with the scene's
+    reference shift) and the tiling. Picklable when the models are, so tile tasks on other
+    processes can share it; :meth:`onboard_tile` then gives the same LR tile everywhere."""
+
+    model: Any
+    fallback_model: Any
+    info: LRInfo
+    min_coverage: float = MIN_COVERAGE
+    min_relevance: float = MIN_RELEVANCE
+
+    @property
+    def tiling(self) -> Tiling:
+        return _tiling(self.info)
+
+    def tile_index(self, row: int, col: int) -> int:
+        """Row-major index of tile (row, col), as listed in ``GEOREFSCALE_FALLBACK_TILES``."""
+        return row * self.tiling.n_cols + col
+
+    def onboard_tile(self, target, references: Sequence, row: int, col: int
+                     ) -> tuple[np.ndarray, bool]:
+        """The LR output of HR tile (``row``, ``col``) of the open ``target`` with the open
+        ``references`` (aligned with the recorded shift): float32 (bands, h/f, w/f), in units of
+        the scale, NaN where all f x f source pixels are nodata; and whether the tile fell back
+        to the no-reference model (coverage below ``min_coverage`` or mean relevance over its
+        valid core below ``min_relevance``)."""
+        info, model, fallback = self.info, self.model, self.fallback_model
+        t = self.tiling.tile(row, col, "hr")
+        x, mask = to_float(read_window(target, t.window), info.scale, target.nodata)
+        y = None
+        if model.uses_reference:
+            raw = _aligned_reference(references, info.target_grid, t.window, info.shift)
+            ref = _normalise(raw, model, info.source_dtype)
+            if fallback is None or np.isfinite(raw).mean() >= self.min_coverage:
+                y = _downscale(model, x, ref)
+                if fallback is not None and self.min_relevance > 0:
+                    rel = _relevance(model, y, ref)
+                    if _core_mean(rel, ~mask.all(axis=0), t, info.halo) < self.min_relevance:
+                        y = None
+        else:
+            y = _downscale(model, x, None)
+        used_fallback = y is None
+        if used_fallback:
+            y = _downscale(fallback, x, None)
+        if target.nodata is not None:
+            y[_block_all(mask, info.factor)] = np.nan
+        return y, used_fallback
+
+
+def plan_onboard(
+    target,
+    references: Sequence,
+    *,
+    model,
+    target_name: str = "target",
+    reference_ids: Sequence[str] = (),
+    reference_sha256: Sequence[str] = (),
+    reference_names: Sequence[str] | None = None,
+    tile: int = DEFAULT_TILE,
+    halo: int = DEFAULT_HALO,
+    correct_shift: bool = True,
+    shift: tuple[float, float] | None = None,
+    shift_error: float | None = None,
+    fallback_model=None,
+    min_relevance: float = MIN_RELEVANCE,
+    min_coverage: float = MIN_COVERAGE,
+) -> OnboardPlan:
+    """Check an open target and open references against ``model`` (InputError naming the file)
+    and decide how the scene is made: the reference shift (estimated with :func:`scene_shift`
+    unless given as ``shift`` / ``shift_error``, e.g. by a client that estimated it once for
+    all its tile tasks; (0, 0) without references or ``correct_shift``), the LR tags and the
+    fallback model (dropped for models that use no reference)."""
+    _check_factor(model.factor)
+    grid = Grid.from_dataset(target)
+    dtype = target.dtypes[0]
+    scale = _scale(model, dtype, target_name)
+    names = list(reference_names or [f"reference {i + 1}" for i in range(len(references))])
+    _check_inputs(target, references, model, grid, target_name, names)
+    if model.uses_reference and not references:
+        raise InputError(f"{target_name}: model {model.name} needs a reference image")
+    if fallback_model is not None and not model.uses_reference:
+        fallback_model = None
+    if shift is None:
+        shift, shift_error = (0.0, 0.0), None
+        if references and correct_shift:
+            shift, shift_error = scene_shift(target, references, grid)
+    info = LRInfo(
+        factor=model.factor,
+        model=model.name,
+        reference_ids=tuple(reference_ids),
+        reference_sha256=tuple(reference_sha256),
+        shift=tuple(shift),
+        shift_error=shift_error,
+        source_dtype=dtype,
+        scale=scale,
+        target_grid=grid,
+        tile=tile,
+        halo=halo,
+        bands=tuple(d or "" for d in target.descriptions) if any(target.descriptions) else (),
+        fallback_model=fallback_model.name if fallback_model is not None else None,
+    )
+    return OnboardPlan(model, fallback_model, info, min_coverage, min_relevance)
+
+
+def write_lr(
+    plan: OnboardPlan,
+    target,
+    out: PathLike,
+    tiles: Iterable[tuple[int, int, np.ndarray, bool]],
+    *,
+    cog: bool = False,
+) -> tuple[int, ...]:
+    """The single writer of an LR GeoTIFF: ``tiles`` yields ``(row, col, lr, fell_back)`` as
+    :meth:`OnboardPlan.onboard_tile` makes them, in row-major order (they may be computed
+    anywhere); written atomically to ``out`` with the target's tags, band names and nodata plus
+    the plan's ``GEOREFSCALE_*`` tags and the fallback tile list. Returns that list."""
+    check_output(out)
+    info, tiling = plan.info, plan.tiling
+    grid, dtype, scale, nodata = info.target_grid, info.source_dtype, info.scale, target.nodata
+    fallback: list[int] = []
+    with (
+        rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES),
+        GeoTIFFWriter(
+            out,
+            grid.scaled(info.factor),
+            count=target.count,
+            dtype=dtype,
+            nodata=nodata,
+            descriptions=target.descriptions,
+            tags={**target.tags(), **info.to_tags()},
+            cog=cog,
+        ) as writer,
+    ):
+        stitcher = Stitcher(
+            tiling,
+            target.count,
+            lambda rows, r0: writer.write_rows(from_float(rows, dtype, scale, nodata), r0),
+            level="lr",
+        )
+        for row, col, y, fell_back in tiles:
+            if fell_back:
+                fallback.append(plan.tile_index(row, col))
+            stitcher.add(tiling.tile(row, col, "lr"), y)
+        stitcher.close()
+        if fallback:  # known only now; GDAL writes the tags when the file is closed
+            writer.update_tags(GEOREFSCALE_FALLBACK_TILES=encode_ranges(fallback))
+    return tuple(fallback)
+
+
 def onboard_datasets(
     target,
     references: Sequence,
@@ -834,92 +985,28 @@ def onboard_datasets(
     min_coverage: float = MIN_COVERAGE,
     progress: bool | None = False,
 ) -> Path:
-    """:func:`onboard` on an open target dataset and open reference datasets (GeoTIFF out).
+    """:func:`onboard` on an open target dataset and open reference datasets (GeoTIFF out):
+    :func:`plan_onboard`, every tile's :meth:`OnboardPlan.onboard_tile`, :func:`write_lr`.
 
     With ``fallback_model`` (a no-reference model), tiles where the reference covers less than
     ``min_coverage`` of the window, or where the model's mean relevance over the valid core is
     below ``min_relevance`` (0 disables that test), are made without the reference.
     """
     check_output(out)
-    f = model.factor
-    _check_factor(f)
-    grid = Grid.from_dataset(target)
-    dtype = target.dtypes[0]
-    scale = _scale(model, dtype, target_name)
-    names = list(reference_names or [f"reference {i + 1}" for i in range(len(references))])
-    _check_inputs(target, references, model, grid, target_name, names)
-    if model.uses_reference and not references:
-        raise InputError(f"{target_name}: model {model.name} needs a reference image")
-    if fallback_model is not None and not model.uses_reference:
-        fallback_model = None
-    shift, err = (0.0, 0.0), None
-    if references and correct_shift:
-        shift, err = scene_shift(target, references, grid)
-    tiling = Tiling(grid.height, grid.width, factor=f, tile=tile, halo=halo)
-    nodata = target.nodata
-    info = LRInfo(
-        factor=f,
-        model=model.name,
-        reference_ids=tuple(reference_ids),
-        reference_sha256=tuple(reference_sha256),
-        shift=shift,
-        shift_error=err,
-        source_dtype=dtype,
-        scale=scale,
-        target_grid=grid,
-        tile=tile,
-        halo=halo,
-        bands=tuple(d or "" for d in target.descriptions) if any(target.descriptions) else (),
-        fallback_model=fallback_model.name if fallback_model is not None else None,
+    plan = plan_onboard(
+        target, references, model=model, target_name=target_name, reference_ids=reference_ids,
+        reference_sha256=reference_sha256, reference_names=reference_names, tile=tile,
+        halo=halo, correct_shift=correct_shift, fallback_model=fallback_model,
+        min_relevance=min_relevance, min_coverage=min_coverage,
     )
-    fallback: list[int] = []
-    with (
-        rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES),
-        GeoTIFFWriter(
-            out,
-            grid.scaled(f),
-            count=target.count,
-            dtype=dtype,
-            nodata=nodata,
-            descriptions=target.descriptions,
-            tags={**target.tags(), **info.to_tags()},
-            cog=cog,
-        ) as writer,
-    ):
-        stitcher = Stitcher(
-            tiling,
-            target.count,
-            lambda rows, r0: writer.write_rows(from_float(rows, dtype, scale, nodata), r0),
-            level="lr",
-        )
-        for t in _progress(tiling, "onboard", progress):
-            x, mask = to_float(read_window(target, t.window), scale, nodata)
-            y = None
-            if model.uses_reference:
-                raw = _aligned_reference(references, grid, t.window, shift)
-                ref = _normalise(raw, model, dtype)
-                if fallback_model is None:
-                    y = _downscale(model, x, ref)
-                elif np.isfinite(raw).mean() >= min_coverage:
-                    y = _downscale(model, x, ref)
-                    if min_relevance > 0:
-                        rel = _relevance(model, y, ref)
-                        if _core_mean(rel, ~mask.all(axis=0), t, halo) < min_relevance:
-                            y = None
-                if y is None:
-                    y = _downscale(fallback_model, x, None)
-                    fallback.append(t.row * tiling.n_cols + t.col)
-            else:
-                y = _downscale(model, x, None)
-            if nodata is not None:
-                y[_block_all(mask, f)] = np.nan
-            stitcher.add(tiling.tile(t.row, t.col, "lr"), y)
-        stitcher.close()
-        if fallback:  # known only now; GDAL writes the tags when the file is closed
-            writer._ds.update_tags(GEOREFSCALE_FALLBACK_TILES=encode_ranges(fallback))
+    tiles = (
+        (t.row, t.col, *plan.onboard_tile(target, references, t.row, t.col))
+        for t in _progress(plan.tiling, "onboard", progress)
+    )
+    fallback = write_lr(plan, target, out, tiles, cog=cog)
     if fallback:
         log.info("%s: %d of %d tiles made without the reference", target_name, len(fallback),
-                 len(tiling))
+                 len(plan.tiling))
     return Path(out)
 
 

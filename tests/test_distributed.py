@@ -149,6 +149,79 @@ def test_local_cluster_matches_serial(serial: Path, oscd_catalog, tmp_path: Path
     assert json.loads((out / "manifest.json").read_text())["cluster"]["workers"] == 2
 
 
+def _cache_models(models_dir: str, name: str, twin: str) -> int:
+    """In this process: load the test model ``name`` and its no-reference ``twin`` from their
+    files into the distributed model cache, where a shipped model would be loaded by name."""
+    from georefscale import distributed
+    from georefscale.engine.weights import load_file_model
+
+    def load(n: str):
+        card = json.loads((Path(models_dir) / f"{n}.json").read_text())
+        return load_file_model(Path(models_dir) / f"{n}.safetensors", card)
+
+    distributed._MODELS[(name, None)] = (load(name), load(twin))
+    return os.getpid()
+
+
+def test_split_scene_with_a_reference_model_matches_serial_onboard(oscd_dir, tmp_path: Path):
+    """A RefScale model (untrained, 1 block) on rio split in 1-row tile bands over 2 process
+    workers: the reference covers only the west of the target, so eastern tiles fall back to
+    the no-reference twin; the LR product is byte-identical to serial ``pipeline.onboard``."""
+    torch = pytest.importorskip("torch")
+    import rasterio
+
+    from georefscale import distributed
+    from georefscale.distributed import Input, connect, run_split_scene, single_threaded
+    from georefscale.engine import NetConfig, RefScaleNet
+    from georefscale.engine.weights import save_model
+    from georefscale.pipeline import LRInfo, onboard
+    from georefscale.raster.grid import Grid
+    from georefscale.raster.io import write_geotiff
+
+    models = tmp_path / "models"
+    for name, use_ref in (("refscale-test-x4", True), ("noref-test-x4", False)):
+        torch.manual_seed(0)
+        net = RefScaleNet(NetConfig(bands=4, factor=4, hidden=8, blocks=1, ref_features=4,
+                                    use_reference=use_ref))
+        with torch.no_grad():  # so the output depends on the reference
+            for p in net.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+        save_model(net, {"name": name, "dtype": "uint16", "scale": 10000.0}, models)
+    target = oscd_dir / "rio_20171011.tif"
+    with rasterio.open(oscd_dir / "rio_20160424.tif") as ds:  # west 260 of 426 columns
+        win = rasterio.windows.Window(0, 0, 260, ds.height)
+        ref = write_geotiff(tmp_path / "rio_20160424_west.tif", ds.read(window=win),
+                            Grid.from_dataset(ds).window_grid(win), nodata=ds.nodata,
+                            descriptions=ds.descriptions)
+    names = (str(models), "refscale-test-x4", "noref-test-x4")
+    _cache_models(*names)
+    serial = tmp_path / "serial_lr.tif"
+    model, twin = distributed._MODELS[names[1], None]
+    with single_threaded():
+        onboard(target, [ref], out=serial, model=model, noref_model=twin, tile=128, halo=16)
+    job = SceneJob(
+        target=Input(target.stem, str(target), "2017-10-11T00:00:00+00:00", None),
+        references=(Input(ref.stem, str(ref), "2016-04-24T00:00:00+00:00", None),),
+        model=names[1], model_choice="given", factor=None, tile=128, halo=16, split=True,
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    with connect(workers=2) as client:
+        pids = client.run(_cache_models, *names)
+        assert len(pids) == 2 and os.getpid() not in pids.values()
+        entry = run_split_scene(client, job, out, band_rows=1)
+    assert entry["status"] == "done" and entry["split"], entry
+    lr = out / job.id / f"{job.id}_lr.tif"
+    with rasterio.open(lr) as ds:
+        info = LRInfo.from_dataset(ds, lr)
+    assert info.model == "refscale-test-x4" and info.fallback_model == "noref-test-x4"
+    assert info.reference_ids == (ref.stem,) and info.shift_error is not None
+    tiles = 3 * 4  # 353 x 426 pixels in 128-pixel tiles
+    assert 0 < len(info.fallback_tiles) < tiles and 0 not in info.fallback_tiles
+    assert lr.read_bytes() == serial.read_bytes()
+    assert _hidden(out) == []
+
+
 def test_vanished_reference_and_missing_target_fail_per_scene(oscd_dir, oscd_files, tmp_path):
     data = tmp_path / "data"
     data.mkdir()

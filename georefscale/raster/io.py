@@ -274,6 +274,12 @@ class GeoTIFFWriter:
             raise
         return self
 
+    def update_tags(self, **tags: str) -> None:
+        """Add or replace dataset tags (GDAL writes them when the file is closed), e.g. ones
+        known only after the pixels are written."""
+        self.tags.update(tags)
+        self._ds.update_tags(**tags)
+
     def write(self, array: np.ndarray, window: Window) -> None:
         """Write ``(bands, rows, cols)`` of this writer's dtype at ``window``."""
         self._ds.write(array.astype(self.dtype, copy=False), window=window)
