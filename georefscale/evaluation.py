@@ -2,7 +2,8 @@
 
 For every site of a folder (``<site>_<YYYYMMDD>.tif``; latest date = target, the date before =
 reference) each method runs ``onboard`` (tiler, reference alignment, LR written in the source
-dtype) and ``ground`` (alpha = 1 by default, fixed seed), and the HR GeoTIFF is compared with the target.
+dtype) and ``ground`` (alpha = 1 by default, fixed seed); the HR GeoTIFF is compared with the
+target.
 """
 
 from __future__ import annotations
