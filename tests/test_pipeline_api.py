@@ -202,7 +202,7 @@ def _copy(src: Path, dst: Path, cols: slice = slice(None), rows: slice = slice(N
     with rasterio.open(src) as ds:
         arr, t = ds.read()[:, rows, cols], ds.transform
         desc, tags, crs = ds.descriptions, ds.tags(), ds.crs
-    off = t * t.translation(cols.start or 0, rows.start or 0)
+    off = t @ t.translation(cols.start or 0, rows.start or 0)
     return write_geotiff(dst, arr, Grid(crs, off, arr.shape[2], arr.shape[1]),
                          descriptions=desc, tags=tags)
 
