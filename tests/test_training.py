@@ -79,3 +79,32 @@ def test_shipped_configs_load(tmp_path):
     bad.write_text("name: x\nnet: {bands: 4, nonsense: 1}\n")
     with pytest.raises(InputError, match="not a valid training config"):
         load_config(bad)
+
+
+def test_catalog_driven_pairs_pick_earlier_references(data_dir):
+    from georefscale.training.data import catalog_pairs
+
+    pairs = catalog_pairs(REPO / "catalogs" / "naip.parquet", max_date="20171231",
+                          archive=data_dir, both_directions=False)
+    assert len(pairs) == 6  # every date up to 2017 but the first has an earlier reference
+    for target, ref in pairs:
+        assert ref.name[-12:-4] < target.name[-12:-4] <= "20171231"
+
+
+def test_config_with_catalog_trains(data_dir, tmp_path):
+    cfg = tmp_path / "cat.yaml"
+    cfg.write_text(
+        f"name: cat\ncatalog: {REPO / 'catalogs' / 'oscd.parquet'}\ndtype: uint16\n"
+        "scale: 10000.0\nband_names: [B02, B03, B04, B08]\n"
+        "train_sites: [pisa_20180211]\n"
+        "net: {bands: 4, factor: 2, blocks: 1, hidden: 8, ref_features: 4}\n"
+        "steps: 2\nbatch: 2\ncrop: 32\nwarmup: 1\nval_every: 2\nval_crop: 64\nthreads: 1\n"
+    )
+    conf = load_config(cfg, data_root=data_dir)
+    assert conf.archive == str(data_dir) and conf.folder is None
+    weights = train(conf, tmp_path / "run", progress=False)
+    assert weights.suffix == ".safetensors"
+    neither = tmp_path / "neither.yaml"
+    neither.write_text("name: x\ndtype: uint8\nscale: 255\nband_names: [a]\nnet: {bands: 1}\n")
+    with pytest.raises(InputError, match="exactly one of 'folder' and 'catalog'"):
+        load_config(neither)

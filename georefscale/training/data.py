@@ -41,6 +41,41 @@ def site_pairs(
     return pairs
 
 
+def catalog_pairs(
+    catalog: str | Path,
+    ids: list[str] | None = None,
+    max_date: str | None = None,
+    archive: str | Path | None = None,
+    both_directions: bool = True,
+) -> list[tuple[Path, Path]]:
+    """(target, reference) pairs from a reference catalog: every record (optionally only
+    ``ids``, only acquired up to ``max_date`` = YYYYMMDD) is a target, its reference the best
+    earlier record by :meth:`Catalog.references_for` (same band count); targets without an
+    earlier, fully covering record are left out."""
+    from georefscale.catalog import Catalog
+    from georefscale.errors import NoCandidateError
+
+    cat = Catalog.load(catalog, archive=archive)
+    records = [cat.get(i) for i in cat.ids if ids is None or i in ids]
+    if max_date is not None:
+        records = [r for r in records if r.datetime.strftime("%Y%m%d") <= max_date]
+    pairs = []
+    for rec in records:
+        try:
+            found = cat.references_for(rec, time="before", band_count=len(rec.bands))
+        except NoCandidateError:
+            continue
+        refs = found.references
+        if len(refs) != 1 or (max_date and refs[0].datetime.strftime("%Y%m%d") > max_date):
+            continue
+        pairs.append((Path(rec.href), Path(refs[0].href)))
+        if both_directions:
+            pairs.append((Path(refs[0].href), Path(rec.href)))
+    if not pairs:
+        raise InputError(f"{catalog}: no record has an earlier reference for training")
+    return pairs
+
+
 def load_pair(
     target: Path, reference: Path, scale: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -24,7 +24,7 @@ from georefscale.engine.refscale import NetConfig, RefScaleNet
 from georefscale.engine.rescaler import quantize
 from georefscale.engine.weights import save_model
 from georefscale.errors import InputError
-from georefscale.training.data import PairCrops, site_pairs
+from georefscale.training.data import PairCrops, catalog_pairs, site_pairs
 from georefscale.training.losses import LossWeights, irn_losses
 
 
@@ -33,13 +33,17 @@ class TrainConfig:
     """Everything a training run needs; loaded from YAML by :func:`load_config`."""
 
     name: str
-    folder: str
     dtype: str
     scale: float
     band_names: list[str]
     net: NetConfig
+    #: pairs from a folder of ``<site>_<YYYYMMDD>.tif`` (``train_sites`` / ``val_sites``) ...
+    folder: str | None = None
     train_sites: list[str] | None = None
     val_sites: list[str] | None = None
+    #: ... or from a reference catalog (record ids in ``train_sites`` / ``val_sites``)
+    catalog: str | None = None
+    archive: str | None = None
     max_date: str | None = None
     steps: int = 3000
     batch: int = 8
@@ -68,9 +72,29 @@ def load_config(path: str | Path, data_root: str | Path | None = None) -> TrainC
         cfg = TrainConfig(net=net, loss=loss, **raw)
     except (OSError, yaml.YAMLError, TypeError, KeyError) as exc:
         raise InputError(f"{path}: not a valid training config: {exc}") from exc
+    if (cfg.folder is None) == (cfg.catalog is None):
+        raise InputError(f"{path}: give exactly one of 'folder' and 'catalog'")
     root = Path(data_root or os.environ.get("GEOREFSCALE_DATA", "../shared/data"))
-    cfg.folder = str(root / cfg.folder)
+    if cfg.folder is not None:
+        cfg.folder = str(root / cfg.folder)
+    elif data_root is not None:
+        cfg.archive = str(data_root)
     return cfg
+
+
+def training_pairs(cfg: TrainConfig) -> tuple[list, list]:
+    """(train, validation) lists of (target, reference) paths, from the folder or the catalog."""
+    val_names = cfg.val_sites or cfg.train_sites
+    if cfg.catalog is not None:
+        return (
+            catalog_pairs(cfg.catalog, cfg.train_sites, cfg.max_date, cfg.archive),
+            catalog_pairs(cfg.catalog, val_names, cfg.max_date, cfg.archive,
+                          both_directions=False),
+        )
+    return (
+        site_pairs(cfg.folder, cfg.train_sites, cfg.max_date),
+        site_pairs(cfg.folder, val_names, cfg.max_date, both_directions=False),
+    )
 
 
 def _schedule(cfg: TrainConfig):
@@ -122,11 +146,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, device: str | None = None,
         torch.set_num_threads(cfg.threads)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(cfg.seed)
-    pairs = site_pairs(cfg.folder, cfg.train_sites, cfg.max_date)
+    pairs, val_pairs = training_pairs(cfg)
     data = PairCrops(pairs, cfg.scale, cfg.crop, cfg.seed)
-    val_pairs = site_pairs(
-        cfg.folder, cfg.val_sites or cfg.train_sites, cfg.max_date, both_directions=False
-    )
     val_x, val_ref = PairCrops(val_pairs, cfg.scale, cfg.crop).fixed(len(val_pairs), cfg.val_crop)
 
     net = RefScaleNet(cfg.net).to(device)
