@@ -16,15 +16,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from rasterio.windows import Window
 
-from georefscale import codecs, metrics
+from georefscale import codecs
 from georefscale.atomic import write_json
 from georefscale.catalog import Catalog
 from georefscale.errors import InputError
+from georefscale.evaluation import score_files
 from georefscale.raster.grid import Grid
-from georefscale.raster.io import default_scale, open_raster, write_geotiff
+from georefscale.raster.io import open_raster, write_geotiff
 
 log = logging.getLogger(__name__)
 
@@ -101,16 +101,6 @@ def _link(lr: Path, out: Path, quality: float) -> int:
                                    descriptions=desc)
 
 
-def _scores(target: Path, hr: Path) -> dict[str, float]:
-    with open_raster(target, "target") as t, open_raster(hr, "HR") as h:
-        a, b = t.read().astype(np.float64), h.read().astype(np.float64)
-        peak = default_scale(t.dtypes[0])
-        valid = (t.read_masks() > 0).all(axis=0)
-    b[:, ~valid] = a[:, ~valid]
-    return {"psnr": metrics.psnr(a[:, valid], b[:, valid], peak),
-            "ssim": metrics.ssim(a, b, peak)}
-
-
 def run_case(case: Case, catalog: Catalog, out: Path, *, factor: int, quality: float,
              crop: int | None) -> dict:
     """Onboard -> JPEG 2000 -> ground for one acquisition, with RefScale and with bicubic."""
@@ -135,9 +125,10 @@ def run_case(case: Case, catalog: Catalog, out: Path, *, factor: int, quality: f
         onboard(target, refs, out=lr, factor=factor, model=method)
         nbytes = _link(lr, jp2, quality)
         ground(jp2, refs, out=hr, alpha=1.0, seed=0)
+        psnr, ssim = score_files(target, hr)
         result[tag] = {"lr": lr.name, "bitstream": jp2.name, "hr": hr.name, "bytes": nbytes,
                        "bpp_hr": codecs.bits_per_pixel(nbytes, (1, hr_pixels)),
-                       **_scores(target, hr)}
+                       "psnr": psnr, "ssim": ssim}
         if tag == "refscale":
             rel = out / f"{case.label}_relevance.tif"
             relevance_map(jp2, refs, out=rel)

@@ -38,7 +38,9 @@ def default_methods(factor: int, family: str = "s2") -> dict[str, str]:
     }
 
 
-def _scores(target: Path, hr: Path) -> tuple[float, float]:
+def score_files(target: Path, hr: Path) -> tuple[float, float]:
+    """PSNR (dB) and SSIM of the HR GeoTIFF against the target over the target's valid pixels,
+    peak = the dtype's scale (10000 DN for uint16, 255 for uint8)."""
     with open_raster(target, "target") as t, open_raster(hr, "HR product") as h:
         a = t.read().astype(np.float64)
         b = h.read().astype(np.float64)
@@ -76,7 +78,7 @@ def evaluate(
                 except GeoRefScaleError as exc:
                     log.warning("%s: %s skipped: %s", site.name, label, exc)
                     continue
-                row["psnr"][label], row["ssim"][label] = _scores(site.target, hr)
+                row["psnr"][label], row["ssim"][label] = score_files(site.target, hr)
                 log.info("%s %s: %.2f dB", site.name, label, row["psnr"][label])
             rows.append(row)
     labels = [m for m in methods if all(m in r["psnr"] for r in rows)]
