@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import rasterio
 import torch
-from rasterio.warp import Resampling, reproject
+from rasterio.enums import Resampling
 
 from georefscale.errors import InputError
+from georefscale.raster.align import align
+from georefscale.raster.grid import Grid
+from georefscale.raster.io import open_raster
 from georefscale.sites import dated_files
 
 
@@ -81,26 +83,12 @@ def load_pair(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Target and reference (warped onto the target grid, bilinear) as float32 ``DN / scale``,
     plus a boolean mask of pixels valid in both."""
-    with rasterio.open(target) as t:
+    with open_raster(target, "target") as t, open_raster(reference, "reference") as r:
+        if r.count != t.count:
+            raise InputError(f"{reference}: {r.count} bands, target {target} has {t.count}")
         x = t.read().astype(np.float32)
         valid = t.read_masks(1) > 0
-        ref = np.zeros_like(x)
-        with rasterio.open(reference) as r:
-            if r.count != t.count:
-                raise InputError(f"{reference}: {r.count} bands, target {target} has {t.count}")
-            src_nodata = r.nodata
-            for b in range(r.count):
-                reproject(
-                    r.read(b + 1).astype(np.float32),
-                    ref[b],
-                    src_transform=r.transform,
-                    src_crs=r.crs,
-                    src_nodata=src_nodata,
-                    dst_transform=t.transform,
-                    dst_crs=t.crs,
-                    dst_nodata=np.nan,
-                    resampling=Resampling.bilinear,
-                )
+        ref = align([r], Grid.from_dataset(t), resampling=Resampling.bilinear)
     valid &= np.isfinite(ref).all(axis=0)
     ref = np.nan_to_num(ref, nan=0.0)
     return x / scale, ref / scale, valid
