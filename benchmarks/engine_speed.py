@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import torch
@@ -20,6 +19,7 @@ from torch import nn
 
 from georefscale.engine import NetConfig, RefScaleNet, load
 from georefscale.engine.haar import squeeze, unsqueeze
+from georefscale.engine.profile import calls_per_second
 from georefscale.engine.weights import MODELS_DIR
 
 
@@ -73,14 +73,6 @@ class IRN(nn.Module):
         return h
 
 
-def rate(fn, repeats: int) -> float:
-    fn()
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return repeats / (time.perf_counter() - t0)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tile", type=int, default=512)
@@ -100,8 +92,8 @@ def main() -> None:
     irn = IRN().eval()
     y, z = squeeze(squeeze(x))[:, :4], torch.randn(1, 60, t // 4, t // 4)
     with torch.no_grad():
-        ours = rate(lambda: net.inverse(y, z * 0.01, ref), args.repeats)
-    theirs = rate(lambda: irn.inverse(y, z), args.repeats)
+        ours = calls_per_second(lambda: net.inverse(y, z * 0.01, ref), args.repeats)
+    theirs = calls_per_second(lambda: irn.inverse(y, z), args.repeats)
     rows = {
         "tile": t,
         "threads": torch.get_num_threads(),

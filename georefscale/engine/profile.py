@@ -17,7 +17,8 @@ def _flops(fn) -> int:
     return int(counter.get_total_flops())
 
 
-def _rate(fn, repeats: int) -> float:
+def calls_per_second(fn, repeats: int) -> float:
+    """Calls of ``fn`` per second over ``repeats`` timed calls, after one warm-up call."""
     fn()
     t0 = time.perf_counter()
     for _ in range(repeats):
@@ -53,7 +54,7 @@ def profile_model(name: str, tile: int = 512, bands: int = 4, repeats: int = 2) 
         "tile_hr": tile,
         "gflops_downscale": round(_flops(down) / 1e9, 3),
         "gflops_upscale": round(_flops(up) / 1e9, 3),
-        "tiles_per_s_downscale": round(_rate(down, repeats), 3),
-        "tiles_per_s_upscale": round(_rate(up, repeats), 3),
+        "tiles_per_s_downscale": round(calls_per_second(down, repeats), 3),
+        "tiles_per_s_upscale": round(calls_per_second(up, repeats), 3),
         "threads": torch.get_num_threads(),
     }

@@ -24,6 +24,7 @@ from georefscale.engine.refscale import NetConfig, RefScaleNet
 from georefscale.engine.rescaler import quantize
 from georefscale.engine.weights import save_model
 from georefscale.errors import InputError
+from georefscale.metrics import psnr
 from georefscale.training.data import PairCrops, catalog_pairs, site_pairs
 from georefscale.training.losses import LossWeights, irn_losses
 
@@ -107,10 +108,10 @@ def _schedule(cfg: TrainConfig):
     return factor
 
 
-def psnr_t(a: torch.Tensor, b: torch.Tensor, peak: float = 1.0) -> float:
-    """PSNR in dB of two tensors in the normalised range (peak 1.0 = ``scale`` DN)."""
-    mse = torch.mean((a.float() - b.float()) ** 2).item()
-    return float("inf") if mse == 0 else 10 * math.log10(peak**2 / mse)
+def psnr_t(a: torch.Tensor, b: torch.Tensor) -> float:
+    """:func:`georefscale.metrics.psnr` of two tensors in the normalised range (peak 1.0 =
+    ``scale`` DN)."""
+    return psnr(a.detach().float().cpu().numpy(), b.detach().float().cpu().numpy(), 1.0)
 
 
 @torch.no_grad()
