@@ -36,7 +36,7 @@ import rasterio
 from affine import Affine
 
 from georefscale.errors import InputError, NoCandidateError, ReferenceMismatchError
-from georefscale.raster.align import align, estimate_shift, overlaps
+from georefscale.raster.align import align, overlaps, scene_shift
 from georefscale.raster.grid import Grid
 from georefscale.raster.io import (
     GeoTIFFWriter,
@@ -60,7 +60,6 @@ DEFAULT_MODEL = "refscale-s2-x4"
 DEFAULT_TILE = 512
 DEFAULT_HALO = 32
 #: Largest window (pixels per side) used to estimate the reference shift.
-SHIFT_WINDOW = 1024
 #: GDAL block cache (bytes: rasterio passes integers to GDALSetCacheMax64) while processing.
 GDAL_CACHE_BYTES = 256 * 2**20
 FORMAT_VERSION = "1"
@@ -1117,21 +1116,6 @@ def ground_datasets(
             if s is not None:
                 s.close()
     return Path(out) if out is not None else None
-
-
-def scene_shift(target, references: Sequence, grid: Grid) -> tuple[tuple[float, float], float]:
-    """Residual shift (dx, dy) of the references against the target, estimated by phase
-    correlation on a central window of at most ``SHIFT_WINDOW`` pixels; (0, 0) when the
-    references cover less than half of that window. Also returns the correlation error."""
-    h, w = min(grid.height, SHIFT_WINDOW), min(grid.width, SHIFT_WINDOW)
-    win = rasterio.windows.Window((grid.width - w) // 2, (grid.height - h) // 2, w, h)
-    ref = align(references, grid.window_grid(win))
-    if np.isnan(ref).mean() > 0.5 or min(h, w) < 16:
-        return (0.0, 0.0), None
-    tgt = target.read(window=win).astype(np.float32)
-    mask = tgt == target.nodata if target.nodata is not None else None
-    dx, dy, err = estimate_shift(tgt, ref, target_mask=mask)
-    return (dx, dy), err
 
 
 # -- helpers -----------------------------------------------------------------------------------

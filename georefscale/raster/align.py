@@ -12,12 +12,16 @@ from collections.abc import Sequence
 
 import numpy as np
 import rasterio
+import rasterio.windows
 from rasterio.enums import Resampling
 from rasterio.warp import reproject, transform_bounds
 from skimage.filters import window as taper
 from skimage.registration import phase_cross_correlation
 
 from georefscale.raster.grid import Grid
+
+#: side (pixels) of the central window on which the residual reference shift is estimated
+SHIFT_WINDOW = 1024
 
 
 def overlaps(ds, grid: Grid) -> bool:
@@ -111,3 +115,21 @@ def _standardise(img: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         z = (band - v.mean()) / v.std()
         out += np.where(b, 0.0, z)
     return out / len(img)
+
+
+def scene_shift(
+    target, references: Sequence, grid: Grid
+) -> tuple[tuple[float, float], float | None]:
+    """Residual shift (dx, dy) in target pixels of the open ``references`` against the open
+    ``target`` (on ``grid``), by phase correlation on a central window of at most
+    ``SHIFT_WINDOW`` pixels, and the correlation error; ((0, 0), None) when the references cover
+    less than half of that window. Used by the on-board side and by training pairs."""
+    h, w = min(grid.height, SHIFT_WINDOW), min(grid.width, SHIFT_WINDOW)
+    win = rasterio.windows.Window((grid.width - w) // 2, (grid.height - h) // 2, w, h)
+    ref = align(references, grid.window_grid(win))
+    if np.isnan(ref).mean() > 0.5 or min(h, w) < 16:
+        return (0.0, 0.0), None
+    tgt = target.read(window=win).astype(np.float32)
+    mask = tgt == target.nodata if target.nodata is not None else None
+    dx, dy, err = estimate_shift(tgt, ref, target_mask=mask)
+    return (dx, dy), err
