@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import rasterio
 from affine import Affine
+from rasterio.windows import Window
 
 from georefscale.errors import InputError, NoCandidateError, ReferenceMismatchError
 from georefscale.raster.align import align, overlaps, scene_shift
@@ -47,6 +48,7 @@ from georefscale.raster.io import (
     open_raster,
     prefixed,
     read_window,
+    reflect_index,
     sha256_file,
     to_float,
 )
@@ -1174,8 +1176,18 @@ def _check_inputs(target, references, model, grid: Grid, target_name: str, names
 
 
 def _aligned_reference(references, grid: Grid, window, shift) -> np.ndarray:
-    """References warped onto the tile window (shift applied), in DN, NaN where uncovered."""
-    return align(references, grid.window_grid(window), shift=tuple(shift))
+    """References warped onto the tile window (shift applied), in DN, NaN where uncovered.
+
+    Where the window leaves the target raster, the reference is mirrored exactly like the target
+    (:func:`~georefscale.raster.io.read_window`), so the network never sees a reflected scene
+    beside an empty reference at the scene's edges."""
+    r0, c0 = int(window.row_off), int(window.col_off)
+    rows = reflect_index(np.arange(r0, r0 + int(window.height)), grid.height)
+    cols = reflect_index(np.arange(c0, c0 + int(window.width)), grid.width)
+    rmin, cmin = int(rows.min()), int(cols.min())
+    inner = Window(cmin, rmin, int(cols.max()) - cmin + 1, int(rows.max()) - rmin + 1)
+    block = align(references, grid.window_grid(inner), shift=tuple(shift))
+    return block[:, (rows - rmin)[:, None], (cols - cmin)[None, :]]
 
 
 def _normalise(ref: np.ndarray, model, dtype: str) -> np.ndarray:

@@ -288,3 +288,20 @@ def test_failure_mid_scene_leaves_no_file(paris, tmp_path):
             onboard_datasets(t, [], model=Failing(), out=tmp_path / "lr.tif", tile=64)
     assert os.listdir(tmp_path) == []
 
+
+
+def test_reference_tile_is_mirrored_like_the_target_at_the_edges(paris):
+    """A tile window that leaves the scene gets the same mirror padding in the reference as in
+    the target (the reference here is the target itself, so both must be equal)."""
+    from rasterio.windows import Window
+
+    from georefscale.pipeline import _aligned_reference
+    from georefscale.raster.io import read_window
+
+    target, _ = paris
+    with open_raster(target, "target") as ds:
+        grid = Grid.from_dataset(ds)
+        for window in (Window(-40, -24, 128, 96), Window(ds.width - 50, ds.height - 30, 96, 64)):
+            ref = _aligned_reference([ds], grid, window, (0.0, 0.0))
+            assert np.isfinite(ref).all()
+            np.testing.assert_array_equal(ref, read_window(ds, window).astype(np.float32))
