@@ -19,7 +19,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from georefscale.engine.baselines import bicubic_downscale
+from georefscale.engine.baselines import BicubicRescaler, bicubic_downscale
 from georefscale.engine.refscale import NetConfig, RefScaleNet
 from georefscale.engine.rescaler import quantize
 from georefscale.engine.weights import save_model
@@ -126,7 +126,7 @@ def validate(net: RefScaleNet, cfg: TrainConfig, x: torch.Tensor, ref: torch.Ten
     zs = torch.randn(z.shape, generator=gen).to(device)
     x_hat = net.inverse(quantize(y, cfg.scale, cfg.dtype), zs, r)
     bic_lr = quantize(bicubic_downscale(x, cfg.net.factor), cfg.scale, cfg.dtype)
-    bic = torch.nn.functional.interpolate(bic_lr, scale_factor=cfg.net.factor, mode="bicubic")
+    bic = BicubicRescaler(cfg.net.factor).upscale(bic_lr)
     net.train()
     return {
         "psnr": psnr_t(x_hat, x),
