@@ -34,7 +34,6 @@ from typing import Any
 import numpy as np
 import rasterio
 from affine import Affine
-from rasterio.windows import Window
 
 from georefscale.errors import InputError, NoCandidateError, ReferenceMismatchError
 from georefscale.raster.align import align, overlaps, scene_shift
@@ -48,7 +47,7 @@ from georefscale.raster.io import (
     open_raster,
     prefixed,
     read_window,
-    reflect_index,
+    reflect_window,
     sha256_file,
     to_float,
 )
@@ -61,7 +60,6 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "refscale-s2-x4"
 DEFAULT_TILE = 512
 DEFAULT_HALO = 32
-#: Largest window (pixels per side) used to estimate the reference shift.
 #: GDAL block cache (bytes: rasterio passes integers to GDALSetCacheMax64) while processing.
 GDAL_CACHE_BYTES = 256 * 2**20
 FORMAT_VERSION = "1"
@@ -1181,13 +1179,9 @@ def _aligned_reference(references, grid: Grid, window, shift) -> np.ndarray:
     Where the window leaves the target raster, the reference is mirrored exactly like the target
     (:func:`~georefscale.raster.io.read_window`), so the network never sees a reflected scene
     beside an empty reference at the scene's edges."""
-    r0, c0 = int(window.row_off), int(window.col_off)
-    rows = reflect_index(np.arange(r0, r0 + int(window.height)), grid.height)
-    cols = reflect_index(np.arange(c0, c0 + int(window.width)), grid.width)
-    rmin, cmin = int(rows.min()), int(cols.min())
-    inner = Window(cmin, rmin, int(cols.max()) - cmin + 1, int(rows.max()) - rmin + 1)
+    inner, rows, cols = reflect_window(window, grid.height, grid.width)
     block = align(references, grid.window_grid(inner), shift=tuple(shift))
-    return block[:, (rows - rmin)[:, None], (cols - cmin)[None, :]]
+    return block[:, rows[:, None], cols[None, :]]
 
 
 def _normalise(ref: np.ndarray, model, dtype: str) -> np.ndarray:

@@ -289,7 +289,6 @@ def test_failure_mid_scene_leaves_no_file(paris, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-
 def test_reference_tile_is_mirrored_like_the_target_at_the_edges(paris):
     """A tile window that leaves the scene gets the same mirror padding in the reference as in
     the target (the reference here is the target itself, so both must be equal)."""

@@ -79,6 +79,20 @@ def reflect_index(idx: np.ndarray, n: int) -> np.ndarray:
     return np.where(r >= n, period - r, r)
 
 
+def reflect_window(
+    window: Window, height: int, width: int
+) -> tuple[Window, np.ndarray, np.ndarray]:
+    """For ``window`` (may leave a ``height`` x ``width`` raster): the smallest in-raster window
+    holding every pixel it mirrors to (:func:`reflect_index`), and the row and column indices
+    into that window's array that give the mirrored ``window``."""
+    r0, c0 = int(window.row_off), int(window.col_off)
+    rows = reflect_index(np.arange(r0, r0 + int(window.height)), height)
+    cols = reflect_index(np.arange(c0, c0 + int(window.width)), width)
+    rmin, cmin = int(rows.min()), int(cols.min())
+    inner = Window(cmin, rmin, int(cols.max()) - cmin + 1, int(rows.max()) - rmin + 1)
+    return inner, rows - rmin, cols - cmin
+
+
 def read_window(
     ds,
     window: Window,
@@ -97,12 +111,8 @@ def read_window(
     if r0 >= 0 and c0 >= 0 and r0 + h <= ds.height and c0 + w <= ds.width:
         return ds.read(indexes, window=Window(c0, r0, w, h))
     if fill == "reflect":
-        rows = reflect_index(np.arange(r0, r0 + h), ds.height)
-        cols = reflect_index(np.arange(c0, c0 + w), ds.width)
-        rmin, cmin = int(rows.min()), int(cols.min())
-        inner = Window(cmin, rmin, int(cols.max()) - cmin + 1, int(rows.max()) - rmin + 1)
-        block = ds.read(indexes, window=inner)
-        return block[:, (rows - rmin)[:, None], (cols - cmin)[None, :]]
+        inner, rows, cols = reflect_window(window, ds.height, ds.width)
+        return ds.read(indexes, window=inner)[:, rows[:, None], cols[None, :]]
     out = np.full((len(indexes), h, w), fill, dtype=ds.dtypes[indexes[0] - 1])
     rs, re = max(r0, 0), min(r0 + h, ds.height)
     cs, ce = max(c0, 0), min(c0 + w, ds.width)
