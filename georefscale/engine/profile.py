@@ -18,11 +18,15 @@ def _flops(fn) -> int:
 
 
 def calls_per_second(fn, repeats: int) -> float:
-    """Calls of ``fn`` per second over ``repeats`` timed calls, after one warm-up call."""
+    """Calls of ``fn`` per second over ``repeats`` timed calls, after one warm-up call (waits for
+    queued CUDA work before and after timing, so GPU calls are timed to completion)."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     fn()
+    sync()
     t0 = time.perf_counter()
     for _ in range(repeats):
         fn()
+    sync()
     return repeats / (time.perf_counter() - t0)
 
 

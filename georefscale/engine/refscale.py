@@ -33,6 +33,8 @@ class NetConfig:
     #: ``z = h / latent_scale``; about the size of image detail in the normalised range, so that a
     #: fresh network starts as a Haar downscale plus detail-sized noise instead of unit noise.
     latent_scale: float = 0.01
+    #: width of the reference gates' hidden layer; 0 = one linear convolution (see coupling.py)
+    gate_hidden: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -58,7 +60,9 @@ class RefScaleNet(nn.Module):
             ref_ch = self.encoder.channels(level) if self.encoder is not None else 0
             self.stages.append(
                 nn.ModuleList(
-                    CouplingBlock(channels, cfg.bands, ref_ch, cfg.hidden, cfg.clamp)
+                    CouplingBlock(
+                        channels, cfg.bands, ref_ch, cfg.hidden, cfg.clamp, cfg.gate_hidden
+                    )
                     for _ in range(cfg.blocks)
                 )
             )
@@ -103,7 +107,12 @@ class RefScaleNet(nn.Module):
 
 
 class InvertibleRescaler(Rescaler):
-    """A trained :class:`RefScaleNet` behind the rescaler interface (inference only, no grad)."""
+    """A trained :class:`RefScaleNet` behind the rescaler interface (inference only, no grad).
+
+    On a CUDA device, cuDNN convolutions of this process are switched to full fp32 (IEEE)
+    precision: with PyTorch's default TF32 the LR product and the reconstruction would depend on
+    which GPU (or CPU) computed them, and the two sides of the link must agree.
+    """
 
     def __init__(
         self,
@@ -117,6 +126,8 @@ class InvertibleRescaler(Rescaler):
         self.name = name
         self.net = net.to(device).eval()
         self.device = torch.device(device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.conv.fp32_precision = "ieee"
         self.factor = net.cfg.factor
         self.bands = net.cfg.bands
         self.dtype = dtype

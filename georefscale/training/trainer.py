@@ -57,6 +57,8 @@ class TrainConfig:
     val_every: int = 250
     val_crop: int = 256
     ckpt_every: int = 50
+    #: share of training crops given a wrong reference (teaches the gates to close)
+    wrong_reference: float = 0.0
     threads: int | None = None
     loss: LossWeights = field(default_factory=LossWeights)
     description: str = ""
@@ -116,23 +118,34 @@ def psnr_t(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @torch.no_grad()
 def validate(net: RefScaleNet, cfg: TrainConfig, x: torch.Tensor, ref: torch.Tensor) -> dict:
-    """PSNR of the reconstruction (quantised LR, z ~ N(0,1) with seed 0) and of bicubic."""
+    """PSNR of the reconstruction (quantised LR, z ~ N(0,1) with seed 0) and of bicubic; for a
+    reference model also the PSNR with a wrong reference (the right one turned by 180 degrees,
+    on board and on the ground) and the mean reference gate in both cases."""
     net.eval()
     device = next(net.parameters()).device
     x, ref = x.to(device), ref.to(device)
-    r = ref if cfg.net.use_reference else None
-    y, z = net(x, r)
     gen = torch.Generator().manual_seed(0)
-    zs = torch.randn(z.shape, generator=gen).to(device)
-    x_hat = net.inverse(quantize(y, cfg.scale, cfg.dtype), zs, r)
+
+    def roundtrip(r: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        y, z = net(x, r)
+        zs = torch.randn(z.shape, generator=gen.manual_seed(0)).to(device)
+        return y, net.inverse(quantize(y, cfg.scale, cfg.dtype), zs, r)
+
+    y, x_hat = roundtrip(ref if cfg.net.use_reference else None)
     bic_lr = quantize(bicubic_downscale(x, cfg.net.factor), cfg.scale, cfg.dtype)
     bic = BicubicRescaler(cfg.net.factor).upscale(bic_lr)
-    net.train()
-    return {
+    out = {
         "psnr": psnr_t(x_hat, x),
         "psnr_bicubic": psnr_t(bic, x),
         "psnr_lr": psnr_t(y, bicubic_downscale(x, cfg.net.factor)),
     }
+    if cfg.net.use_reference:
+        out["gate"] = net.gate_map().mean().item()
+        _, x_wrong = roundtrip(ref.flip(-1, -2))
+        out["psnr_wrong_ref"] = psnr_t(x_wrong, x)
+        out["gate_wrong_ref"] = net.gate_map().mean().item()
+    net.train()
+    return out
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, *, device: str | None = None,
@@ -148,7 +161,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, device: str | None = None,
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(cfg.seed)
     pairs, val_pairs = training_pairs(cfg)
-    data = PairCrops(pairs, cfg.scale, cfg.crop, cfg.seed)
+    data = PairCrops(pairs, cfg.scale, cfg.crop, cfg.seed, cfg.wrong_reference)
     val_x, val_ref = PairCrops(val_pairs, cfg.scale, cfg.crop).fixed(len(val_pairs), cfg.val_crop)
 
     net = RefScaleNet(cfg.net).to(device)
@@ -203,9 +216,13 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, device: str | None = None,
         record = {"step": step, "loss": loss.item(), **parts, "lr": sched.get_last_lr()[0]}
         if step % cfg.val_every == 0 or step == cfg.steps:
             record.update(validate(net, cfg, val_x, val_ref))
-            history.append({k: record[k] for k in ("step", "psnr", "psnr_bicubic", "psnr_lr")})
+            history.append({k: v for k, v in record.items()
+                            if k == "step" or k.startswith(("psnr", "gate"))})
+            wrong = (f", wrong reference {record['psnr_wrong_ref']:.2f} dB, gate "
+                     f"{record['gate']:.2f} / {record['gate_wrong_ref']:.2f}"
+                     if "gate" in record else "")
             bar.write(f"{cfg.name} step {step}: val PSNR {record['psnr']:.2f} dB "
-                      f"(bicubic {record['psnr_bicubic']:.2f} dB)")
+                      f"(bicubic {record['psnr_bicubic']:.2f} dB{wrong})")
         log.write(json.dumps(record) + "\n")
         if step % cfg.ckpt_every == 0 or step == stop:
             log.flush()
