@@ -53,7 +53,7 @@ def test_latent_sample_has_the_same_bits_on_cuda():
     assert torch.equal(a, b.cpu())
 
 
-def test_training_runs_on_cuda_in_bf16_and_loads_on_cpu(oscd_dir, tmp_path):
+def test_training_runs_and_resumes_on_cuda_in_bf16_and_loads_on_cpu(oscd_dir, tmp_path):
     cfg = TrainConfig(
         name="tiny-cuda", folder=str(oscd_dir), dtype="uint16", scale=10000.0,
         band_names=["B02", "B03", "B04", "B08"],
@@ -61,7 +61,9 @@ def test_training_runs_on_cuda_in_bf16_and_loads_on_cpu(oscd_dir, tmp_path):
         train_sites=["pisa"], val_sites=["bercy"], steps=6, batch=4, crop=32, warmup=2,
         val_every=3, val_crop=64, ckpt_every=2, threads=2, wrong_reference=0.5,
     )
-    weights = train(cfg, tmp_path, device="cuda", progress=False)
+    part = train(cfg, tmp_path, device="cuda", progress=False, max_steps=3)
+    assert part.name == "checkpoint.pt"
+    weights = train(cfg, tmp_path, device="cuda", progress=False)  # resumes on the GPU
     card = json.loads(weights.with_suffix(".json").read_text())
     assert card["training"]["device"] == "cuda"
     assert card["validation"]["psnr"] > 20

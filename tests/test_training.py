@@ -59,10 +59,11 @@ def test_crops_are_aligned_augmented_identically(oscd_dir):
 
 
 def test_resumed_training_equals_uninterrupted(oscd_dir, tmp_path):
-    full = train(_cfg(oscd_dir, 4), tmp_path / "full", progress=False)
-    part = train(_cfg(oscd_dir, 4), tmp_path / "part", progress=False, max_steps=2)
+    run = {"progress": False, "device": "cpu"}
+    full = train(_cfg(oscd_dir, 4), tmp_path / "full", **run)
+    part = train(_cfg(oscd_dir, 4), tmp_path / "part", max_steps=2, **run)
     assert part.name == "checkpoint.pt"
-    resumed = train(_cfg(oscd_dir, 4), tmp_path / "part", progress=False)
+    resumed = train(_cfg(oscd_dir, 4), tmp_path / "part", **run)
     a, b = load_file(str(full)), load_file(str(resumed))
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)

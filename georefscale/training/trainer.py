@@ -170,20 +170,24 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, device: str | None = None,
     step, wall, history = 0, 0.0, []
     ckpt = out / "checkpoint.pt"
     if ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
+        # tensors stay on the CPU (RNG states must); load_state_dict moves them to the device
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
         net.load_state_dict(state["net"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
         step, wall, history = state["step"], state["wall"], state["history"]
         data.rng.bit_generator.state = state["data_rng"]
         torch.set_rng_state(state["torch_rng"])
+        if device.startswith("cuda") and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"])
 
     def save_checkpoint() -> None:
         tmp = ckpt.with_suffix(".pt.tmp")
         torch.save(
             {"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
              "step": step, "wall": wall, "history": history,
-             "data_rng": data.rng.bit_generator.state, "torch_rng": torch.get_rng_state()},
+             "data_rng": data.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+             "cuda_rng": torch.cuda.get_rng_state() if device.startswith("cuda") else None},
             tmp,
         )
         tmp.replace(ckpt)
