@@ -65,6 +65,38 @@ def spectral_angle(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.degrees(np.mean(np.arccos(cos))))
 
 
+def detail_agreement(target: np.ndarray, reference: np.ndarray, factor: int) -> float:
+    """How well ``reference`` shows the detail that a ``factor`` x downscale removes from
+    ``target``: the correlation, averaged over bands, of the two images' detail (each pixel minus
+    the mean of its ``factor`` x ``factor`` block), over the blocks valid (finite) in both.
+
+    1 = the same detail, 0 = unrelated (another place, misregistered by more than a few pixels,
+    turned, missing); real co-registered references of a changed scene score 0.3-0.9 on the
+    Sentinel-2 sample pairs. Any units and dtype; rows and columns are cut to a multiple of
+    ``factor``. A band without detail in either image scores 0.
+    """
+    target, reference = _pair(target, reference, "detail_agreement")
+    c, h, w = target.shape
+    h, w = h // factor * factor, w // factor * factor
+
+    def blocks(a: np.ndarray) -> np.ndarray:
+        """(c, h/f, w/f, f, f): the pixels of each f x f block."""
+        a = a[:, :h, :w].reshape(c, h // factor, factor, w // factor, factor)
+        return a.transpose(0, 1, 3, 2, 4)
+
+    t, r = blocks(target), blocks(reference)
+    ok = np.isfinite(t).all(axis=(0, 3, 4)) & np.isfinite(r).all(axis=(0, 3, 4))
+    if not ok.any():
+        return 0.0
+    scores = []
+    for b in range(c):
+        dt = t[b][ok] - t[b][ok].mean(axis=(1, 2), keepdims=True)
+        dr = r[b][ok] - r[b][ok].mean(axis=(1, 2), keepdims=True)
+        den = np.sqrt(np.sum(dt * dt) * np.sum(dr * dr))
+        scores.append(float(np.sum(dt * dr) / den) if den > 0 else 0.0)
+    return float(np.mean(scores))
+
+
 def bd_rate(
     anchor: Sequence[Sequence[float]], test: Sequence[Sequence[float]]
 ) -> float:

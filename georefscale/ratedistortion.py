@@ -135,11 +135,11 @@ def method_curve(model, target: np.ndarray, valid: np.ndarray, ref: np.ndarray |
     with torch.no_grad():
         y, _ = model.downscale(x, r)
         y = quantize(y, scale, dtype)
-        lr = np.rint(y[0].numpy().astype(np.float64) * scale).astype(dtype)
+        lr = np.rint(y[0].cpu().numpy().astype(np.float64) * scale).astype(dtype)
 
         def rebuild(lr_dn: np.ndarray) -> np.ndarray:
             yy = torch.from_numpy(lr_dn.astype(np.float32) / scale)[None]
-            hr = model.upscale(yy, r, z=None, alpha=1.0, seed=0)[0].numpy()
+            hr = model.upscale(yy, r, z=None, alpha=1.0, seed=0)[0].cpu().numpy()
             info = np.iinfo(dtype)
             return np.clip(np.rint(hr.astype(np.float64) * scale), info.min, info.max)
 

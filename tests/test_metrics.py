@@ -109,3 +109,22 @@ def test_bd_rate_constant_factor_property(factor, coeffs):
     anchor = _curve(ANCHOR_PSNR, a * ANCHOR_PSNR**2 + b * ANCHOR_PSNR + c)
     test = [[r * factor, p] for r, p in anchor]
     assert metrics.bd_rate(anchor, test) == pytest.approx(factor - 1, rel=1e-6, abs=1e-9)
+
+
+def test_detail_agreement_separates_the_right_reference_from_wrong_ones(oscd_dir):
+    import rasterio
+
+    from georefscale.metrics import detail_agreement
+
+    with rasterio.open(oscd_dir / "paris_20171107.tif") as t, \
+            rasterio.open(oscd_dir / "paris_20161130.tif") as r:
+        target, ref = t.read().astype(float), r.read().astype(float)
+    assert detail_agreement(target, target * 3 + 7, 4) == pytest.approx(1.0)
+    right = detail_agreement(target, ref, 4)
+    assert right > 0.3
+    for wrong in (ref[:, ::-1, ::-1], np.roll(ref, 20, axis=2), np.zeros_like(ref)):
+        assert abs(detail_agreement(target, wrong, 4)) < 0.1
+    holes = ref.copy()
+    holes[:, :100] = np.nan  # only blocks valid in both count
+    assert detail_agreement(target, holes, 4) == pytest.approx(
+        detail_agreement(target[:, 100:], ref[:, 100:], 4), abs=1e-12)

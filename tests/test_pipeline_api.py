@@ -16,10 +16,10 @@ from click.testing import CliRunner
 import georefscale
 from georefscale.catalog import Catalog, record_from_raster
 from georefscale.cli import main
-from georefscale.cli.scene import MIN_RELEVANCE as CLI_MIN_RELEVANCE
+from georefscale.cli.scene import MIN_AGREEMENT as CLI_MIN_AGREEMENT
 from georefscale.errors import InputError, NoCandidateError, ReferenceMismatchError
 from georefscale.pipeline import (
-    MIN_RELEVANCE,
+    MIN_AGREEMENT,
     LRInfo,
     decode_ranges,
     describe_lr,
@@ -84,7 +84,7 @@ def test_import_is_lazy_and_reexports():
 
 
 def test_defaults_agree():
-    assert MIN_RELEVANCE == CLI_MIN_RELEVANCE
+    assert MIN_AGREEMENT == CLI_MIN_AGREEMENT
     assert noref_name("refscale-s2-x4") == "noref-s2-x4" and noref_name("bicubic") is None
 
 
@@ -288,13 +288,19 @@ def test_fallback_where_the_reference_is_missing(paris, nets, tmp_path):
                            tile=128)
 
 
-@pytest.mark.parametrize(("threshold", "expected"), [(0.6, "0-3"), (0.4, "none")])
-def test_fallback_by_relevance(paris, nets, tmp_path, threshold, expected):
+def test_fallback_where_the_reference_does_not_show_the_target(paris, nets, tmp_path):
     refnet, noref = nets
     target = _copy(paris[0], tmp_path / "target.tif", slice(0, 256), slice(0, 192))
-    lr = georefscale.onboard(target, paris[1], model=refnet, noref_model=noref,
-                             min_relevance=threshold, out=tmp_path / "lr.tif", tile=128, halo=16)
-    assert _read(lr)[3]["GEOREFSCALE_FALLBACK_TILES"] == expected
+    with rasterio.open(paris[1]) as ds:  # same grid and footprint, turned by 180 degrees
+        turned = write_geotiff(tmp_path / "turned.tif", ds.read()[:, ::-1, ::-1],
+                               Grid.from_dataset(ds), descriptions=ds.descriptions)
+    run = {"model": refnet, "noref_model": noref, "tile": 128, "halo": 16}
+    right = georefscale.onboard(target, paris[1], out=tmp_path / "right.tif", **run)
+    assert _read(right)[3]["GEOREFSCALE_FALLBACK_TILES"] == "none"
+    wrong = georefscale.onboard(target, turned, out=tmp_path / "wrong.tif", **run)
+    assert _read(wrong)[3]["GEOREFSCALE_FALLBACK_TILES"] == "0-3"
+    off = georefscale.onboard(target, turned, out=tmp_path / "off.tif", min_agreement=0, **run)
+    assert _read(off)[3]["GEOREFSCALE_FALLBACK_TILES"] == "none"
 
 
 def test_no_fallback_model_no_fallback_tags(paris, nets, tmp_path):

@@ -5,14 +5,20 @@ eastwards) or rotated by 5 and 10 degrees about the scene centre with cubic-spli
 (``scipy.ndimage``); pixels it no longer covers are 0, as on board. The perturbed reference is used
 
 * (a) ``ground``: on the ground only (the LR product was made with the aligned reference), or
-* (b) ``both``: on board and on the ground.
+* (b) ``both``: on board and on the ground, or
+* (c) ``checked``: as the pipeline does it by default: on board and on the ground if the
+  reference's detail agreement with the target
+  (:func:`georefscale.metrics.detail_agreement`) reaches ``pipeline.MIN_AGREEMENT``, else
+  without it, by the no-reference model (decided here once per scene; the pipeline decides per
+  512-pixel tile, and these scenes are one to four tiles).
 
 Also: ``zeros`` (an all-zero reference), ``other city`` (the reference of the next test city,
 cropped / mirrored to this scene's size), the no-reference network and bicubic. Reported per case:
-the reference relevance (mean over the scene of ``model.relevance(y, ref)``, the gate in [0, 1]),
-PSNR (dB, peak = 10000 DN for Sentinel-2) and SSIM over valid pixels (alpha = 1, seed 0), and
-the shift that :func:`georefscale.raster.align.estimate_shift` (as used on board by the pipeline)
-finds for the translated references.
+the detail agreement of reference and target, the reference relevance (mean over the scene of
+``model.relevance(y, ref)``, the gate in [0, 1]), PSNR (dB, peak = 10000 DN for Sentinel-2)
+and SSIM over valid pixels (alpha = 1, seed 0), and the shift that
+:func:`georefscale.raster.align.estimate_shift` (as used on board by the pipeline) finds for the
+translated references.
 
 Run: ``python docs/experiments/fig6_misalignment.py [--model NAME] [--noref NAME]``.
 """
@@ -87,16 +93,19 @@ def misalignment(model, scene, other_ref: np.ndarray | None = None, noref=None,
     """Rows ``{"case", "where", "relevance", "psnr", "ssim", "psnr_covered", ...}`` for one
     scene, and the relevance maps of the aligned / perturbed (both sides) cases."""
     from georefscale.engine import load
+    from georefscale.metrics import detail_agreement
+    from georefscale.pipeline import MIN_AGREEMENT
     from georefscale.raster.align import estimate_shift
 
     rows, maps = [], {}
     y0 = downscale(model, scene, scene.reference)
+    target = np.where(scene.valid, scene.target, np.nan)
 
     def row(case, where, y, ref, extra=None):
         hr = upscale(model, scene, y, ref, seed=seed)
         covered = np.isfinite(ref).all(axis=0)
         r = {"case": case, "where": where, "relevance": relevance(model, scene, y, ref),
-             **scores(scene, hr)}
+             "agreement": detail_agreement(target, ref, model.factor), **scores(scene, hr)}
         cov = scores(scene, hr, covered)
         r.update(psnr_covered=cov["psnr"], ssim_covered=cov["ssim"],
                  covered_fraction=float(covered.mean()), **(extra or {}))
@@ -126,6 +135,11 @@ def misalignment(model, scene, other_ref: np.ndarray | None = None, noref=None,
         rows.append({"case": name, "where": "both", "relevance": None, **s,
                      "psnr_covered": s["psnr"], "ssim_covered": s["ssim"],
                      "covered_fraction": 1.0, "model": other.name})
+    fallback = next((r for r in rows if r["case"] == "no-reference model"), None)
+    for r in [r for r in rows if r["where"] == "both" and "agreement" in r]:
+        used = r["agreement"] >= MIN_AGREEMENT or fallback is None
+        rows.append({**(r if used else fallback), "case": r["case"], "where": "checked",
+                     "agreement": r["agreement"], "reference_used": used})
     base = rows[0]["psnr"]
     for r in rows:
         r["delta_psnr_db"] = r["psnr"] - base
@@ -140,13 +154,14 @@ def _t(model, scene, ref):
 
 def mean_rows(runs: list[dict]) -> list[dict]:
     """Rows averaged over sites (PSNR, SSIM, relevance, delta), keyed by (case, where)."""
-    keys = ["relevance", "psnr", "ssim", "psnr_covered", "ssim_covered", "delta_psnr_db"]
+    keys = ["agreement", "relevance", "psnr", "ssim", "psnr_covered", "ssim_covered",
+            "delta_psnr_db", "reference_used"]
     out = []
     for i, r0 in enumerate(runs[0]["rows"]):
         rows = [run["rows"][i] for run in runs]
         m = {"case": r0["case"], "where": r0["where"]}
         for k in keys:
-            vals = [r[k] for r in rows if r.get(k) is not None]
+            vals = [float(r[k]) for r in rows if r.get(k) is not None]
             m[k] = float(np.mean(vals)) if vals else None
         out.append(m)
     return out
@@ -168,10 +183,11 @@ def figure(mean: list[dict], maps: dict[str, np.ndarray], site: str):
                                       ("relevance", "reference relevance"))):
         ax = fig.add_subplot(2, 3, k + 1)
         x = np.arange(len(cases))
-        for j, where in enumerate(("ground", "both")):
+        labels = {"ground": "(a) ground only", "both": "(b) on board + ground",
+                  "checked": "(c) pipeline default (agreement check)"}
+        for j, (where, label_) in enumerate(labels.items()):
             vals = [_value(mean, c, where, key) for c in cases]
-            ax.bar(x + (j - 0.5) * 0.4, vals, 0.4,
-                   label="(a) ground only" if where == "ground" else "(b) on board + ground")
+            ax.bar(x + (j - 1) * 0.28, vals, 0.28, label=label_)
         ax.set_xticks(x, cases, rotation=40, ha="right", fontsize=8)
         ax.set_ylabel(label)
         if key != "relevance":
@@ -222,14 +238,16 @@ def main() -> None:
     result = {"experiment": "fig6_misalignment", "model": args.model,
               "noref": noref.name if noref else None, "data": args.data, "crop": args.crop,
               "seed": 0, "alpha": 1.0, "sites": runs, "mean": mean, "notes": __doc__}
-    header = ["case", "where", "relevance", "PSNR", "ΔPSNR", "SSIM", "PSNR covered",
-              "SSIM covered"]
-    table = md_table(header, [[r["case"], r["where"], r["relevance"], r["psnr"],
+    header = ["case", "where", "agreement", "relevance", "PSNR", "ΔPSNR", "SSIM",
+              "PSNR covered", "SSIM covered"]
+    table = md_table(header, [[r["case"], r["where"], r["agreement"], r["relevance"], r["psnr"],
                                r["delta_psnr_db"], r["ssim"], r["psnr_covered"],
                                r["ssim_covered"]] for r in mean])
     md = (f"Misalignment: model `{args.model}`, {args.data}, mean over "
           f"{', '.join(r['site'] for r in runs)}; PSNR in dB, ΔPSNR against the aligned "
-          f"reference; 'covered' = only pixels the moved reference still covers\n\n{table}")
+          f"reference; 'covered' = only pixels the moved reference still covers; 'checked' = "
+          f"the reference used only where its detail agreement reaches the pipeline's "
+          f"threshold, else the no-reference model\n\n{table}")
     write_outputs(args.out, stem("fig6_misalignment", args.model, args.data), result, md,
                   figure(mean, maps, runs[0]["site"]))
 

@@ -45,7 +45,8 @@ def train_cmd(config, out_dir, data_root, max_steps, install, quiet):
 @click.option("--tile", type=int, default=512, show_default=True, help="HR tile size (pixels).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info_cmd(model, tile, as_json):
-    """Parameters, FLOPs and CPU throughput of MODEL for one HR tile."""
+    """Parameters, FLOPs and throughput of MODEL for one HR tile (on a CUDA GPU when there is
+    one, else the CPU)."""
     from georefscale.engine.profile import profile_model
 
     report = profile_model(model, tile)

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 DEFAULT_MODEL = "refscale-s2-x4"  # kept equal to georefscale.pipeline.DEFAULT_MODEL (tested)
-MIN_RELEVANCE = 0.0  # kept equal to georefscale.pipeline.MIN_RELEVANCE (tested)
+MIN_AGREEMENT = 0.2  # kept equal to georefscale.pipeline.MIN_AGREEMENT (tested)
 _tile = click.option(
     "--tile",
     type=int,
@@ -79,13 +79,13 @@ _no_fallback = click.option(
     is_flag=True,
     help="Never fall back to the no-reference model on tiles where the reference is useless.",
 )
-_min_relevance = click.option(
-    "--min-relevance",
+_min_agreement = click.option(
+    "--min-agreement",
     type=float,
-    default=MIN_RELEVANCE,
+    default=MIN_AGREEMENT,
     show_default=True,
-    help="Tiles whose mean reference relevance (0..1) is below this fall back to the "
-    "no-reference model; costs one extra decoder pass per tile, 0 = off.",
+    help="Tiles whose reference agrees less than this with the target's detail (correlation, "
+    "-1..1) fall back to the no-reference model; 0 = off.",
 )
 _alpha = click.option(
     "--alpha",
@@ -152,7 +152,7 @@ def _lr_lines(s: dict) -> list[str]:
 @_quality
 @_allow_noref
 @_no_fallback
-@_min_relevance
+@_min_agreement
 @click.option("--no-shift", is_flag=True, help="Do not estimate/correct the reference shift.")
 @_tile
 @_halo
@@ -160,7 +160,7 @@ def _lr_lines(s: dict) -> list[str]:
 @_quiet
 @_json
 def onboard_cmd(target, references, catalog, archive, factor, model, output, codec, quality,
-                allow_noref, no_fallback, min_relevance, no_shift, tile, halo, cog, quiet,
+                allow_noref, no_fallback, min_agreement, no_shift, tile, halo, cog, quiet,
                 as_json):
     """On board: shrink TARGET (a GeoTIFF) 2x or 4x into a tagged LR product.
 
@@ -187,7 +187,7 @@ def onboard_cmd(target, references, catalog, archive, factor, model, output, cod
         quality=quality,
         allow_noref=allow_noref,
         noref_model=None if no_fallback else "auto",
-        min_relevance=min_relevance,
+        min_agreement=min_agreement,
         tile=tile,
         halo=halo,
         cog=cog,

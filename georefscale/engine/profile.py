@@ -60,5 +60,6 @@ def profile_model(name: str, tile: int = 512, bands: int = 4, repeats: int = 2) 
         "gflops_upscale": round(_flops(up) / 1e9, 3),
         "tiles_per_s_downscale": round(calls_per_second(down, repeats), 3),
         "tiles_per_s_upscale": round(calls_per_second(up, repeats), 3),
+        "device": str(getattr(model, "device", "cpu")),
         "threads": torch.get_num_threads(),
     }
