@@ -20,7 +20,7 @@ pytestmark = [
 
 def _rescalers(factor: int) -> tuple[InvertibleRescaler, InvertibleRescaler]:
     torch.manual_seed(0)
-    net = RefScaleNet(NetConfig(factor=factor, gate_hidden=16))
+    net = RefScaleNet(NetConfig(factor=factor))
     with torch.no_grad():
         for p in net.parameters():
             p.add_(0.05 * torch.randn_like(p))
@@ -57,9 +57,9 @@ def test_training_runs_and_resumes_on_cuda_in_bf16_and_loads_on_cpu(oscd_dir, tm
     cfg = TrainConfig(
         name="tiny-cuda", folder=str(oscd_dir), dtype="uint16", scale=10000.0,
         band_names=["B02", "B03", "B04", "B08"],
-        net=NetConfig(factor=4, blocks=1, hidden=8, ref_features=4, gate_hidden=4),
+        net=NetConfig(factor=4, blocks=1, hidden=8, ref_features=4),
         train_sites=["pisa"], val_sites=["bercy"], steps=6, batch=4, crop=32, warmup=2,
-        val_every=3, val_crop=64, ckpt_every=2, threads=2, wrong_reference=0.5,
+        val_every=3, val_crop=64, ckpt_every=2, threads=2,
     )
     part = train(cfg, tmp_path, device="cuda", progress=False, max_steps=3)
     assert part.name == "checkpoint.pt"

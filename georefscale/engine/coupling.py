@@ -10,9 +10,6 @@ Each subnet sees the reference features ``r`` through a learned per-pixel gate i
 from its own input and ``r``: where the reference disagrees with the scene (changed land, clouds,
 misregistration) the gate closes and the block falls back to the no-reference path. The gate only
 depends on the half that is passed through unchanged, so the block stays exactly invertible.
-Telling agreement from disagreement needs a comparison of input and reference, which one linear
-convolution cannot express; with ``gate_hidden > 0`` the gate is a two-layer network
-(3x3 conv, LeakyReLU, 3x3 conv) that can (``gate_hidden = 0``: one 3x3 conv, the first models).
 """
 
 from __future__ import annotations
@@ -24,24 +21,13 @@ from torch import nn
 class GatedSubnet(nn.Module):
     """Three 3x3 convolutions; the last one starts at zero so a fresh block is the identity."""
 
-    def __init__(
-        self, in_ch: int, out_ch: int, ref_ch: int, hidden: int, gate_hidden: int = 0
-    ) -> None:
+    def __init__(self, in_ch: int, out_ch: int, ref_ch: int, hidden: int) -> None:
         super().__init__()
         self.ref_ch = ref_ch
         if ref_ch:
-            if gate_hidden:
-                self.gate = nn.Sequential(
-                    nn.Conv2d(in_ch + ref_ch, gate_hidden, 3, padding=1),
-                    nn.LeakyReLU(0.2, inplace=True),
-                    nn.Conv2d(gate_hidden, 1, 3, padding=1),
-                )
-                last_gate = self.gate[-1]
-            else:
-                self.gate = last_gate = nn.Conv2d(in_ch + ref_ch, 1, 3, padding=1)
-            # a fresh gate is half open everywhere
-            nn.init.zeros_(last_gate.weight)
-            nn.init.zeros_(last_gate.bias)
+            self.gate = nn.Conv2d(in_ch + ref_ch, 1, 3, padding=1)
+            nn.init.zeros_(self.gate.weight)
+            nn.init.constant_(self.gate.bias, 0.0)
         self.body = nn.Sequential(
             nn.Conv2d(in_ch + ref_ch, hidden, 3, padding=1),
             nn.LeakyReLU(0.2, inplace=True),
@@ -66,21 +52,15 @@ class CouplingBlock(nn.Module):
     """One invertible block on ``channels`` channels, of which the first ``split`` are low-pass."""
 
     def __init__(
-        self,
-        channels: int,
-        split: int,
-        ref_ch: int,
-        hidden: int,
-        clamp: float,
-        gate_hidden: int = 0,
+        self, channels: int, split: int, ref_ch: int, hidden: int, clamp: float
     ) -> None:
         super().__init__()
         self.split = split
         self.clamp = clamp
         rest = channels - split
-        self.f = GatedSubnet(rest, split, ref_ch, hidden, gate_hidden)
-        self.g = GatedSubnet(split, rest, ref_ch, hidden, gate_hidden)
-        self.h = GatedSubnet(split, rest, ref_ch, hidden, gate_hidden)
+        self.f = GatedSubnet(rest, split, ref_ch, hidden)
+        self.g = GatedSubnet(split, rest, ref_ch, hidden)
+        self.h = GatedSubnet(split, rest, ref_ch, hidden)
 
     def _scale(self, y1: torch.Tensor, ref: torch.Tensor | None) -> torch.Tensor:
         return self.clamp * (2 * torch.sigmoid(self.h(y1, ref)) - 1)

@@ -33,8 +33,6 @@ class NetConfig:
     #: ``z = h / latent_scale``; about the size of image detail in the normalised range, so that a
     #: fresh network starts as a Haar downscale plus detail-sized noise instead of unit noise.
     latent_scale: float = 0.01
-    #: width of the reference gates' hidden layer; 0 = one linear convolution (see coupling.py)
-    gate_hidden: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,9 +58,7 @@ class RefScaleNet(nn.Module):
             ref_ch = self.encoder.channels(level) if self.encoder is not None else 0
             self.stages.append(
                 nn.ModuleList(
-                    CouplingBlock(
-                        channels, cfg.bands, ref_ch, cfg.hidden, cfg.clamp, cfg.gate_hidden
-                    )
+                    CouplingBlock(channels, cfg.bands, ref_ch, cfg.hidden, cfg.clamp)
                     for _ in range(cfg.blocks)
                 )
             )

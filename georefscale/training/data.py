@@ -4,12 +4,6 @@ Sites follow the evaluation naming rule ``<site>_<YYYYMMDD>.tif``. For each site
 form pairs (later = target, earlier = reference) and, for augmentation, the reverse. Whole scenes
 are held in memory as float32 ``DN / scale`` (the sample archives are small); crops are drawn at
 random positions with the same flip / 90-degree rotation applied to target and reference.
-
-With ``wrong_reference = p``, a share ``p`` of the crops get a reference that does not fit, so that
-the network learns to close its reference gates instead of copying whatever the reference shows:
-the reference of another scene or place, the right one shifted by 3-24 pixels or turned by a
-multiple of 90 degrees, a missing one (zeros, as the pipeline fills what a reference does not
-cover), or the right one with a rectangle of another place pasted in (local change).
 """
 
 from __future__ import annotations
@@ -111,57 +105,21 @@ class PairCrops:
     scale: float
     crop: int
     seed: int = 0
-    #: share of crops whose reference is replaced by a wrong one (see the module docstring)
-    wrong_reference: float = 0.0
 
     def __post_init__(self) -> None:
         self.scenes = [load_pair(t, r, self.scale) for t, r in self.pairs]
         self.rng = np.random.default_rng(self.seed)
 
-    def _place(self) -> tuple[int, int, int]:
-        """(scene, row, col) of a random crop, valid in both images where one can be found."""
+    def _one(self) -> tuple[np.ndarray, np.ndarray]:
         for _ in range(100):
-            s = int(self.rng.integers(len(self.scenes)))
-            h, w = self.scenes[s][2].shape
+            x, ref, valid = self.scenes[self.rng.integers(len(self.scenes))]
+            h, w = valid.shape
             i = int(self.rng.integers(0, h - self.crop + 1))
             j = int(self.rng.integers(0, w - self.crop + 1))
-            if self.scenes[s][2][i : i + self.crop, j : j + self.crop].all():
+            if valid[i : i + self.crop, j : j + self.crop].all():
                 break
-        return s, i, j
-
-    def _ref_crop(self, s: int, i: int, j: int) -> np.ndarray:
-        ref = self.scenes[s][1]
-        i = min(max(i, 0), ref.shape[1] - self.crop)
-        j = min(max(j, 0), ref.shape[2] - self.crop)
-        return ref[:, i : i + self.crop, j : j + self.crop]
-
-    def _wrong(self, b: np.ndarray, s: int, i: int, j: int) -> np.ndarray:
-        """A reference that does not fit the target crop at (s, i, j); see the module docstring."""
-        kind = int(self.rng.integers(5))
-        if kind == 0:  # another scene or place
-            return self._ref_crop(*self._place())
-        if kind == 1:  # misregistered by 3-24 px
-            di, dj = (int(v) * int(self.rng.choice([-1, 1])) for v in self.rng.integers(3, 25, 2))
-            return self._ref_crop(s, i + di, j + dj)
-        if kind == 2:  # turned or mirrored
-            return np.rot90(b, int(self.rng.integers(1, 4)), axes=(1, 2))
-        if kind == 3:  # missing
-            return np.zeros_like(b)
-        # local change: a rectangle of a quarter to half the crop side from another place
-        b = b.copy()
-        hh, ww = (int(v) for v in self.rng.integers(self.crop // 4, self.crop // 2 + 1, 2))
-        r0 = int(self.rng.integers(0, self.crop - hh + 1))
-        c0 = int(self.rng.integers(0, self.crop - ww + 1))
-        b[:, r0 : r0 + hh, c0 : c0 + ww] = self._ref_crop(*self._place())[:, :hh, :ww]
-        return b
-
-    def _one(self) -> tuple[np.ndarray, np.ndarray]:
-        s, i, j = self._place()
-        x, ref, _ = self.scenes[s]
         sl = (slice(None), slice(i, i + self.crop), slice(j, j + self.crop))
         a, b = x[sl], ref[sl]
-        if self.wrong_reference and self.rng.random() < self.wrong_reference:
-            b = self._wrong(b, s, i, j)
         k = int(self.rng.integers(4))
         a, b = np.rot90(a, k, axes=(1, 2)), np.rot90(b, k, axes=(1, 2))
         if self.rng.random() < 0.5:

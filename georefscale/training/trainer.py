@@ -57,8 +57,6 @@ class TrainConfig:
     val_every: int = 250
     val_crop: int = 256
     ckpt_every: int = 50
-    #: share of training crops given a wrong reference (teaches the gates to close)
-    wrong_reference: float = 0.0
     threads: int | None = None
     loss: LossWeights = field(default_factory=LossWeights)
     description: str = ""
@@ -161,7 +159,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, device: str | None = None,
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(cfg.seed)
     pairs, val_pairs = training_pairs(cfg)
-    data = PairCrops(pairs, cfg.scale, cfg.crop, cfg.seed, cfg.wrong_reference)
+    data = PairCrops(pairs, cfg.scale, cfg.crop, cfg.seed)
     val_x, val_ref = PairCrops(val_pairs, cfg.scale, cfg.crop).fixed(len(val_pairs), cfg.val_crop)
 
     net = RefScaleNet(cfg.net).to(device)
