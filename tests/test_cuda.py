@@ -40,6 +40,7 @@ def test_cuda_agrees_with_cpu_across_the_link(factor):
     y_gpu, z_gpu = gpu.downscale(x, ref)
     # 1 DN of uint16 reflectance is 1e-4: on-board LR products agree far below that
     assert (y_gpu.cpu() - y_cpu).abs().max().item() < 1e-5
+    assert y_gpu.device.type == "cpu"  # results come back where the input came from
     # an LR product made on the CPU rebuilds on the GPU as on the CPU (same seed, same bits of z)
     hr_cpu = cpu.upscale(y_cpu, ref, seed=3)
     hr_gpu = gpu.upscale(y_cpu, ref, seed=3)

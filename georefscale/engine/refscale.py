@@ -105,9 +105,10 @@ class RefScaleNet(nn.Module):
 class InvertibleRescaler(Rescaler):
     """A trained :class:`RefScaleNet` behind the rescaler interface (inference only, no grad).
 
-    On a CUDA device, cuDNN convolutions of this process are switched to full fp32 (IEEE)
-    precision: with PyTorch's default TF32 the LR product and the reconstruction would depend on
-    which GPU (or CPU) computed them, and the two sides of the link must agree.
+    The network runs on ``device``; results come back on the device of the input (CPU tensors in,
+    CPU tensors out). On a CUDA device, cuDNN convolutions of this process are switched to full
+    fp32 (IEEE) precision: with PyTorch's default TF32 the LR product and the reconstruction would
+    depend on which GPU (or CPU) computed them, and the two sides of the link must agree.
     """
 
     def __init__(
@@ -138,7 +139,7 @@ class InvertibleRescaler(Rescaler):
         self._check("target", x, self.factor)
         self._check_ref(ref, tuple(x.shape))
         y, z = self.net(x.to(self.device), self._ref(ref))
-        return y, z
+        return y.to(x.device), z.to(x.device)
 
     @torch.no_grad()
     def upscale(self, y, ref, z=None, alpha=1.0, seed=None):
@@ -149,7 +150,8 @@ class InvertibleRescaler(Rescaler):
         if z is None:
             shape = (n, self.net.latent_channels(), h, w)
             z = sample_latent(shape, alpha, seed, self.device)
-        return self.net.inverse(y.to(self.device), z.to(self.device), self._ref(ref))
+        x = self.net.inverse(y.to(self.device), z.to(self.device), self._ref(ref))
+        return x.to(y.device)
 
     @torch.no_grad()
     def relevance(self, y, ref):
@@ -157,4 +159,4 @@ class InvertibleRescaler(Rescaler):
             return None
         self.upscale(y, ref, alpha=0.0, seed=0)
         gate = self.net.gate_map()
-        return torch.nn.functional.interpolate(gate, scale_factor=2, mode="nearest")
+        return torch.nn.functional.interpolate(gate, scale_factor=2, mode="nearest").to(y.device)
