@@ -23,10 +23,12 @@ stretch ``DN = byte * scale + offset``, recorded in the file's tags so :func:`de
 
 from __future__ import annotations
 
+import base64
 import functools
 import math
 import os
 import warnings
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +47,11 @@ JP2_TILE = 1024
 
 _MAP_TAGS = ("CODEC_MAPPING_OFFSET", "CODEC_MAPPING_SCALE", "CODEC_SOURCE_DTYPE")
 _BAND_DESC_TAG = "BAND_DESCRIPTIONS"
+#: The nodata value travels as a tag (JPEG 2000 files have no nodata field), and with a lossy
+#: codec, which moves pixel values (the nodata value included), so does the exact nodata mask
+#: (packed bits, zlib, base64); decoding puts both back.
+NODATA_TAG = "CODEC_NODATA"
+_NODATA_MASK_TAG = "CODEC_NODATA_MASK"
 
 
 @dataclass(frozen=True)
@@ -264,6 +271,12 @@ def encode(
     arr = _as_chw(array, f"encode ({codec})")
     q = _check_quality(spec, quality)
     all_tags = {str(k): str(v) for k, v in (tags or {}).items()}
+    prof = dict(profile or {})
+    if prof.get("nodata") is not None:
+        all_tags[NODATA_TAG] = repr(float(prof["nodata"]))
+        mask = _nodata_mask(arr, prof["nodata"])
+        if q is not None and mask.any():
+            all_tags[_NODATA_MASK_TAG] = _pack_mask(mask)
     if mapping is not None:
         if spec.dtypes != ("uint8",):
             raise InputError(f"codec {codec!r} codes {arr.dtype} directly; a byte mapping is "
@@ -281,7 +294,6 @@ def encode(
     if descriptions is not None and len(descriptions) != arr.shape[0]:
         raise InputError(f"encode ({codec}): {len(descriptions)} band descriptions for "
                          f"{arr.shape[0]} bands")
-    prof = dict(profile or {})
     if descriptions is not None and spec.driver == "JP2OpenJPEG":
         all_tags[_BAND_DESC_TAG] = "|".join(d or "" for d in descriptions)
     kwargs = {"driver": spec.driver, "count": arr.shape[0], "height": arr.shape[1],
@@ -328,7 +340,40 @@ def read_encoded(data: bytes, *, unmap: bool = True) -> Decoded:
         arr = mapped[0].inverse(arr, mapped[1])
         for k in _MAP_TAGS:
             tags.pop(k)
+    recorded = tags.pop(NODATA_TAG, None)
+    if nodata is None and recorded is not None:
+        nodata = float(recorded)
+    packed = tags.pop(_NODATA_MASK_TAG, None)
+    if packed is not None and nodata is not None and (unmap or mapped is None):
+        arr = _restore_nodata(arr, _unpack_mask(packed, arr.shape), nodata)
     return Decoded(arr, crs, transform, nodata, tags, descriptions)
+
+
+def _nodata_mask(arr: np.ndarray, nodata: float) -> np.ndarray:
+    return np.isnan(arr) if np.isnan(nodata) else arr == nodata
+
+
+def _pack_mask(mask: np.ndarray) -> str:
+    return base64.b64encode(zlib.compress(np.packbits(mask.ravel()).tobytes(), 9)).decode()
+
+
+def _unpack_mask(packed: str, shape: tuple[int, ...]) -> np.ndarray:
+    try:
+        bits = np.frombuffer(zlib.decompress(base64.b64decode(packed)), dtype=np.uint8)
+        return np.unpackbits(bits, count=math.prod(shape)).astype(bool).reshape(shape)
+    except (ValueError, zlib.error) as exc:
+        raise InputError(f"decode: corrupt {_NODATA_MASK_TAG} tag ({exc})") from exc
+
+
+def _restore_nodata(arr: np.ndarray, mask: np.ndarray, nodata: float) -> np.ndarray:
+    """``arr`` with exactly the pixels of ``mask`` at ``nodata``; a valid pixel the codec moved
+    onto the nodata value is moved one DN inward, so it stays valid."""
+    arr = arr.copy()
+    hit = ~mask & _nodata_mask(arr, nodata)
+    if hit.any() and np.issubdtype(arr.dtype, np.integer):
+        arr[hit] = nodata + 1 if nodata < np.iinfo(arr.dtype).max else nodata - 1
+    arr[mask] = nodata
+    return arr
 
 
 def decode(data: bytes, *, unmap: bool = True) -> np.ndarray:

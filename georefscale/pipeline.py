@@ -51,6 +51,7 @@ from georefscale.raster.io import (
     reflect_window,
     sha256_file,
     to_float,
+    write_geotiff,
 )
 from georefscale.tiling import Stitcher, Tiling, tile_seed
 from georefscale.xarray_io import from_geotiff, is_dataarray, label, to_geotiff
@@ -730,6 +731,21 @@ def encode_lr(lr: PathLike, out: PathLike, codec: str, quality: float | None = N
     return codecs.write_compressed(out, arr, profile, tags, codec, quality, descriptions=desc)
 
 
+def _exact_lr(ws: _Workspace, path: Path) -> Path:
+    """A coded LR product that records its nodata (the container may have no nodata field, a lossy
+    codec moves the nodata pixels) decoded into a temporary GeoTIFF with exactly the nodata pixels
+    it was made with; any other product as it is. Holds the whole LR image in memory once."""
+    import georefscale.codecs as codecs
+
+    with open_raster(path, "LR product") as ds:
+        if codecs.NODATA_TAG not in ds.tags():
+            return path
+        grid = Grid.from_dataset(ds)
+    lr = codecs.read_compressed(path)
+    return write_geotiff(ws.path("lr.tif"), lr.array, grid, nodata=lr.nodata,
+                         descriptions=lr.descriptions, tags=lr.tags)
+
+
 def _codec_spec(codec: str | None, quality: float | None):
     """The codec (None without one); InputError for unknown / unavailable codecs."""
     if codec is None:
@@ -780,6 +796,7 @@ def _ground(ws: _Workspace, lr, reference, *, out, catalog=None, archive=None, a
         check_output(relevance_out)
     if catalog is not None and reference is not None:
         raise InputError(f"{lname}: give a reference or a catalog, not both")
+    lpath = _exact_lr(ws, lpath)
     with open_raster(lpath, "LR product") as lds:
         info = LRInfo.from_dataset(lds, lname)
         if catalog is not None:

@@ -180,3 +180,31 @@ def test_write_compressed_leaves_nothing_on_failure(tmp_path, s2):
 def test_decode_rejects_garbage():
     with pytest.raises(InputError):
         codecs.decode(b"not an image at all, really")
+
+
+@pytest.mark.parametrize(("name", "quality"), [("jpeg2000", 20), ("webp", 60)])
+def test_lossy_codecs_keep_the_exact_nodata_mask(s2, naip, name, quality):
+    arr, profile = (s2[0], s2[1]) if name == "jpeg2000" else naip
+    arr = arr.copy()
+    arr[:, 40:90, 30:100] = 0  # a nodata hole (e.g. outside a swath)
+    arr[0, 10, 10] = 0  # a single masked pixel in one band
+    mapping = None
+    data = codecs.encode(arr, name, quality, profile={**profile, "nodata": 0}, mapping=mapping)
+    out = codecs.read_encoded(data)
+    assert out.nodata == 0 and "CODEC_NODATA_MASK" not in out.tags
+    np.testing.assert_array_equal(out.array == 0, arr == 0)
+    # without the mask the codec would have moved the hole's edge off (and valid pixels onto) 0
+    raw = rasterio.MemoryFile(data).open().read()
+    assert (raw[arr == 0] != 0).any() or ((raw == 0) & (arr != 0)).any()
+
+
+def test_a_corrupt_nodata_mask_is_a_clear_error(s2):
+    arr, profile, _ = s2
+    arr = arr.copy()
+    arr[:, :8] = 0
+    data = codecs.encode(arr, "jpeg2000", 20, profile={**profile, "nodata": 0})
+    with rasterio.MemoryFile(data) as mem, mem.open() as src:
+        tags = src.tags()
+    bad = data.replace(tags["CODEC_NODATA_MASK"].encode()[:12], b"!!!!!!!!!!!!")
+    with pytest.raises(InputError, match="corrupt CODEC_NODATA_MASK"):
+        codecs.decode(bad)

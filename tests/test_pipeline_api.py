@@ -406,3 +406,23 @@ def test_cli_roundtrip_summary(paris, tmp_path):
     assert "bits per HR pixel" in res.stdout and "PSNR" in res.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["paris_20171107_hr.tif",
                                                           "paris_20171107_lr.jp2"]
+
+
+def test_jpeg2000_link_keeps_the_exact_nodata(paris, nets, tmp_path):
+    """JPEG 2000 has no nodata field and lossy coding moves the nodata pixels: the product
+    records both, and the ground side gives exactly the target's nodata back."""
+    refnet, noref = nets
+    with rasterio.open(paris[0]) as ds:
+        arr = ds.read()
+        grid, desc = Grid.from_dataset(ds), ds.descriptions
+    arr[:, :, :120] = 0  # outside the swath
+    target = write_geotiff(tmp_path / "target.tif", arr, grid, nodata=0, descriptions=desc)
+    run = {"model": refnet, "noref_model": noref, "tile": 128, "halo": 16}
+    lr = georefscale.onboard(target, paris[1], out=tmp_path / "lr.jp2", codec="jpeg2000",
+                             quality=20, **run)
+    hr = georefscale.ground(lr, paris[1], out=tmp_path / "hr.tif", model=refnet,
+                            noref_model=noref)
+    with rasterio.open(hr) as ds:
+        out = ds.read()
+        assert ds.nodata == 0 and tuple(ds.descriptions) == tuple(desc)
+    np.testing.assert_array_equal(out == 0, arr == 0)
