@@ -426,3 +426,17 @@ def test_jpeg2000_link_keeps_the_exact_nodata(paris, nets, tmp_path):
         out = ds.read()
         assert ds.nodata == 0 and tuple(ds.descriptions) == tuple(desc)
     np.testing.assert_array_equal(out == 0, arr == 0)
+
+
+def test_ground_warns_above_the_trained_temperature(paris, nets, tmp_path):
+    import warnings
+
+    refnet, noref = nets
+    run = {"model": refnet, "noref_model": noref}
+    lr = georefscale.onboard(paris[0], paris[1], out=tmp_path / "lr.tif", tile=256, halo=16,
+                             **run)
+    with pytest.warns(UserWarning, match="alpha 3 is above the latent temperature"):
+        georefscale.ground(lr, paris[1], out=tmp_path / "hot.tif", alpha=3.0, **run)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        georefscale.ground(lr, paris[1], out=tmp_path / "ok.tif", alpha=1.0, **run)
