@@ -39,6 +39,7 @@ from rasterio.io import MemoryFile
 
 from georefscale.atomic import atomic_output
 from georefscale.errors import InputError
+from georefscale.raster.io import nodata_mask
 
 #: Strip height of the GeoTIFF-contained codecs (full-width strips: no padded tile edges to code).
 STRIP_ROWS = 256
@@ -274,7 +275,7 @@ def encode(
     prof = dict(profile or {})
     if prof.get("nodata") is not None:
         all_tags[NODATA_TAG] = repr(float(prof["nodata"]))
-        mask = _nodata_mask(arr, prof["nodata"])
+        mask = nodata_mask(arr, prof["nodata"])
         if q is not None and mask.any():
             all_tags[_NODATA_MASK_TAG] = _pack_mask(mask)
     if mapping is not None:
@@ -349,10 +350,6 @@ def read_encoded(data: bytes, *, unmap: bool = True) -> Decoded:
     return Decoded(arr, crs, transform, nodata, tags, descriptions)
 
 
-def _nodata_mask(arr: np.ndarray, nodata: float) -> np.ndarray:
-    return np.isnan(arr) if np.isnan(nodata) else arr == nodata
-
-
 def _pack_mask(mask: np.ndarray) -> str:
     return base64.b64encode(zlib.compress(np.packbits(mask.ravel()).tobytes(), 9)).decode()
 
@@ -369,7 +366,7 @@ def _restore_nodata(arr: np.ndarray, mask: np.ndarray, nodata: float) -> np.ndar
     """``arr`` with exactly the pixels of ``mask`` at ``nodata``; a valid pixel the codec moved
     onto the nodata value is moved one DN inward, so it stays valid."""
     arr = arr.copy()
-    hit = ~mask & _nodata_mask(arr, nodata)
+    hit = ~mask & nodata_mask(arr, nodata)
     if hit.any() and np.issubdtype(arr.dtype, np.integer):
         arr[hit] = nodata + 1 if nodata < np.iinfo(arr.dtype).max else nodata - 1
     arr[mask] = nodata

@@ -90,9 +90,9 @@ def detail_agreement(target: np.ndarray, reference: np.ndarray, factor: int) -> 
     if not ok.any():
         return 0.0
     scores = []
-    for b in range(c):
-        dt = t[b][ok] - t[b][ok].mean(axis=(1, 2), keepdims=True)
-        dr = r[b][ok] - r[b][ok].mean(axis=(1, 2), keepdims=True)
+    for tb, rb in zip(t[:, ok], r[:, ok], strict=True):  # (n blocks, f, f) per band
+        dt = tb - tb.mean(axis=(1, 2), keepdims=True)
+        dr = rb - rb.mean(axis=(1, 2), keepdims=True)
         den = np.sqrt(np.sum(dt * dt) * np.sum(dr * dr))
         scores.append(float(np.sum(dt * dr) / den) if den > 0 else 0.0)
     return float(np.mean(scores))

@@ -122,20 +122,19 @@ def validate(net: RefScaleNet, cfg: TrainConfig, x: torch.Tensor, ref: torch.Ten
     net.eval()
     device = next(net.parameters()).device
     x, ref = x.to(device), ref.to(device)
-    gen = torch.Generator().manual_seed(0)
 
     def roundtrip(r: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         y, z = net(x, r)
-        zs = torch.randn(z.shape, generator=gen.manual_seed(0)).to(device)
+        zs = torch.randn(z.shape, generator=torch.Generator().manual_seed(0)).to(device)
         return y, net.inverse(quantize(y, cfg.scale, cfg.dtype), zs, r)
 
     y, x_hat = roundtrip(ref if cfg.net.use_reference else None)
-    bic_lr = quantize(bicubic_downscale(x, cfg.net.factor), cfg.scale, cfg.dtype)
-    bic = BicubicRescaler(cfg.net.factor).upscale(bic_lr)
+    guide = bicubic_downscale(x, cfg.net.factor)
+    bic = BicubicRescaler(cfg.net.factor).upscale(quantize(guide, cfg.scale, cfg.dtype))
     out = {
         "psnr": psnr_t(x_hat, x),
         "psnr_bicubic": psnr_t(bic, x),
-        "psnr_lr": psnr_t(y, bicubic_downscale(x, cfg.net.factor)),
+        "psnr_lr": psnr_t(y, guide),
     }
     if cfg.net.use_reference:
         out["gate"] = net.gate_map().mean().item()
