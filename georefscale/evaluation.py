@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 CONVENTION = (
     "PSNR = 10 log10(peak^2 / MSE) dB and SSIM (mean over bands, 7x7 window, data_range = peak) "
     "over all bands and pixels valid in the target; peak = reflectance 1.0 = 10000 DN for uint16 "
-    "Sentinel-2, 255 for uint8; reconstruction with alpha = {alpha} and seed = {seed}"
+    "Sentinel-2, 255 for uint8; reconstruction with alpha = {alpha} and seed = {seed}; lr_psnr = "
+    "PSNR of each LR product against the bicubic method's LR product (same peak, valid pixels)"
 )
 
 
@@ -50,6 +51,16 @@ def score_files(target: Path, hr: Path) -> tuple[float, float]:
     return metrics.psnr(a[:, valid], b[:, valid], peak), metrics.ssim(a, b, peak)
 
 
+def lr_psnr(bicubic_lr: Path, lr: Path) -> float:
+    """PSNR (dB) of an LR GeoTIFF against the bicubic LR product of the same target, over pixels
+    valid in both, peak = the dtype's scale (``inf`` when identical)."""
+    with open_raster(bicubic_lr, "bicubic LR product") as b, open_raster(lr, "LR product") as m:
+        a, c = b.read().astype(np.float64), m.read().astype(np.float64)
+        valid = ((b.read_masks() > 0) & (m.read_masks() > 0)).all(axis=0)
+        peak = default_scale(b.dtypes[0])
+    return metrics.psnr(a[:, valid], c[:, valid], peak)
+
+
 def evaluate(
     pairs: str | Path,
     factor: int,
@@ -69,7 +80,7 @@ def evaluate(
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         for site in find_sites(pairs, sites):
             row = {"site": site.name, "target": site.target.name,
-                   "reference": site.reference.name, "psnr": {}, "ssim": {}}
+                   "reference": site.reference.name, "psnr": {}, "ssim": {}, "lr_psnr": {}}
             for label, model in methods.items():
                 lr, hr = Path(tmp) / f"{site.name}_{label}_lr.tif", Path(tmp) / "hr.tif"
                 try:
@@ -80,10 +91,14 @@ def evaluate(
                     continue
                 row["psnr"][label], row["ssim"][label] = score_files(site.target, hr)
                 log.info("%s %s: %.2f dB", site.name, label, row["psnr"][label])
+                if label != "bicubic" and "bicubic" in row["psnr"]:
+                    row["lr_psnr"][label] = lr_psnr(Path(tmp) / f"{site.name}_bicubic_lr.tif", lr)
             rows.append(row)
     labels = [m for m in methods if all(m in r["psnr"] for r in rows)]
     mean = {k: {m: float(np.mean([r[k][m] for r in rows])) for m in labels}
             for k in ("psnr", "ssim")}
+    mean["lr_psnr"] = {m: float(np.mean([r["lr_psnr"][m] for r in rows])) for m in labels
+                       if all(m in r["lr_psnr"] for r in rows)}
     return {"factor": factor, "models": methods, "alpha": alpha,
             "convention": CONVENTION.format(alpha=alpha, seed=seed),
             "sites": rows, "mean": mean}

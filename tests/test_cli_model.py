@@ -37,6 +37,10 @@ def test_evaluate_writes_the_documented_json(oscd_dir, tmp_path):
     assert 25 < site["psnr"]["bicubic"] < 45
     assert 0.5 < site["ssim"]["bicubic"] < 1
     assert result["mean"]["psnr"]["bicubic"] == site["psnr"]["bicubic"]
+    # the networks' LR products stay close to, but are not, the bicubic LR
+    assert set(site["lr_psnr"]) == {"noref", "refscale"}
+    assert all(35 < v < 80 for v in site["lr_psnr"].values())
+    assert "LR product vs bicubic LR" in res.output
     assert "10000 DN" in result["convention"]
 
 

@@ -19,6 +19,7 @@ import _common  # noqa: E402
 import fig4_latent_samples as fig4  # noqa: E402
 import fig5_temperature as fig5  # noqa: E402
 import fig6_misalignment as fig6  # noqa: E402
+import reference_bound  # noqa: E402
 import table1_complexity as table1  # noqa: E402
 import table2_compression as table2  # noqa: E402
 
@@ -164,3 +165,16 @@ def test_outputs_are_written_atomically(model, scene, tmp_path):
     assert json.loads(written[0].read_text())["stats"]["site"] == "norcia"
     assert written[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fig4.json", "fig4.md", "fig4.png"]
+
+
+def test_reference_bound_orders_the_oracles(scene):
+    from dataclasses import replace
+
+    got = reference_bound.bound(scene, 4)
+    assert set(got) == set(reference_bound.METHODS)
+    # g = 0 and g = 1 are among the least-squares gains' choices, on/off includes g = 0
+    assert got["oracle gain"] >= got["oracle on/off"] - 1e-6 >= got["bicubic"] - 2e-6
+    assert 20 < got["bicubic"] < 50
+    # a reference that is the target itself carries all the missing detail
+    same = reference_bound.bound(replace(scene, reference=scene.target.copy()), 4)
+    assert same["ref detail"] > 100 and same["oracle gain"] > 100

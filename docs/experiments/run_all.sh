@@ -15,6 +15,7 @@ else
   echo "refscale-s2-x4 not shipped yet: Figs. 4-6 skipped" >&2
 fi
 python table2_compression.py --methods bicubic,noref-s2-x4,refscale-s2-x4
+python reference_bound.py
 if shipped refscale-naip-x4; then
   python fig5_temperature.py --data naip --model refscale-naip-x4
   python fig6_misalignment.py --data naip --model refscale-naip-x4

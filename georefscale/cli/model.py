@@ -89,6 +89,9 @@ def evaluate_cmd(pairs, factor, model, noref, family, sites, seed, alpha, json_o
         click.echo(f"{row['site']:<14}" + "".join(
             f"{row['psnr'].get(m, float('nan')):>6.2f}/{row['ssim'].get(m, float('nan')):.3f}"
             for m in labels))
+    if result["mean"]["lr_psnr"]:
+        click.echo("LR product vs bicubic LR, mean PSNR dB: " + ", ".join(
+            f"{m} {v:.2f}" for m, v in result["mean"]["lr_psnr"].items()))
     if json_out:
         write_json(json_out, result)
         click.echo(f"wrote {json_out}")
