@@ -29,13 +29,12 @@ METHODS = ("bicubic", "ref detail", "oracle on/off", "oracle gain")
 def detail(img: np.ndarray, factor: int) -> np.ndarray:
     """``img`` minus its antialiased bicubic round trip, float32 ``(C, H, W)`` DN."""
     import torch
-    import torch.nn.functional as F
 
-    from georefscale.engine.baselines import bicubic_downscale
+    from georefscale.engine import BicubicRescaler
 
+    bicubic = BicubicRescaler(factor)
     t = torch.from_numpy(img)[None]
-    back = F.interpolate(bicubic_downscale(t, factor), scale_factor=factor, mode="bicubic",
-                         align_corners=False)
+    back = bicubic.upscale(bicubic.downscale(t)[0])
     return (t - back)[0].numpy()
 
 
@@ -52,7 +51,9 @@ def bound(scene, factor: int) -> dict[str, float]:
 
     d = blocks(detail(scene.target, factor))
     r = blocks(detail(np.nan_to_num(scene.reference), factor))
-    energy = lambda a: (a * a).sum(axis=(2, 4), keepdims=True)  # noqa: E731
+    def energy(a: np.ndarray) -> np.ndarray:
+        return (a * a).sum(axis=(2, 4), keepdims=True)
+
     gain = np.clip((d * r).sum(axis=(2, 4), keepdims=True) / np.maximum(energy(r), 1e-6), 0, 2)
     errors = {
         "bicubic": d,
