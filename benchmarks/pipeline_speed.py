@@ -1,8 +1,9 @@
 """Scene throughput of the file pipeline with the models on the CPU and on a CUDA GPU, same run.
 
 ``onboard`` (refscale-s2-x4, reference aligned and shift-corrected, LR GeoTIFF) and ``ground``
-(HR GeoTIFF, alpha 1, seed 0) of each OSCD test city, with the RefScale model and its
-no-reference twin loaded on each device (``georefscale.engine.load(name, device=...)``).
+(HR GeoTIFF, alpha 1, seed 0) of each OSCD city neither model was trained or validated on (the
+five test cities), with the RefScale model and its no-reference twin loaded on each device
+(``georefscale.engine.load(name, device=...)``).
 Reports seconds per scene, megapixels (HR) per second and the ratio CUDA / CPU; everything but
 the network (reading, alignment, shift estimation, stitching, writing) stays on the CPU.
 
@@ -22,19 +23,18 @@ import torch
 
 from georefscale.engine import load
 from georefscale.pipeline import ground, onboard
-from georefscale.sites import find_sites
+from georefscale.sites import evaluation_sites
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("GEOREFSCALE_DATA", REPO.parent / "shared" / "data"))
-TEST_CITIES = ["brasilia", "montpellier", "norcia", "rio", "saclay_w"]
+MODELS = ("refscale-s2-x4", "noref-s2-x4")
 
 
 def scene_seconds(site, device: str, tmp: Path) -> tuple[float, float, int]:
     """(onboard s, ground s, HR pixels) for one site with the models on ``device``."""
     import rasterio
 
-    model = load("refscale-s2-x4", device=device)
-    noref = load("noref-s2-x4", device=device)
+    model, noref = (load(name, device=device) for name in MODELS)
     target, reference = site.target, site.reference
     t0 = time.perf_counter()
     lr = onboard(target, reference, out=tmp / f"{site.name}_{device}_lr.tif", model=model,
@@ -55,7 +55,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(REPO / "benchmarks/results/pipeline_speed.json"))
     args = ap.parse_args()
     devices = args.devices or ["cpu"]
-    sites = find_sites(DATA / "oscd", args.sites or TEST_CITIES)
+    sites, _ = evaluation_sites(DATA / "oscd", MODELS, args.sites)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         scene_seconds(sites[0], devices[-1], Path(tmp))  # warm-up: imports, GDAL, CUDA context

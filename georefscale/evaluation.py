@@ -18,7 +18,7 @@ from georefscale import metrics
 from georefscale.errors import GeoRefScaleError, InputError
 from georefscale.pipeline import roundtrip
 from georefscale.raster.io import default_scale, open_raster
-from georefscale.sites import find_sites
+from georefscale.sites import evaluation_sites
 
 log = logging.getLogger(__name__)
 
@@ -69,16 +69,20 @@ def evaluate(
     sites: list[str] | None = None,
     seed: int = 0,
     alpha: float = 1.0,
+    include_seen: bool = False,
     workdir: str | Path | None = None,
 ) -> dict:
     """Per-site and mean PSNR / SSIM of each method; methods whose model cannot be loaded for
-    the data (missing, other factor, other bands) are skipped with a warning."""
+    the data (missing, other factor, other bands) are skipped with a warning. Sites whose target
+    a model was trained or validated on are left out (listed under ``skipped_seen``) unless
+    ``include_seen``."""
     if factor not in (2, 4):
         raise InputError(f"factor must be 2 or 4, got {factor}")
     methods = methods or default_methods(factor)
+    chosen, skipped = evaluation_sites(pairs, methods.values(), sites, include_seen)
     rows = []
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        for site in find_sites(pairs, sites):
+        for site in chosen:
             row = {"site": site.name, "target": site.target.name,
                    "reference": site.reference.name, "psnr": {}, "ssim": {}, "lr_psnr": {}}
             for label, model in methods.items():
@@ -101,4 +105,4 @@ def evaluate(
                        if all(m in r["lr_psnr"] for r in rows)}
     return {"factor": factor, "models": methods, "alpha": alpha,
             "convention": CONVENTION.format(alpha=alpha, seed=seed),
-            "sites": rows, "mean": mean}
+            "sites": rows, "mean": mean, "skipped_seen": skipped}

@@ -27,7 +27,7 @@ from rasterio import Affine
 
 from georefscale import codecs, metrics
 from georefscale.errors import GeoRefScaleError, InputError
-from georefscale.sites import Site, find_sites
+from georefscale.sites import Site, evaluation_sites
 
 log = logging.getLogger(__name__)
 
@@ -201,8 +201,11 @@ def load_methods(names: Sequence[str], factor: int) -> dict:
 
 def evaluate(pairs: str | Path, factor: int, codec: str, methods: Sequence[str],
              bpp: Sequence[float] = DEFAULT_BPP,
-             qualities: Sequence[float] = DEFAULT_QUALITIES) -> dict:
-    """Run the rate-distortion comparison over all sites of ``pairs``; the JSON-ready result.
+             qualities: Sequence[float] = DEFAULT_QUALITIES, *,
+             sites: list[str] | None = None, include_seen: bool = False) -> dict:
+    """Run the rate-distortion comparison over the sites of ``pairs`` (optionally only
+    ``sites``; those whose target a method's model was trained or validated on are left out
+    unless ``include_seen``, and listed under ``skipped_seen``); the JSON-ready result.
 
     ``{"codec", "factor", "psnr", "curves": {method: [[bpp, psnr], ...]}, "bd_rate": {method:
     fraction}, "sites": {site: {"curves", "bd_rate", "ceiling"}}}``.  The top-level curves are the
@@ -214,10 +217,10 @@ def evaluate(pairs: str | Path, factor: int, codec: str, methods: Sequence[str],
         raise InputError(f"codec {codec!r} is lossless: no rate-distortion curve to sweep")
     if factor not in (2, 4):
         raise InputError(f"factor must be 2 or 4, got {factor}")
-    sites = find_sites(pairs)
+    chosen, skipped = evaluation_sites(pairs, methods, sites, include_seen)
     models = load_methods(methods, factor)
     per_site: dict[str, dict] = {}
-    for site in sites:
+    for site in chosen:
         target, valid, profile = _load_target(site, factor)
         dtype = str(target.dtype)
         if spec.dtypes is not None and dtype not in spec.dtypes:
@@ -256,6 +259,7 @@ def evaluate(pairs: str | Path, factor: int, codec: str, methods: Sequence[str],
         "curves": _mean_curves(per_site),
         "bd_rate": _mean_bd(per_site),
         "sites": per_site,
+        "skipped_seen": skipped,
     }
 
 

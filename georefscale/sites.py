@@ -6,6 +6,7 @@ For evaluation, the latest date of a site is the target and the date before it t
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,3 +47,44 @@ def find_sites(folder: str | Path, names: list[str] | None = None) -> list[Site]
     if not sites:
         raise InputError(f"{folder}: no site with two dated files <site>_<YYYYMMDD>.tif")
     return sites
+
+
+def seen_in_training(models: Iterable[str]) -> set[str]:
+    """File names the shipped ``models`` were trained or validated on, from their model cards
+    (training targets and references, validation targets); names without a card (``bicubic``,
+    unknown models) add nothing."""
+    from georefscale.engine.weights import available_models, model_card
+
+    seen: set[str] = set()
+    for name in set(models) & set(available_models()) - {"bicubic"}:
+        training = model_card(name).get("training", {})
+        for pair in training.get("data", []):
+            seen.update(part.strip() for part in pair.split("<-"))
+        seen.update(training.get("validation", []))
+    return seen
+
+
+
+def evaluation_sites(
+    folder: str | Path,
+    models: Iterable[str],
+    names: list[str] | None = None,
+    include_seen: bool = False,
+) -> tuple[list[Site], list[str]]:
+    """The sites of ``folder`` (optionally only ``names``) to score ``models`` on, and the names
+    of the sites left out because one of the models was trained or validated on their target
+    file (by name; ``include_seen`` keeps them). InputError when every site was seen."""
+    models = list(models)
+    sites = find_sites(folder, names)
+    if include_seen:
+        return sites, []
+    seen_files = seen_in_training(models)
+    kept = [s for s in sites if s.target.name not in seen_files]
+    seen = [s.name for s in sites if s.target.name in seen_files]
+    if not kept:
+        raise InputError(
+            f"{folder}: every site here ({', '.join(seen)}) was in the training or validation "
+            f"data of {', '.join(m for m in models if m != 'bicubic')}; scores on them would not "
+            "measure generalisation (include_seen=True / --include-seen scores them anyway)"
+        )
+    return kept, seen

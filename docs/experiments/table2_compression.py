@@ -20,7 +20,6 @@ Run: ``python docs/experiments/table2_compression.py [--methods bicubic,noref-s2
 from __future__ import annotations
 
 import argparse
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,19 +32,15 @@ PSNR_LEVELS = (30.0, 31.0, 32.0, 33.0, 36.0, 39.0)
 
 def run_rd(folder: Path, names: Sequence[str], factor: int, codec: str,
            methods: Sequence[str], bpp: Sequence[float] | None = None) -> dict:
-    """``ratedistortion.evaluate`` on the sites ``names`` of ``folder`` (linked into a temporary
-    folder, so only those sites are read), plus each site's HR pixel count."""
+    """``ratedistortion.evaluate`` on the sites ``names`` of ``folder``, plus each site's HR
+    pixel count."""
     import rasterio
 
     from georefscale import ratedistortion
-    from georefscale.sites import find_sites
 
     kwargs = {} if bpp is None else {"bpp": tuple(bpp)}
-    with tempfile.TemporaryDirectory() as tmp:
-        for site in find_sites(folder, list(names)):
-            for path in (site.target, site.reference):
-                (Path(tmp) / path.name).symlink_to(path.resolve())
-        result = ratedistortion.evaluate(tmp, factor, codec, list(methods), **kwargs)
+    result = ratedistortion.evaluate(folder, factor, codec, list(methods), sites=list(names),
+                                     **kwargs)
     for s in result["sites"].values():
         with rasterio.open(folder / s["target"]) as ds:
             s["hr_pixels"] = (ds.height // factor * factor) * (ds.width // factor * factor)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from georefscale.cli.model import echo_skipped_seen
+
 
 def _floats(text: str | None) -> tuple[float, ...] | None:
     if text is None:
@@ -31,9 +33,13 @@ def _floats(text: str | None) -> tuple[float, ...] | None:
 @click.option("--qualities", default=None, help="Quality ladder of jpeg/webp, comma-separated.")
 @click.option("--json", "json_out", required=True, type=click.Path(dir_okay=False),
               help="Write the curves and BD-rates here.")
+@click.option("--site", "sites", multiple=True, help="Only these sites (repeatable).")
+@click.option("--include-seen", is_flag=True,
+              help="Also score sites whose target a model was trained or validated on.")
 @click.option("--plot", "plot_out", default=None, type=click.Path(dir_okay=False),
               help="Write a PNG of PSNR vs bits per HR pixel.")
-def rd_cmd(pairs, factor, codec, methods, bpp, qualities, json_out, plot_out):
+def rd_cmd(pairs, factor, codec, methods, bpp, qualities, json_out, sites, include_seen,
+           plot_out):
     """PSNR vs bits per HR pixel of direct coding and rescale + code, and BD-rates."""
     from georefscale import ratedistortion as rd
     from georefscale.atomic import write_json
@@ -50,7 +56,9 @@ def rd_cmd(pairs, factor, codec, methods, bpp, qualities, json_out, plot_out):
         kwargs["bpp"] = _floats(bpp)
     if _floats(qualities):
         kwargs["qualities"] = _floats(qualities)
-    result = rd.evaluate(pairs, factor, codec, [m for m in methods.split(",") if m], **kwargs)
+    result = rd.evaluate(pairs, factor, codec, [m for m in methods.split(",") if m],
+                         sites=list(sites) or None, include_seen=include_seen, **kwargs)
+    echo_skipped_seen(result)
     write_json(json_out, result)
     if plot_out:
         rd.plot(result, plot_out)

@@ -66,12 +66,15 @@ def info_cmd(model, tile, as_json):
 @click.option("--noref", default=None, help="No-reference model (default noref-<family>-x<F>).")
 @click.option("--family", default="s2", show_default=True, help="Model family: s2 or naip.")
 @click.option("--site", "sites", multiple=True, help="Only these sites (repeatable).")
+@click.option("--include-seen", is_flag=True,
+              help="Also score sites whose target a model was trained or validated on.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--alpha", type=float, default=1.0, show_default=True,
               help="Latent temperature of the reconstruction.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
               help="Write the result JSON here.")
-def evaluate_cmd(pairs, factor, model, noref, family, sites, seed, alpha, json_out):
+def evaluate_cmd(pairs, factor, model, noref, family, sites, include_seen, seed, alpha,
+                 json_out):
     """PSNR / SSIM of bicubic, no-ref and RefScale over the sites of PAIRS (full file pipeline)."""
     from georefscale.atomic import write_json
     from georefscale.evaluation import default_methods, evaluate
@@ -82,7 +85,8 @@ def evaluate_cmd(pairs, factor, model, noref, family, sites, seed, alpha, json_o
     if noref:
         methods["noref"] = noref
     result = evaluate(pairs, int(factor), methods, sites=list(sites) or None, seed=seed,
-                      alpha=alpha)
+                      alpha=alpha, include_seen=include_seen)
+    echo_skipped_seen(result)
     labels = list(result["mean"]["psnr"])
     click.echo(f"{'site':<14}" + "".join(f"{m:>12}" for m in labels) + "   (PSNR dB / SSIM)")
     for row in result["sites"] + [{"site": "mean", **result["mean"]}]:
@@ -95,6 +99,13 @@ def evaluate_cmd(pairs, factor, model, noref, family, sites, seed, alpha, json_o
     if json_out:
         write_json(json_out, result)
         click.echo(f"wrote {json_out}")
+
+
+def echo_skipped_seen(result: dict) -> None:
+    """Name the sites an evaluation left out because a model had seen them."""
+    if result["skipped_seen"]:
+        click.echo("left out, in a model's training or validation data: "
+                   f"{', '.join(result['skipped_seen'])} (--include-seen keeps them)")
 
 
 def register(group: click.Group) -> None:
