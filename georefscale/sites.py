@@ -50,14 +50,17 @@ def find_sites(folder: str | Path, names: list[str] | None = None) -> list[Site]
 
 
 def seen_in_training(models: Iterable[str]) -> set[str]:
-    """File names the shipped ``models`` were trained or validated on, from their model cards
+    """File names the ``models`` were trained or validated on, from their model cards
     (training targets and references, validation targets); names without a card (``bicubic``,
-    unknown models) add nothing."""
-    from georefscale.engine.weights import available_models, model_card
+    unknown models) add nothing. ``models``: names or paths of trained ``.safetensors`` files."""
+    from georefscale.engine.weights import model_card
 
     seen: set[str] = set()
-    for name in set(models) & set(available_models()) - {"bicubic"}:
-        training = model_card(name).get("training", {})
+    for name in set(models) - {"bicubic"}:
+        try:
+            training = model_card(name).get("training", {})
+        except InputError:
+            continue
         for pair in training.get("data", []):
             seen.update(part.strip() for part in pair.split("<-"))
         seen.update(training.get("validation", []))

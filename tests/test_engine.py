@@ -153,5 +153,29 @@ def test_saved_weights_roundtrip_and_mismatch_is_an_error(tmp_path):
         load_file_model(weights, wrong)
 
 
+def test_a_trained_model_loads_from_its_file(tmp_path):
+    net = _perturbed(NetConfig(factor=2, hidden=8, blocks=1))
+    weights = save_model(net, {"name": "tiny", "dtype": "uint8", "scale": 255.0}, tmp_path)
+    model = load(str(weights), factor=2, device="cpu")
+    assert model.name == "tiny" and model.factor == 2
+    x, ref = _pair(size=16)
+    with torch.no_grad():
+        assert torch.equal(model.downscale(x, ref)[0], net(x, ref)[0])
+    with pytest.raises(InputError, match="rescales by 2, not 4"):
+        load(str(weights), factor=4)
+    with pytest.raises(InputError, match="no such weights file"):
+        load(str(tmp_path / "other.safetensors"))
+    card = weights.with_suffix(".json")
+    card.write_text("{not json")
+    with pytest.raises(InputError, match="tiny.json: not a readable model card"):
+        load(str(weights))
+    card.write_text('{"name": "tiny"}')
+    with pytest.raises(InputError, match="not a model card \\(no dtype, scale, config\\)"):
+        load(str(weights))
+    card.unlink()
+    with pytest.raises(InputError, match="its model card tiny.json is missing"):
+        load(str(weights))
+
+
 def test_bicubic_is_always_available():
     assert available_models()[0] == "bicubic"

@@ -23,7 +23,8 @@ def register(group: click.Group) -> None:
     "--model",
     default=DEFAULT_MODEL,
     show_default=True,
-    help="Model name, or 'auto' to pick a shipped model fitting each scene.",
+    help="Model name, a trained model's .safetensors file, or 'auto' to pick a shipped model "
+    "fitting each scene.",
 )
 @click.option("-f", "--factor", type=int, default=None, help="2 or 4 (default: the model's).")
 @click.option("--ground", "do_ground", is_flag=True, help="Also rebuild the HR scene and score it.")

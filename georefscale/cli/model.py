@@ -62,8 +62,10 @@ def info_cmd(model, tile, as_json):
               help="Folder of <site>_<YYYYMMDD>.tif; latest date = target, the one before = "
                    "reference.")
 @click.option("--factor", type=click.Choice(["2", "4"]), default="4", show_default=True)
-@click.option("--model", default=None, help="RefScale model (default refscale-<family>-x<F>).")
-@click.option("--noref", default=None, help="No-reference model (default noref-<family>-x<F>).")
+@click.option("--model", default=None, help="RefScale model: name or trained .safetensors "
+              "(default refscale-<family>-x<F>).")
+@click.option("--noref", default=None, help="No-reference model: name or trained "
+              ".safetensors (default noref-<family>-x<F>).")
 @click.option("--family", default="s2", show_default=True, help="Model family: s2 or naip.")
 @click.option("--site", "sites", multiple=True, help="Only these sites (repeatable).")
 @click.option("--include-seen", is_flag=True,

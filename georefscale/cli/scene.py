@@ -53,7 +53,7 @@ _model = click.option(
     default=DEFAULT_MODEL,
     show_default=True,
     help="Model: a shipped one (refscale-s2-x4, noref-s2-x4, refscale-naip-x4, ...; see "
-    "`georefscale info NAME`) or bicubic.",
+    "`georefscale info NAME`), bicubic, or a trained model's .safetensors file (card beside it).",
 )
 _factor = click.option(
     "-f", "--factor", type=int, default=None, help="Rescaling factor, 2 or 4 (default: the model's)"

@@ -35,13 +35,35 @@ def available_models() -> list[str]:
 
 
 def model_card(name: str) -> dict:
-    """The model card of a shipped model (raises InputError for unknown names)."""
+    """The model card of a shipped model, or of a trained model given as the path of its
+    ``.safetensors`` file (card beside it, as ``georefscale train`` writes them); InputError for
+    unknown names and missing or unreadable cards."""
+    if Path(name).suffix == ".safetensors":
+        return _file_card(Path(name))
     cards = _cards()
     if name not in cards:
         raise InputError(
-            f"unknown model {name!r}; available: {', '.join(available_models())}"
+            f"unknown model {name!r}; available: {', '.join(available_models())} "
+            "(or the path of a trained model's .safetensors file)"
         )
     return cards[name]
+
+
+def _file_card(weights: Path) -> dict:
+    card_path = weights.with_suffix(".json")
+    if not weights.is_file():
+        raise InputError(f"{weights}: no such weights file")
+    try:
+        card = json.loads(card_path.read_text())
+    except FileNotFoundError as exc:
+        raise InputError(f"{weights}: its model card {card_path.name} is missing "
+                         "(georefscale train writes both files)") from exc
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{card_path}: not a readable model card: {exc}") from exc
+    missing = [k for k in ("name", "dtype", "scale", "config") if k not in card]
+    if missing:
+        raise InputError(f"{card_path}: not a model card (no {', '.join(missing)})")
+    return card
 
 
 def models_for(bands: int, dtype: str, factor: int | None = None) -> list[str]:
@@ -81,7 +103,8 @@ def load_file_model(
 def load(
     name: str, factor: int | None = None, device: str | torch.device | None = None
 ) -> Rescaler:
-    """A rescaler by name on ``device`` (default: a CUDA GPU when there is one, else the CPU);
+    """A rescaler by name (or the path of a trained model's ``.safetensors`` file, see
+    :func:`model_card`) on ``device`` (default: a CUDA GPU when there is one, else the CPU);
     ``factor`` is required for ``bicubic`` and checked for the others."""
     if name == "bicubic":
         return BicubicRescaler(factor or 4)
@@ -92,7 +115,10 @@ def load(
             f"models for x{factor}: "
             + ", ".join(n for n, c in _cards().items() if c["config"]["factor"] == factor)
         )
-    return load_file_model(MODELS_DIR / f"{name}.safetensors", card, device)
+    weights = Path(name)
+    if weights.suffix != ".safetensors":
+        weights = MODELS_DIR / f"{name}.safetensors"
+    return load_file_model(weights, card, device)
 
 
 def save_model(net: RefScaleNet, card: dict, out_dir: str | Path) -> Path:
