@@ -1,8 +1,8 @@
 """Rate-distortion evaluation: direct coding of the HR target against rescale + code + rebuild.
 
 For every site of a folder of ``<site>_<YYYYMMDD>.tif`` files (latest date = target, the one before
-= reference, aligned onto the target grid), the whole target scene (cropped to a multiple of the
-factor at its bottom/right) is
+= reference, aligned onto the target grid and shift-corrected as on board), the whole target scene
+(cropped to a multiple of the factor at its bottom/right) is
 
 * coded directly with the codec at a ladder of rates -> decoded -> PSNR against the target, and
 * for each rescaling method: downscaled -> quantised to the source dtype -> coded at a ladder of
@@ -49,16 +49,20 @@ PSNR_CONVENTION = (
 )
 
 
-def align_reference(reference: Path, profile: dict, shape: tuple[int, int]) -> np.ndarray:
-    """The reference on the target grid of ``profile`` (``raster.align``), float32 DN (C, H, W);
-    NaN where no reference data covers the target."""
-    from georefscale.raster.align import align
+def align_reference(site: Site, shape: tuple[int, int]) -> np.ndarray:
+    """The reference of ``site`` on the top-left ``shape`` (rows, cols) window of the target grid,
+    shift-corrected as on board (:func:`~georefscale.raster.align.align_to_target`), float32 DN
+    (C, H, W); NaN where no reference data covers the target."""
+    from rasterio.windows import Window
+
+    from georefscale.raster.align import align_to_target
     from georefscale.raster.grid import Grid
     from georefscale.raster.io import open_raster
 
-    grid = Grid(profile["crs"], profile["transform"], shape[1], shape[0])
-    with open_raster(reference, "reference") as src:
-        return align([src], grid)
+    with (open_raster(site.target, "target") as t,
+          open_raster(site.reference, "reference") as r):
+        grid = Grid.from_dataset(t).window_grid(Window(0, 0, shape[1], shape[0]))
+        return align_to_target(t, [r], grid)
 
 
 def _load_target(site: Site, factor: int) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -231,7 +235,7 @@ def evaluate(pairs: str | Path, factor: int, codec: str, methods: Sequence[str],
         peak = default_scale(dtype)
         ref = None
         if any(m.uses_reference for m in models.values()):
-            ref = align_reference(site.reference, profile, target.shape[1:])
+            ref = align_reference(site, target.shape[1:])
         q_direct = ladder(codec, target.shape, target.shape, dtype, bpp, qualities)
         curves = {"direct": direct_curve(target, valid, codec, peak, q_direct, profile)}
         ceiling = {}

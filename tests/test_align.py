@@ -11,7 +11,7 @@ from rasterio.crs import CRS
 from rasterio.io import MemoryFile
 from rasterio.warp import transform_bounds
 
-from georefscale.raster.align import align, estimate_shift, overlaps
+from georefscale.raster.align import align, align_to_target, estimate_shift, overlaps
 from georefscale.raster.grid import Grid
 from georefscale.raster.io import open_raster
 
@@ -94,6 +94,26 @@ def test_real_oscd_misregistration_is_estimated_and_corrected(oscd_dir, city, ex
     assert (dx, dy) == pytest.approx(expected, abs=0.2)
     valid = ~np.isnan(before) & ~np.isnan(after)
     assert _corr(after, tgt, valid) > _corr(before, tgt, valid) + 0.01
+
+
+def test_align_to_target_corrects_the_shift_also_on_a_window(naip_dir):
+    """The reference as on board: a NAIP date moved by 1.5 px comes back onto the target's
+    grid, and a window grid gets exactly the matching part of the full-grid result."""
+    from rasterio.windows import Window
+
+    with open_raster(naip_dir / NAIP.format("20200831")) as t, open_raster(
+        naip_dir / NAIP.format("20190904")
+    ) as r:
+        tgt = t.read().astype(np.float32)
+        bad = Grid(r.crs, r.transform @ Affine.translation(1.5, 0.0), r.width, r.height)
+        with _memfile(r.read(), bad, nodata=r.nodata) as mf, mf.open() as moved:
+            plain = align([moved], Grid.from_dataset(t))
+            full = align_to_target(t, [moved])
+            win = Window(100, 50, 300, 200)
+            part = align_to_target(t, [moved], Grid.from_dataset(t).window_grid(win))
+    valid = ~np.isnan(plain) & ~np.isnan(full) & (tgt != 0)
+    assert _corr(full, tgt, valid) > _corr(plain, tgt, valid) + 0.01
+    np.testing.assert_array_equal(part, full[:, 50:250, 100:400])
 
 
 def test_adjacent_references_mosaicked_onto_a_union_grid(oscd_dir):

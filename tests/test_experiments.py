@@ -19,6 +19,7 @@ import _common  # noqa: E402
 import fig4_latent_samples as fig4  # noqa: E402
 import fig5_temperature as fig5  # noqa: E402
 import fig6_misalignment as fig6  # noqa: E402
+import reference_age  # noqa: E402
 import reference_bound  # noqa: E402
 import table1_complexity as table1  # noqa: E402
 import table2_compression as table2  # noqa: E402
@@ -178,3 +179,20 @@ def test_reference_bound_orders_the_oracles(scene):
     # a reference that is the target itself carries all the missing detail
     same = reference_bound.bound(replace(scene, reference=scene.target.copy()), 4)
     assert same["ref detail"] > 100 and same["oracle gain"] > 100
+
+
+def test_reference_age_pairs_span_days_to_years(data_dir):
+    from datetime import date
+
+    assert reference_age.acquired(Path("S2A_T33UUU_20160529_B03_crop1024.tif")) == date(2016, 5, 29)
+    assert reference_age.acquired(Path("rio_20171011.tif")) == date(2017, 10, 11)
+    found = reference_age.pairs()
+
+    def gap(site) -> int:
+        return (reference_age.acquired(site.target) - reference_age.acquired(site.reference)).days
+
+    gaps = {data: sorted(gap(s) for d, s in found if d == data) for data, _ in found}
+    assert gaps["sentinel2-b03"] == [10]
+    assert len(gaps["oscd"]) == 5 and 500 < min(gaps["oscd"])
+    assert len(gaps["naip"]) == 9 and gaps["naip"][0] == 362 and gaps["naip"][-1] > 4000
+    assert {s.target.name for d, s in found if d == "naip"} == {"m_4709963_se_14_1_20200831.tif"}

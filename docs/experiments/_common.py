@@ -1,9 +1,10 @@
 """Shared pieces of the experiment scripts: scenes, models, round trips, outputs.
 
 A scene is a target (the latest date of a site) and its reference (the date before) warped onto
-the target grid with :func:`georefscale.raster.align.align`, both float32 DN ``(bands, rows,
-cols)`` cropped to a multiple of the factor. Metrics are in DN with ``peak`` = the DN of the
-nominal white (10000 for Sentinel-2 uint16, 255 for NAIP uint8), over valid target pixels.
+the target grid and shift-corrected as on board (:func:`georefscale.raster.align.align_to_target`),
+both float32 DN ``(bands, rows, cols)`` cropped to a multiple of the factor. Metrics are in DN
+with ``peak`` = the DN of the nominal white (10000 for Sentinel-2 uint16, 255 for NAIP uint8),
+over valid target pixels.
 """
 
 from __future__ import annotations
@@ -59,11 +60,12 @@ def load_scene(site, factor: int, crop: int | None = None) -> Scene:
     ``crop`` x ``crop`` window, cropped to a multiple of ``factor``."""
     from rasterio.windows import Window
 
-    from georefscale.raster.align import align
+    from georefscale.raster.align import align_to_target
     from georefscale.raster.grid import Grid
     from georefscale.raster.io import default_scale, open_raster
 
-    with open_raster(site.target, "target") as src:
+    with (open_raster(site.target, "target") as src,
+          open_raster(site.reference, "reference") as ref):
         h, w = src.height, src.width
         if crop is not None:
             h, w = min(h, crop), min(w, crop)
@@ -71,10 +73,8 @@ def load_scene(site, factor: int, crop: int | None = None) -> Scene:
         win = Window((src.width - w) // 2, (src.height - h) // 2, w, h)
         target = src.read(window=win).astype(np.float32)
         valid = (src.read_masks(window=win) > 0).all(axis=0)
-        grid = Grid.from_dataset(src).window_grid(win)
         dtype = src.dtypes[0]
-    with open_raster(site.reference, "reference") as ref:
-        reference = align([ref], grid)
+        reference = align_to_target(src, [ref], Grid.from_dataset(src).window_grid(win))
     return Scene(site.name, target, reference, valid, dtype, default_scale(dtype),
                  site.target.name, site.reference.name)
 

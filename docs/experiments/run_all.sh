@@ -17,6 +17,7 @@ fi
 python table2_compression.py --methods bicubic,noref-s2-x4,refscale-s2-x4
 python reference_bound.py
 if shipped refscale-naip-x4; then
+  python reference_age.py
   python fig5_temperature.py --data naip --model refscale-naip-x4
   python fig6_misalignment.py --data naip --model refscale-naip-x4
 fi

@@ -133,3 +133,13 @@ def scene_shift(
     mask = tgt == target.nodata if target.nodata is not None else None
     dx, dy, err = estimate_shift(tgt, ref, target_mask=mask)
     return (dx, dy), err
+
+
+def align_to_target(target, references: Sequence, grid: Grid | None = None) -> np.ndarray:
+    """``references`` (open datasets) warped onto ``grid`` (default: the open ``target``'s grid;
+    a window of it works too), moved by the residual shift :func:`scene_shift` measures against
+    ``target`` over its whole grid: the reference exactly as the on-board side and training see
+    it. Float32 DN ``(bands, rows, cols)``, NaN where nothing covers."""
+    full = Grid.from_dataset(target)
+    shift, _ = scene_shift(target, references, full)
+    return align(references, grid or full, shift=shift)

@@ -15,8 +15,7 @@ import numpy as np
 import torch
 
 from georefscale.errors import InputError
-from georefscale.raster.align import align, scene_shift
-from georefscale.raster.grid import Grid
+from georefscale.raster.align import align_to_target
 from georefscale.raster.io import open_raster
 from georefscale.sites import dated_files
 
@@ -81,17 +80,14 @@ def load_pair(
     target: Path, reference: Path, scale: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Target and reference as float32 ``DN / scale``, plus a boolean mask of pixels valid in
-    both. The reference is put on the target grid exactly as the on-board side does it:
-    :func:`~georefscale.raster.align.align` moved by the residual shift of
-    :func:`~georefscale.raster.align.scene_shift`."""
+    both. The reference is put on the target grid exactly as the on-board side does it
+    (:func:`~georefscale.raster.align.align_to_target`)."""
     with open_raster(target, "target") as t, open_raster(reference, "reference") as r:
         if r.count != t.count:
             raise InputError(f"{reference}: {r.count} bands, target {target} has {t.count}")
         x = t.read().astype(np.float32)
         valid = t.read_masks(1) > 0
-        grid = Grid.from_dataset(t)
-        shift, _ = scene_shift(t, [r], grid)
-        ref = align([r], grid, shift=shift)
+        ref = align_to_target(t, [r])
     valid &= np.isfinite(ref).all(axis=0)
     ref = np.nan_to_num(ref, nan=0.0)
     return x / scale, ref / scale, valid
