@@ -67,7 +67,6 @@ def seen_in_training(models: Iterable[str]) -> set[str]:
     return seen
 
 
-
 def evaluation_sites(
     folder: str | Path,
     models: Iterable[str],
