@@ -187,11 +187,8 @@ def test_reference_age_pairs_span_days_to_years(data_dir):
     assert reference_age.acquired(Path("S2A_T33UUU_20160529_B03_crop1024.tif")) == date(2016, 5, 29)
     assert reference_age.acquired(Path("rio_20171011.tif")) == date(2017, 10, 11)
     found = reference_age.pairs()
-
-    def gap(site) -> int:
-        return (reference_age.acquired(site.target) - reference_age.acquired(site.reference)).days
-
-    gaps = {data: sorted(gap(s) for d, s in found if d == data) for data, _ in found}
+    gaps = {data: sorted(reference_age.gap_days(s) for d, s in found if d == data)
+            for data, _ in found}
     assert gaps["sentinel2-b03"] == [10]
     assert len(gaps["oscd"]) == 5 and 500 < min(gaps["oscd"])
     assert len(gaps["naip"]) == 9 and gaps["naip"][0] == 362 and gaps["naip"][-1] > 4000

@@ -18,11 +18,9 @@ Run: ``python docs/experiments/reference_age.py [--factor 4] [--crop N]``.
 
 from __future__ import annotations
 
-import re
 from datetime import date
 from pathlib import Path
 
-import numpy as np
 from _common import (
     DATA,
     OSCD_TEST,
@@ -38,15 +36,18 @@ from _common import (
 from reference_bound import bound
 
 NAIP_MODEL = "refscale-naip-x4"
-DATE = re.compile(r"_(\d{8})(?:_|\.)")
 
 
 def acquired(path: Path) -> date:
-    """The acquisition date in a file name (``..._YYYYMMDD.tif`` or ``..._YYYYMMDD_...``)."""
-    m = DATE.search(path.name)
-    if m is None:
-        raise SystemExit(f"{path}: no _YYYYMMDD in the name")
-    return date(int(m[1][:4]), int(m[1][4:6]), int(m[1][6:]))
+    """The acquisition date in a file name (its 8-digit YYYYMMDD token), by the catalog's rule."""
+    from georefscale.catalog.records import acquisition_datetime
+
+    return acquisition_datetime(path, {}, None)[0].date()
+
+
+def gap_days(site) -> int:
+    """Days between the reference and the target of a :class:`georefscale.sites.Site`."""
+    return (acquired(site.target) - acquired(site.reference)).days
 
 
 def pairs() -> list[tuple[str, object]]:
@@ -71,11 +72,11 @@ def study(factor: int, crop: int | None) -> list[dict]:
         scene = load_scene(site, factor, crop)
         row = {"data": data, "site": site.name, "target": site.target.name,
                "reference": site.reference.name,
-               "gap_days": (acquired(site.target) - acquired(site.reference)).days,
+               "gap_days": gap_days(site),
                **bound(scene, factor)}
         if data == "naip" and factor == model.factor:
-            ref = np.where(np.isfinite(scene.reference), scene.reference, 0.0)
-            hr = upscale(model, scene, downscale(model, scene, ref), ref)
+            y = downscale(model, scene, scene.reference)
+            hr = upscale(model, scene, y, scene.reference)
             row[NAIP_MODEL] = scores(scene, hr)["psnr"]
         rows.append(row)
         print(row["data"], row["site"], row["gap_days"], round(row["oracle gain"], 2))
