@@ -1063,7 +1063,7 @@ def ground_datasets(
             warnings.warn(
                 f"{lr_name}: alpha {alpha:g} is above the latent temperature the models were "
                 "trained with (1); on the Sentinel-2 test cities every shipped model falls below "
-                "bicubic at alpha 3 (x4: -11 dB against alpha 1)",
+                "bicubic at alpha 3 (x4: -20 dB against alpha 1)",
                 UserWarning, stacklevel=2,
             )
     f = info.factor

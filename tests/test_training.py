@@ -71,6 +71,17 @@ def test_resumed_training_equals_uninterrupted(oscd_dir, tmp_path):
     assert '"steps": 4' in card and '"psnr"' in card
 
 
+def test_resume_refuses_a_changed_recipe(oscd_dir, tmp_path):
+    run = {"progress": False, "device": "cpu", "max_steps": 1}
+    train(_cfg(oscd_dir, 4), tmp_path / "run", **run)
+    longer = _cfg(oscd_dir, 8)
+    with pytest.raises(InputError, match=r"checkpoint.pt: made with another recipe \(steps differ"):
+        train(longer, tmp_path / "run", **run)
+    same = _cfg(oscd_dir, 4)
+    same.threads, same.val_every = 1, 3  # bookkeeping may change between calls
+    assert train(same, tmp_path / "run", **run).name == "checkpoint.pt"
+
+
 def test_shipped_configs_load(tmp_path):
     for path in sorted((REPO / "configs").glob("*.yaml")):
         cfg = load_config(path, data_root=tmp_path)

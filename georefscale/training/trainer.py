@@ -12,7 +12,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -98,6 +98,16 @@ def training_pairs(cfg: TrainConfig) -> tuple[list, list]:
     )
 
 
+#: fields that do not change the weights a run produces (names, paths, threads, bookkeeping)
+_NOT_RECIPE = {"name", "description", "band_names", "folder", "archive", "threads",
+               "ckpt_every", "val_every", "val_crop"}
+
+
+def recipe(cfg: TrainConfig) -> dict:
+    """The fields of ``cfg`` that decide the trained weights (JSON-serialisable)."""
+    return {k: v for k, v in asdict(cfg).items() if k not in _NOT_RECIPE}
+
+
 def _schedule(cfg: TrainConfig):
     def factor(step: int) -> float:
         if step < cfg.warmup:
@@ -169,6 +179,14 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, device: str | None = None,
     if ckpt.exists():
         # tensors stay on the CPU (RNG states must); load_state_dict moves them to the device
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        made_with = state.get("recipe")  # None in checkpoints of before 2026-11-27 evening
+        changed = sorted(k for k, v in recipe(cfg).items()
+                         if made_with is not None and made_with.get(k) != v)
+        if changed:
+            raise InputError(
+                f"{ckpt}: made with another recipe ({', '.join(changed)} differ from "
+                f"{cfg.name}'s config); resuming would train neither; move the run folder away "
+                "or give another --out")
         net.load_state_dict(state["net"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
@@ -182,7 +200,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, device: str | None = None,
         tmp = ckpt.with_suffix(".pt.tmp")
         torch.save(
             {"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-             "step": step, "wall": wall, "history": history,
+             "step": step, "wall": wall, "history": history, "recipe": recipe(cfg),
              "data_rng": data.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
              "cuda_rng": torch.cuda.get_rng_state() if device.startswith("cuda") else None},
             tmp,
