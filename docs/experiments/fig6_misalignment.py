@@ -216,7 +216,8 @@ def figure(mean: list[dict], maps: dict[str, np.ndarray], site: str):
 def main() -> None:
     def extra(p):
         p.add_argument("--noref", default=None,
-                       help="no-reference model (default noref-s2-x<F> if shipped; 'none' to skip)")
+                       help="no-reference model (default the model's shipped twin, as on board; "
+                            "'none' to skip)")
 
     args = parse(__doc__.splitlines()[0], extra)
     model = get_model(args.model)
@@ -255,13 +256,14 @@ def main() -> None:
 def _noref(args, model):
     """The no-reference twin of ``model`` if it exists (or the one named by ``--noref``)."""
     from georefscale.errors import GeoRefScaleError
+    from georefscale.pipeline import noref_name
 
     if args.noref == "none":
         return None
     name = args.noref
     if name is None:
         name = (f"untrained-noref-x{model.factor}" if args.model.startswith("untrained")
-                else f"noref-s2-x{model.factor}" if args.data == "oscd" else None)
+                else noref_name(args.model))
     if name is None:
         return None
     try:
