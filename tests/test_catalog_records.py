@@ -166,6 +166,12 @@ def test_hrefs_relative_and_archive_override(naip_catalog: Catalog, naip_dir: Pa
     os.symlink(naip_dir, moved / "naip")
     assert Catalog.load(path, archive=moved).get(NAIP_2019[:-4]).href == str(
         moved / "naip" / NAIP_2019)
+    link = tmp_path / "link"  # an archive root reached through a symbolic link
+    os.symlink(naip_dir.parent, link)
+    naip_catalog.save(path, archive=link)
+    hrefs = pq.read_table(path).column("assets").to_pylist()
+    assert all(a["data"]["href"].startswith("naip/") for a in hrefs)
+    assert Catalog.load(path).get(NAIP_2019[:-4]).href == str(link / "naip" / NAIP_2019)
 
 
 def test_not_a_catalog(tmp_path: Path, naip_dir: Path) -> None:

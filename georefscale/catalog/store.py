@@ -110,8 +110,18 @@ def is_remote(href: str) -> bool:
 
 
 def relative_hrefs(hrefs: Iterable[str], root: Path) -> list[str]:
-    """Local absolute hrefs as POSIX paths relative to ``root``; URLs unchanged."""
-    return [h if is_remote(h) else Path(os.path.relpath(h, root)).as_posix() for h in hrefs]
+    """Local absolute hrefs as POSIX paths relative to ``root``; URLs unchanged. Records hold
+    resolved paths, so a root reached through a symbolic link is compared by its real path."""
+    real_root = os.path.realpath(root)
+
+    def relative(href: str) -> str:
+        rel = os.path.relpath(href, root)
+        if rel.startswith(".."):
+            inside = os.path.relpath(href, real_root)
+            rel = rel if inside.startswith("..") else inside
+        return Path(rel).as_posix()
+
+    return [h if is_remote(h) else relative(h) for h in hrefs]
 
 
 def resolve_hrefs(hrefs: Iterable[str], root: Path) -> list[str]:
