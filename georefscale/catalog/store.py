@@ -109,19 +109,21 @@ def is_remote(href: str) -> bool:
     return "://" in href
 
 
-def relative_hrefs(hrefs: Iterable[str], root: Path) -> list[str]:
-    """Local absolute hrefs as POSIX paths relative to ``root``; URLs unchanged. Records hold
+def relative_href(href: str, root: str | os.PathLike[str]) -> str:
+    """A local absolute href as a POSIX path relative to ``root``; a URL unchanged. Records hold
     resolved paths, so a root reached through a symbolic link is compared by its real path."""
-    real_root = os.path.realpath(root)
+    if is_remote(href):
+        return href
+    rel = os.path.relpath(href, root)
+    if rel.startswith(".."):
+        inside = os.path.relpath(href, os.path.realpath(root))
+        rel = rel if inside.startswith("..") else inside
+    return Path(rel).as_posix()
 
-    def relative(href: str) -> str:
-        rel = os.path.relpath(href, root)
-        if rel.startswith(".."):
-            inside = os.path.relpath(href, real_root)
-            rel = rel if inside.startswith("..") else inside
-        return Path(rel).as_posix()
 
-    return [h if is_remote(h) else relative(h) for h in hrefs]
+def relative_hrefs(hrefs: Iterable[str], root: Path) -> list[str]:
+    """:func:`relative_href` of each href."""
+    return [relative_href(h, root) for h in hrefs]
 
 
 def resolve_hrefs(hrefs: Iterable[str], root: Path) -> list[str]:
@@ -269,8 +271,8 @@ def write_item_collection(path: str | os.PathLike[str], records: Iterable[Record
     out = Path(path).absolute()
     items = []
     for r in records:
-        href = r.href if is_remote(r.href) else Path(os.path.relpath(r.href, out.parent)).as_posix()
-        items.append(r.with_href(href).to_item().to_dict(include_self_link=False))
+        items.append(r.with_href(relative_href(r.href, out.parent)).to_item()
+                     .to_dict(include_self_link=False))
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
         tmp.write_text(json.dumps({"type": "FeatureCollection", "features": items}, indent=1))

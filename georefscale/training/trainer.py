@@ -176,12 +176,12 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, device: str | None = None,
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg))
     step, wall, history = 0, 0.0, []
     ckpt = out / "checkpoint.pt"
+    run_recipe = recipe(cfg)
     if ckpt.exists():
         # tensors stay on the CPU (RNG states must); load_state_dict moves them to the device
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        made_with = state.get("recipe")  # None in checkpoints of before 2026-11-27 evening
-        changed = sorted(k for k, v in recipe(cfg).items()
-                         if made_with is not None and made_with.get(k) != v)
+        made_with = state.get("recipe") or run_recipe  # none in checkpoints before 2026-11-27
+        changed = sorted(k for k, v in run_recipe.items() if made_with.get(k) != v)
         if changed:
             raise InputError(
                 f"{ckpt}: made with another recipe ({', '.join(changed)} differ from "
@@ -200,7 +200,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, device: str | None = None,
         tmp = ckpt.with_suffix(".pt.tmp")
         torch.save(
             {"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-             "step": step, "wall": wall, "history": history, "recipe": recipe(cfg),
+             "step": step, "wall": wall, "history": history, "recipe": run_recipe,
              "data_rng": data.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
              "cuda_rng": torch.cuda.get_rng_state() if device.startswith("cuda") else None},
             tmp,
