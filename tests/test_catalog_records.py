@@ -198,6 +198,21 @@ def test_item_collection_export_reingests(naip_catalog: Catalog, tmp_path: Path)
     assert sorted(again, key=lambda r: r.id) == sorted(naip_catalog, key=lambda r: r.id)
 
 
+def test_item_collection_export_through_symlinked_folder(naip_dir: Path, tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / NAIP_2019).write_bytes((naip_dir / NAIP_2019).read_bytes())
+    link = tmp_path / "link"  # the export's folder reached through a symbolic link
+    os.symlink(real, link)
+    cat = Catalog()
+    cat.ingest([real])
+    cat.export_items(link / "items.json")
+    doc = json.loads((real / "items.json").read_text())
+    assert doc["features"][0]["assets"]["data"]["href"] == NAIP_2019
+    assert [r.href for r in ingest([link / "items.json"]).records] == [
+        str((real / NAIP_2019).resolve())]
+
+
 @pytest.mark.parametrize(("text", "expected"), [
     ("2020-08-31", datetime(2020, 8, 31, tzinfo=timezone.utc)),
     ("20200831", datetime(2020, 8, 31, tzinfo=timezone.utc)),
