@@ -256,16 +256,13 @@ def main() -> None:
 def _noref(args, model):
     """The no-reference twin of ``model`` if it exists (or the one named by ``--noref``)."""
     from georefscale.errors import GeoRefScaleError
-    from georefscale.pipeline import noref_name
+    from georefscale.pipeline import noref_twin
 
     if args.noref == "none":
         return None
-    name = args.noref
-    if name is None:
-        name = (f"untrained-noref-x{model.factor}" if args.model.startswith("untrained")
-                else noref_name(args.model))
-    if name is None:
-        return None
+    if args.noref is None and not args.model.startswith("untrained"):
+        return noref_twin(model)  # the shipped twin, found as on board (None if absent)
+    name = args.noref or f"untrained-noref-x{model.factor}"
     try:
         return get_model(name)
     except GeoRefScaleError as exc:
