@@ -23,6 +23,7 @@ import reference_age  # noqa: E402
 import reference_bound  # noqa: E402
 import table1_complexity as table1  # noqa: E402
 import table2_compression as table2  # noqa: E402
+import training_curves  # noqa: E402
 
 CROP = 64
 
@@ -193,3 +194,21 @@ def test_reference_age_pairs_span_days_to_years(data_dir):
     assert len(gaps["oscd"]) == 5 and 500 < min(gaps["oscd"])
     assert len(gaps["naip"]) == 9 and gaps["naip"][0] == 362 and gaps["naip"][-1] > 4000
     assert {s.target.name for d, s in found if d == "naip"} == {"m_4709963_se_14_1_20200831.tif"}
+
+
+def test_training_curves_read_the_same_history_from_run_and_card(oscd_dir, tmp_path):
+    from georefscale.engine import NetConfig
+    from georefscale.training import TrainConfig, train
+
+    cfg = TrainConfig(name="tiny", folder=str(oscd_dir), dtype="uint16", scale=10000.0,
+                      band_names=["B02", "B03", "B04", "B08"],
+                      net=NetConfig(factor=4, blocks=1, hidden=8, ref_features=4),
+                      train_sites=["pisa"], val_sites=["bercy"], steps=4, batch=2, crop=32,
+                      warmup=2, val_every=2, val_crop=64, ckpt_every=4, threads=2)
+    train(cfg, tmp_path, progress=False, device="cpu")
+    from_log = training_curves.history(str(tmp_path))
+    from_card = training_curves.history(str(tmp_path / "tiny.json"))
+    assert [r["step"] for r in from_log] == [2, 4]
+    assert from_log == from_card
+    assert training_curves.psnr_at(from_log, 3) == from_log[0]["psnr"]
+    assert training_curves.psnr_at(from_log, 5) is None

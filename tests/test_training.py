@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -67,8 +68,13 @@ def test_resumed_training_equals_uninterrupted(oscd_dir, tmp_path):
     a, b = load_file(str(full)), load_file(str(resumed))
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    card = (tmp_path / "full" / "tiny.json").read_text()
-    assert '"steps": 4' in card and '"psnr"' in card
+    card = json.loads((tmp_path / "full" / "tiny.json").read_text())
+    assert card["training"]["steps"] == 4 and card["validation"]["step"] == 4
+    # the learning curve survives the interruption: validations at steps 2 and 4
+    resumed_card = json.loads((tmp_path / "part" / "tiny.json").read_text())
+    for c in (card, resumed_card):
+        assert [v["step"] for v in c["validation_history"]] == [2, 4]
+    assert resumed_card["validation_history"] == card["validation_history"]
 
 
 def test_resume_refuses_a_changed_recipe(oscd_dir, tmp_path):

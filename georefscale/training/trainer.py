@@ -266,6 +266,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, device: str | None = None,
             "torch": torch.__version__,
         },
         "validation": history[-1] if history else None,
+        "validation_history": history,
         "parameters": sum(p.numel() for p in net.parameters()),
     }
     return save_model(net.cpu(), card, out)
