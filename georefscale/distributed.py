@@ -44,13 +44,18 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from georefscale.atomic import write_json
 from georefscale.errors import GeoRefScaleError, InputError, NoCandidateError
 from georefscale.pipeline import DEFAULT_HALO, DEFAULT_MODEL, DEFAULT_TILE
+
+if TYPE_CHECKING:  # dask is imported only when a cluster is used
+    from distributed import Client
+
+    from georefscale.catalog import Catalog
 
 #: Scenes with more pixels than this are split into tile bands across workers.
 DEFAULT_SPLIT_PIXELS = 64_000_000
@@ -150,7 +155,7 @@ class ArchiveResult:
 
 
 def plan_archive(
-    catalog,
+    catalog: Catalog | PathLike,
     *,
     after: Any = None,
     before: Any = None,
@@ -528,7 +533,7 @@ def _plan(job: SceneJob, tds, rdss, shift: tuple[float, float] | None = None,
 
 
 def run_split_scene(
-    client, job: SceneJob, out: PathLike, band_rows: int = DEFAULT_BAND_ROWS
+    client: Client, job: SceneJob, out: PathLike, band_rows: int = DEFAULT_BAND_ROWS
 ) -> dict[str, Any]:
     """A large scene: tile bands as tasks on ``client``'s workers, stitched here by one writer
     (memory: one band plus the stitcher's rows). The reference shift is estimated once here and
@@ -603,7 +608,7 @@ def connect(
     workers: int | None = None,
     scheduler: str | None = None,
     timeout: float = CONNECT_TIMEOUT,
-) -> Iterator[Any]:
+) -> Iterator[Client]:
     """A ``distributed.Client``: on the scheduler at ``scheduler`` (InputError when it does not
     answer within ``timeout`` s), else on a new ``LocalCluster`` of ``workers`` process workers
     with one thread each (default: one per core; glibc's default malloc trimming)."""
@@ -644,7 +649,7 @@ def connect(
 
 
 def process_archive(
-    catalog,
+    catalog: Catalog | PathLike,
     out: PathLike,
     *,
     after: Any = None,
@@ -664,7 +669,7 @@ def process_archive(
     split_pixels: int = DEFAULT_SPLIT_PIXELS,
     band_rows: int = DEFAULT_BAND_ROWS,
     connect_timeout: float = CONNECT_TIMEOUT,
-    client: Any = None,
+    client: Client | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> ArchiveResult:

@@ -30,11 +30,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import rasterio
 from affine import Affine
+from rasterio.io import DatasetReader
 
 from georefscale.errors import InputError, NoCandidateError, ReferenceMismatchError
 from georefscale.metrics import detail_agreement
@@ -56,6 +57,10 @@ from georefscale.raster.io import (
 )
 from georefscale.tiling import Stitcher, Tiling, tile_seed
 from georefscale.xarray_io import from_geotiff, is_dataarray, label, to_geotiff
+
+if TYPE_CHECKING:  # torch is imported only when a model is loaded
+    from georefscale.catalog import Catalog
+    from georefscale.engine.rescaler import Rescaler
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +88,8 @@ PathLike = str | os.PathLike
 Source = Any
 #: A model name or a ready rescaler object (``georefscale.engine`` interface).
 ModelLike = Any
+#: What the public functions return: the path written, or a DataArray when the input was one.
+Product = Path | Any
 
 
 @dataclass(frozen=True)
@@ -133,7 +140,7 @@ class LRInfo:
         return prefixed(tags)
 
     @classmethod
-    def from_dataset(cls, ds, path: PathLike) -> LRInfo:
+    def from_dataset(cls, ds: DatasetReader, path: PathLike) -> LRInfo:
         """Parse the tags of an open LR product; InputError if they are missing or broken."""
         tags = georefscale_tags(ds)
         if not tags:
@@ -220,7 +227,7 @@ def onboard(
     correct_shift: bool = True,
     when: Any = None,
     progress: bool | None = False,
-):
+) -> Product:
     """Downscale ``target`` (GeoTIFF path or DataArray) by ``factor`` (2 or 4; default: the
     model's) with ``model`` (a name from ``georefscale.engine.available_models()`` or a rescaler
     object) and the reference(s), writing the tagged LR product ``out``: a GeoTIFF on the target
@@ -268,7 +275,7 @@ def ground(
     model: ModelLike | None = None,
     noref_model: ModelLike | None = None,
     progress: bool | None = False,
-):
+) -> Product:
     """Rebuild the HR image from the LR product ``lr`` (path of a GeoTIFF / JPEG 2000 product or
     a DataArray) and the same reference(s), on exactly the original target grid; latent
     ``z ~ N(0, alpha^2)`` per tile, seeded from ``(seed, row, col)``.
@@ -299,7 +306,7 @@ def relevance_map(
     tile: int | None = None,
     halo: int | None = None,
     progress: bool | None = False,
-):
+) -> Product:
     """Write where the reference was used for ``lr``: a single-band float32 GeoTIFF on the HR
     (target) grid, values 0 (ignored) .. 1 (fully used), NaN where the LR product is nodata;
     0 on tiles that fell back to the no-reference model. From the model's own gates
@@ -418,14 +425,14 @@ def reconstruction_error(target: PathLike, hr: PathLike, scale: float) -> dict:
 # -- models ------------------------------------------------------------------------------------
 
 
-def load_model(name: str, factor: int | None):
+def load_model(name: str, factor: int | None) -> Rescaler:
     """The engine's rescaler ``name`` (torch is imported here, not at module import)."""
     from georefscale.engine import load
 
     return load(name, factor=factor)
 
 
-def resolve_model(model: ModelLike, factor: int | None):
+def resolve_model(model: ModelLike, factor: int | None) -> Rescaler:
     """``model`` loaded by name, or the rescaler object itself (its factor checked)."""
     if isinstance(model, str):
         return load_model(model, factor)
@@ -440,7 +447,7 @@ def noref_name(name: str) -> str | None:
     return "noref-" + name.removeprefix("refscale-") if name.startswith("refscale-") else None
 
 
-def noref_twin(model, noref_model: ModelLike | None = AUTO):
+def noref_twin(model: Rescaler, noref_model: ModelLike | None = AUTO) -> Rescaler | None:
     """The no-reference model to use instead of (or per tile alongside) ``model``: ``AUTO``
     looks for the shipped twin (None if absent), a name or object is checked for compatibility
     (same factor, bands, dtype and scale, no reference). None when ``model`` needs no reference."""
@@ -550,7 +557,7 @@ class _Workspace:
         return refs
 
 
-def as_catalog(catalog: Any, archive: PathLike | None = None):
+def as_catalog(catalog: Any, archive: PathLike | None = None) -> Catalog:
     """A :class:`~georefscale.catalog.Catalog` from a Catalog or the path of its parquet."""
     from georefscale.catalog import Catalog
 
@@ -868,8 +875,8 @@ class OnboardPlan:
         """Row-major index of tile (row, col), as listed in ``GEOREFSCALE_FALLBACK_TILES``."""
         return row * self.tiling.n_cols + col
 
-    def onboard_tile(self, target, references: Sequence, row: int, col: int
-                     ) -> tuple[np.ndarray, bool]:
+    def onboard_tile(self, target: DatasetReader, references: Sequence[DatasetReader], row: int,
+                     col: int) -> tuple[np.ndarray, bool]:
         """The LR output of HR tile (``row``, ``col``) of the open ``target`` with the open
         ``references`` (aligned with the recorded shift): float32 (bands, h/f, w/f), in units of
         the scale, NaN where all f x f source pixels are nodata; and whether the tile fell back
@@ -893,10 +900,10 @@ class OnboardPlan:
 
 
 def plan_onboard(
-    target,
-    references: Sequence,
+    target: DatasetReader,
+    references: Sequence[DatasetReader],
     *,
-    model,
+    model: Rescaler,
     target_name: str = "target",
     reference_ids: Sequence[str] = (),
     reference_sha256: Sequence[str] = (),
@@ -906,7 +913,7 @@ def plan_onboard(
     correct_shift: bool = True,
     shift: tuple[float, float] | None = None,
     shift_error: float | None = None,
-    fallback_model=None,
+    fallback_model: Rescaler | None = None,
     min_agreement: float = MIN_AGREEMENT,
     min_coverage: float = MIN_COVERAGE,
 ) -> OnboardPlan:
@@ -949,7 +956,7 @@ def plan_onboard(
 
 def write_lr(
     plan: OnboardPlan,
-    target,
+    target: DatasetReader,
     out: PathLike,
     tiles: Iterable[tuple[int, int, np.ndarray, bool]],
     *,
@@ -993,10 +1000,10 @@ def write_lr(
 
 
 def onboard_datasets(
-    target,
-    references: Sequence,
+    target: DatasetReader,
+    references: Sequence[DatasetReader],
     *,
-    model,
+    model: Rescaler,
     out: PathLike,
     target_name: str = "target",
     reference_ids: Sequence[str] = (),
@@ -1006,7 +1013,7 @@ def onboard_datasets(
     halo: int = DEFAULT_HALO,
     cog: bool = False,
     correct_shift: bool = True,
-    fallback_model=None,
+    fallback_model: Rescaler | None = None,
     min_agreement: float = MIN_AGREEMENT,
     min_coverage: float = MIN_COVERAGE,
     progress: bool | None = False,
@@ -1037,11 +1044,11 @@ def onboard_datasets(
 
 
 def ground_datasets(
-    lr,
-    references: Sequence,
+    lr: DatasetReader,
+    references: Sequence[DatasetReader],
     info: LRInfo,
     *,
-    model,
+    model: Rescaler,
     out: PathLike | None,
     lr_name: str = "LR product",
     alpha: float = 1.0,
@@ -1049,7 +1056,7 @@ def ground_datasets(
     tile: int | None = None,
     halo: int | None = None,
     cog: bool = False,
-    fallback_model=None,
+    fallback_model: Rescaler | None = None,
     relevance_out: PathLike | None = None,
     progress: bool | None = False,
 ) -> Path | None:

@@ -21,11 +21,15 @@ import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rasterio import Affine
 
 from georefscale import codecs, metrics
+
+if TYPE_CHECKING:  # torch is imported only when a model is loaded
+    from georefscale.engine.rescaler import Rescaler
 from georefscale.errors import GeoRefScaleError, InputError
 from georefscale.sites import Site, evaluation_sites
 
@@ -116,7 +120,7 @@ def direct_curve(target: np.ndarray, valid: np.ndarray, codec: str, peak: float,
     return curve
 
 
-def method_curve(model, target: np.ndarray, valid: np.ndarray, ref: np.ndarray | None,
+def method_curve(model: Rescaler, target: np.ndarray, valid: np.ndarray, ref: np.ndarray | None,
                  codec: str, peak: float, qualities: Sequence[float] | None = None,
                  bpp: Sequence[float] = DEFAULT_BPP,
                  profile: dict | None = None) -> tuple[list[list[float]], float]:

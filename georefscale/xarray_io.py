@@ -14,12 +14,16 @@ import hashlib
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from georefscale.errors import InputError
 from georefscale.raster.grid import Grid
 from georefscale.raster.io import write_geotiff
+
+if TYPE_CHECKING:  # imported only when a DataArray is handled
+    import xarray as xr
 
 #: Attributes that describe the encoding, not the data: never written as tags.
 _NOT_TAGS = {"long_name", "_FillValue", "scale_factor", "add_offset", "AREA_OR_POINT", "units",
@@ -32,12 +36,12 @@ def is_dataarray(obj: object) -> bool:
     return xr is not None and isinstance(obj, xr.DataArray)
 
 
-def label(da, what: str) -> str:
+def label(da: xr.DataArray, what: str) -> str:
     """How messages name a DataArray in the role ``what``."""
     return f"{what} DataArray {da.name!r}" if da.name is not None else f"{what} DataArray"
 
 
-def to_geotiff(da, path: str | os.PathLike, what: str = "input") -> tuple[Path, str]:
+def to_geotiff(da: xr.DataArray, path: str | os.PathLike, what: str = "input") -> tuple[Path, str]:
     """Write ``da`` as a GeoTIFF at ``path``; returns ``(path, sha256)`` where the SHA-256 is of
     the pixel values, dtype, shape, CRS and transform (stable across GDAL versions).
 
@@ -95,7 +99,7 @@ def to_geotiff(da, path: str | os.PathLike, what: str = "input") -> tuple[Path, 
     return Path(path), h.hexdigest()
 
 
-def from_geotiff(path: str | os.PathLike, name: str | None = None):
+def from_geotiff(path: str | os.PathLike, name: str | None = None) -> xr.DataArray:
     """Load a GeoTIFF (or any GDAL raster) fully into memory as a rioxarray DataArray."""
     import rioxarray
 

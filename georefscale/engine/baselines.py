@@ -25,11 +25,20 @@ class BicubicRescaler(Rescaler):
         self.factor = factor
         self.name = "bicubic"
 
-    def downscale(self, x, ref=None):
+    def downscale(
+        self, x: torch.Tensor, ref: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, None]:
         self._check("target", x, self.factor)
         return bicubic_downscale(x, self.factor), None
 
-    def upscale(self, y, ref=None, z=None, alpha=1.0, seed=None):
+    def upscale(
+        self,
+        y: torch.Tensor,
+        ref: torch.Tensor | None = None,
+        z: torch.Tensor | None = None,
+        alpha: float = 1.0,
+        seed: int | None = None,
+    ) -> torch.Tensor:
         self._check("LR image", y)
         return F.interpolate(y, scale_factor=self.factor, mode="bicubic", align_corners=False)
 

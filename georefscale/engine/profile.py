@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -10,14 +11,14 @@ from torch.utils.flop_counter import FlopCounterMode
 from georefscale.engine.weights import load
 
 
-def _flops(fn) -> int:
+def _flops(fn: Callable[[], object]) -> int:
     counter = FlopCounterMode(display=False)
     with counter:
         fn()
     return int(counter.get_total_flops())
 
 
-def calls_per_second(fn, repeats: int) -> float:
+def calls_per_second(fn: Callable[[], object], repeats: int) -> float:
     """Calls of ``fn`` per second over ``repeats`` timed calls, after one warm-up call (waits for
     queued CUDA work before and after timing, so GPU calls are timed to completion)."""
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)

@@ -135,14 +135,23 @@ class InvertibleRescaler(Rescaler):
         return ref.to(self.device) if self.uses_reference else None
 
     @torch.no_grad()
-    def downscale(self, x, ref):
+    def downscale(
+        self, x: torch.Tensor, ref: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         self._check("target", x, self.factor)
         self._check_ref(ref, tuple(x.shape))
         y, z = self.net(x.to(self.device), self._ref(ref))
         return y.to(x.device), z.to(x.device)
 
     @torch.no_grad()
-    def upscale(self, y, ref, z=None, alpha=1.0, seed=None):
+    def upscale(
+        self,
+        y: torch.Tensor,
+        ref: torch.Tensor | None,
+        z: torch.Tensor | None = None,
+        alpha: float = 1.0,
+        seed: int | None = None,
+    ) -> torch.Tensor:
         self._check("LR image", y)
         n, _, h, w = y.shape
         hr_shape = (n, self.bands, h * self.factor, w * self.factor)
@@ -154,7 +163,7 @@ class InvertibleRescaler(Rescaler):
         return x.to(y.device)
 
     @torch.no_grad()
-    def relevance(self, y, ref):
+    def relevance(self, y: torch.Tensor, ref: torch.Tensor | None) -> torch.Tensor | None:
         if not self.uses_reference:
             return None
         self.upscale(y, ref, alpha=0.0, seed=0)

@@ -14,6 +14,7 @@ import numpy as np
 import rasterio
 import rasterio.windows
 from rasterio.enums import Resampling
+from rasterio.io import DatasetReader
 from rasterio.warp import reproject, transform_bounds
 from skimage.filters import window as taper
 from skimage.registration import phase_cross_correlation
@@ -24,14 +25,14 @@ from georefscale.raster.grid import Grid
 SHIFT_WINDOW = 1024
 
 
-def overlaps(ds, grid: Grid) -> bool:
+def overlaps(ds: DatasetReader, grid: Grid) -> bool:
     """Whether the open raster ``ds`` and ``grid`` share some area (compared in grid's CRS)."""
     left, bottom, right, top = transform_bounds(ds.crs, grid.crs, *ds.bounds, densify_pts=21)
     g = grid.bounds
     return left < g.right and right > g.left and bottom < g.top and top > g.bottom
 
 
-def _resampling(ds, grid: Grid) -> Resampling:
+def _resampling(ds: DatasetReader, grid: Grid) -> Resampling:
     """Average when the reference is much finer than the target, cubic otherwise."""
     left, bottom, right, top = transform_bounds(ds.crs, grid.crs, *ds.bounds, densify_pts=21)
     ref_res = min((right - left) / ds.width, (top - bottom) / ds.height)
@@ -118,7 +119,7 @@ def _standardise(img: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
 
 
 def scene_shift(
-    target, references: Sequence, grid: Grid
+    target: DatasetReader, references: Sequence[DatasetReader], grid: Grid
 ) -> tuple[tuple[float, float], float | None]:
     """Residual shift (dx, dy) in target pixels of the open ``references`` against the open
     ``target`` (on ``grid``), by phase correlation on a central window of at most
@@ -135,7 +136,9 @@ def scene_shift(
     return (dx, dy), err
 
 
-def align_to_target(target, references: Sequence, grid: Grid | None = None) -> np.ndarray:
+def align_to_target(
+    target: DatasetReader, references: Sequence[DatasetReader], grid: Grid | None = None
+) -> np.ndarray:
     """``references`` (open datasets) warped onto ``grid`` (default: the open ``target``'s grid;
     a window of it works too), moved by the residual shift :func:`scene_shift` measures against
     ``target`` over its whole grid: the reference exactly as the on-board side and training see

@@ -14,6 +14,7 @@ from affine import Affine
 from rasterio import windows
 from rasterio.coords import BoundingBox
 from rasterio.crs import CRS
+from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
 
@@ -27,7 +28,7 @@ class Grid:
     height: int
 
     @classmethod
-    def from_dataset(cls, ds) -> Grid:
+    def from_dataset(cls, ds: DatasetReader) -> Grid:
         """The grid of an open rasterio dataset."""
         return cls(crs=ds.crs, transform=ds.transform, width=ds.width, height=ds.height)
 
@@ -67,7 +68,7 @@ class Grid:
         """Bounds of ``window`` (pixel coordinates of this grid) in CRS units."""
         return BoundingBox(*windows.bounds(window, self.transform))
 
-    def bounds_window(self, bounds) -> Window:
+    def bounds_window(self, bounds: tuple[float, float, float, float]) -> Window:
         """The (fractional) window of this grid covering ``bounds`` given in this grid's CRS."""
         left, bottom, right, top = bounds
         return windows.from_bounds(left, bottom, right, top, transform=self.transform)

@@ -18,6 +18,7 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
 from georefscale.atomic import temp_path
@@ -94,7 +95,7 @@ def reflect_window(
 
 
 def read_window(
-    ds,
+    ds: DatasetReader,
     window: Window,
     *,
     bands: Sequence[int] | None = None,
@@ -182,7 +183,7 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def georefscale_tags(ds) -> dict[str, str]:
+def georefscale_tags(ds: DatasetReader) -> dict[str, str]:
     """georefscale's tags of an open dataset, without the ``GEOREFSCALE_`` prefix."""
     return {k[len(TAG_PREFIX) :]: v for k, v in ds.tags().items() if k.startswith(TAG_PREFIX)}
 
