@@ -21,6 +21,10 @@ if shipped refscale-naip-x4; then
   python fig5_temperature.py --data naip --model refscale-naip-x4
   python fig6_misalignment.py --data naip --model refscale-naip-x4
 fi
+if shipped refscale-s2-x4 && shipped noref-s2-x4; then
+  python training_curves.py --curve "RefScale x4=refscale-s2-x4" --curve "no-ref x4=noref-s2-x4" \
+    --name training_curves_shipped_x4
+fi
 if shipped refscale-s2-x2; then
   python fig5_temperature.py --model refscale-s2-x2
 fi
