@@ -27,11 +27,11 @@ import numpy as np
 from rasterio import Affine
 
 from georefscale import codecs, metrics
+from georefscale.errors import GeoRefScaleError, InputError
+from georefscale.sites import Site, evaluation_sites
 
 if TYPE_CHECKING:  # torch is imported only when a model is loaded
     from georefscale.engine.rescaler import Rescaler
-from georefscale.errors import GeoRefScaleError, InputError
-from georefscale.sites import Site, evaluation_sites
 
 log = logging.getLogger(__name__)
 

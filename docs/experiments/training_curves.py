@@ -27,10 +27,10 @@ def history(source: str) -> list[dict]:
     name or path) or a run folder's ``log.jsonl``, in step order."""
     path = Path(source)
     if path.is_dir():
+        from georefscale.training.trainer import validation_entry
+
         with (path / "log.jsonl").open() as log:
-            records = [json.loads(line) for line in log if '"psnr"' in line]
-        return [{k: v for k, v in r.items() if k == "step" or k.startswith(("psnr", "gate"))}
-                for r in records]
+            return [validation_entry(json.loads(line)) for line in log if '"psnr"' in line]
     if path.suffix != ".json":
         from georefscale.engine.weights import MODELS_DIR
 

@@ -108,6 +108,12 @@ def recipe(cfg: TrainConfig) -> dict:
     return {k: v for k, v in asdict(cfg).items() if k not in _NOT_RECIPE}
 
 
+def validation_entry(record: dict) -> dict:
+    """What the validation history keeps of a ``log.jsonl`` record: the step, the PSNRs (dB) and
+    the gate values."""
+    return {k: v for k, v in record.items() if k == "step" or k.startswith(("psnr", "gate"))}
+
+
 def _schedule(cfg: TrainConfig):
     def factor(step: int) -> float:
         if step < cfg.warmup:
@@ -235,8 +241,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, device: str | None = None,
         record = {"step": step, "loss": loss.item(), **parts, "lr": sched.get_last_lr()[0]}
         if step % cfg.val_every == 0 or step == cfg.steps:
             record.update(validate(net, cfg, val_x, val_ref))
-            history.append({k: v for k, v in record.items()
-                            if k == "step" or k.startswith(("psnr", "gate"))})
+            history.append(validation_entry(record))
             wrong = (f", wrong reference {record['psnr_wrong_ref']:.2f} dB, gate "
                      f"{record['gate']:.2f} / {record['gate_wrong_ref']:.2f}"
                      if "gate" in record else "")
