@@ -30,7 +30,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 import rasterio
@@ -58,7 +58,11 @@ from georefscale.raster.io import (
 from georefscale.tiling import Stitcher, Tiling, tile_seed
 from georefscale.xarray_io import from_geotiff, is_dataarray, label, to_geotiff
 
-if TYPE_CHECKING:  # torch is imported only when a model is loaded
+if TYPE_CHECKING:  # torch and xarray are imported only when used
+    from datetime import datetime
+
+    import xarray as xr
+
     from georefscale.catalog import Catalog
     from georefscale.engine.rescaler import Rescaler
 
@@ -85,11 +89,11 @@ AUTO = "auto"
 
 PathLike = str | os.PathLike
 #: A path to a GeoTIFF or a rioxarray DataArray.
-Source = Any
+Source: TypeAlias = "str | os.PathLike | xr.DataArray"
 #: A model name or a ready rescaler object (``georefscale.engine`` interface).
-ModelLike = Any
+ModelLike: TypeAlias = "str | Rescaler"
 #: What the public functions return: the path written, or a DataArray when the input was one.
-Product = Path | Any
+Product: TypeAlias = "Path | xr.DataArray"
 
 
 @dataclass(frozen=True)
@@ -211,7 +215,7 @@ def onboard(
     reference: Source | Sequence[Source] | None = None,
     *,
     out: PathLike | None = None,
-    catalog: Any = None,
+    catalog: Catalog | PathLike | None = None,
     archive: PathLike | None = None,
     factor: int | None = None,
     model: ModelLike = DEFAULT_MODEL,
@@ -225,7 +229,7 @@ def onboard(
     halo: int = DEFAULT_HALO,
     cog: bool = False,
     correct_shift: bool = True,
-    when: Any = None,
+    when: datetime | str | None = None,
     progress: bool | None = False,
 ) -> Product:
     """Downscale ``target`` (GeoTIFF path or DataArray) by ``factor`` (2 or 4; default: the
@@ -264,7 +268,7 @@ def ground(
     reference: Source | Sequence[Source] | None = None,
     *,
     out: PathLike | None = None,
-    catalog: Any = None,
+    catalog: Catalog | PathLike | None = None,
     archive: PathLike | None = None,
     alpha: float = 1.0,
     seed: int = 0,
@@ -300,7 +304,7 @@ def relevance_map(
     references: Source | Sequence[Source] | None = None,
     *,
     out: PathLike | None = None,
-    catalog: Any = None,
+    catalog: Catalog | PathLike | None = None,
     archive: PathLike | None = None,
     model: ModelLike | None = None,
     tile: int | None = None,
@@ -325,7 +329,7 @@ def roundtrip(
     *,
     lr_out: PathLike | None = None,
     hr_out: PathLike | None = None,
-    catalog: Any = None,
+    catalog: Catalog | PathLike | None = None,
     archive: PathLike | None = None,
     factor: int | None = None,
     model: ModelLike = DEFAULT_MODEL,
@@ -341,7 +345,7 @@ def roundtrip(
     halo: int = DEFAULT_HALO,
     cog: bool = False,
     correct_shift: bool = True,
-    when: Any = None,
+    when: datetime | str | None = None,
     relevance_out: PathLike | None = None,
     progress: bool | None = False,
 ) -> dict:
@@ -503,8 +507,8 @@ class _Onboarded:
     path: Path
     as_da: bool
     target: Path
-    model: Any
-    fallback: Any
+    model: Rescaler
+    fallback: Rescaler | None
 
 
 class _Workspace:
@@ -557,7 +561,7 @@ class _Workspace:
         return refs
 
 
-def as_catalog(catalog: Any, archive: PathLike | None = None) -> Catalog:
+def as_catalog(catalog: Catalog | PathLike, archive: PathLike | None = None) -> Catalog:
     """A :class:`~georefscale.catalog.Catalog` from a Catalog or the path of its parquet."""
     from georefscale.catalog import Catalog
 
@@ -574,13 +578,13 @@ def _catalog_name(cat) -> str:
 
 
 def catalog_references(
-    catalog: Any,
+    catalog: Catalog | PathLike,
     target: PathLike,
     *,
     archive: PathLike | None = None,
     target_name: str | None = None,
     band_count: int | None = None,
-    when: Any = None,
+    when: datetime | str | None = None,
 ) -> list[_Ref]:
     """The references the catalog picks for ``target``: the best earlier record covering its
     footprint, or a covering mosaic (``Catalog.references_for(target, time="before")``); each
@@ -614,7 +618,8 @@ def _record_ref(rec, cat) -> _Ref:
     return _Ref(path, rec.id, sha, str(path))
 
 
-def _references_by_id(catalog: Any, archive, info: LRInfo, lr_name: str) -> list[_Ref]:
+def _references_by_id(catalog: Catalog | PathLike, archive: PathLike | None, info: LRInfo,
+                      lr_name: str) -> list[_Ref]:
     """The recorded references of an LR product, found in the catalog by id."""
     cat = as_catalog(catalog, archive)
     refs = []
@@ -850,8 +855,8 @@ class OnboardPlan:
     reference shift) and the tiling. Picklable when the models are, so tile tasks on other
     processes can share it; :meth:`onboard_tile` then gives the same LR tile everywhere."""
 
-    model: Any
-    fallback_model: Any
+    model: Rescaler
+    fallback_model: Rescaler | None
     info: LRInfo
     min_coverage: float = MIN_COVERAGE
     min_agreement: float = MIN_AGREEMENT
