@@ -28,3 +28,7 @@ fi
 if shipped refscale-s2-x2; then
   python fig5_temperature.py --model refscale-s2-x2
 fi
+if shipped refscale-s2-x2 && shipped noref-s2-x2; then
+  python training_curves.py --curve "RefScale x2=refscale-s2-x2" --curve "no-ref x2=noref-s2-x2" \
+    --name training_curves_shipped_x2
+fi
