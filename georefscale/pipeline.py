@@ -1074,8 +1074,8 @@ def ground_datasets(
         if alpha > 1:
             warnings.warn(
                 f"{lr_name}: alpha {alpha:g} is above the latent temperature the models were "
-                "trained with (1); on the Sentinel-2 test cities every shipped model falls below "
-                "bicubic at alpha 3 (x4: -20 dB against alpha 1)",
+                "trained with (1); on the Sentinel-2 test cities alpha 3 costs the shipped x4 "
+                "model 25 dB (far below bicubic) and the x2 model 3.3 dB",
                 UserWarning, stacklevel=2,
             )
     f = info.factor
