@@ -7,6 +7,7 @@ import json
 from click.testing import CliRunner
 
 from georefscale.cli import main
+from georefscale.engine.weights import MODELS_DIR
 
 
 def test_info_reports_params_flops_and_throughput():
@@ -15,6 +16,17 @@ def test_info_reports_params_flops_and_throughput():
     report = json.loads(res.output)
     assert report["model"] == "bicubic" and report["parameters"] == 0
     assert report["tiles_per_s_upscale"] > 0
+
+
+def test_info_of_a_shipped_model_quotes_its_card():
+    res = CliRunner().invoke(main, ["info", "refscale-s2-x2", "--tile", "64", "--json"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.output)
+    card = json.loads((MODELS_DIR / "refscale-s2-x2.json").read_text())
+    assert report["parameters"] == card["parameters"] and report["factor"] == 2
+    assert report["val_psnr_db_by_alpha"] == {
+        a: round(v, 2) for a, v in card["temperature"]["psnr"].items()}
+    assert report["latent_rms"] == round(card["temperature"]["latent_rms"], 3)
 
 
 def test_info_unknown_model_lists_available():

@@ -76,6 +76,15 @@ def test_ground_restores_the_exact_grid(paris, paris_lr, tmp_path):
     assert 20 * np.log10(10000 / rmse) > 30  # bicubic x4 on S2 reflectance
 
 
+def test_ground_above_alpha_1_quotes_the_models_card(paris, tmp_path):
+    target, ref = paris
+    lr = onboard(target, ref, out=tmp_path / "lr.tif", factor=2, model="refscale-s2-x2")
+    with pytest.warns(UserWarning, match=r"alpha 3 is above the latent temperature .*; "
+                      r"refscale-s2-x2 on its validation crops: alpha 0 \d+\.\d dB, "
+                      r"alpha 1 .* alpha 3 \d+\.\d dB \(forward latent RMS \d"):
+        ground(lr, ref, out=tmp_path / "hot.tif", alpha=3.0)
+
+
 def test_tiling_leaves_no_seams(paris, paris_lr, tmp_path):
     """With a halo covering the bicubic support, tiled output equals a single-tile run."""
     target, ref = paris

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from georefscale.engine import NetConfig
+from georefscale.engine import NetConfig, load
 from georefscale.errors import InputError
 from georefscale.training import TrainConfig, load_config, train
 from georefscale.training.data import PairCrops, site_pairs
@@ -75,6 +75,11 @@ def test_resumed_training_equals_uninterrupted(oscd_dir, tmp_path):
     for c in (card, resumed_card):
         assert [v["step"] for v in c["validation_history"]] == [2, 4]
     assert resumed_card["validation_history"] == card["validation_history"]
+    # what alpha does to the model, measured on the validation crops, goes into the card
+    temp = card["temperature"]
+    assert list(temp["psnr"]) == ["0", "1", "2", "3"] and temp["latent_rms"] > 0
+    assert resumed_card["temperature"] == temp
+    assert load(str(full)).temperature == temp
 
 
 def test_resume_refuses_a_changed_recipe(oscd_dir, tmp_path):

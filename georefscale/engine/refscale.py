@@ -119,8 +119,10 @@ class InvertibleRescaler(Rescaler):
         dtype: str | None,
         scale: float | None,
         device: str | torch.device = "cpu",
+        temperature: dict | None = None,
     ) -> None:
         self.name = name
+        self.temperature = temperature
         self.net = net.to(device).eval()
         self.device = torch.device(device)
         if self.device.type == "cuda":

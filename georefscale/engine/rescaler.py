@@ -21,6 +21,8 @@ class Rescaler:
     dtype: str | None = None
     scale: float | None = None
     uses_reference: bool = False
+    #: the model card's ``temperature`` record (latent RMS, validation PSNR per alpha), if any
+    temperature: dict | None = None
 
     def downscale(
         self, x: torch.Tensor, ref: torch.Tensor | None

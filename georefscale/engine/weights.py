@@ -96,7 +96,7 @@ def load_file_model(
         raise InputError(f"{weights}: weights do not match the architecture: {first}") from exc
     return InvertibleRescaler(
         card["name"], net, dtype=card["dtype"], scale=card["scale"],
-        device=device or default_device(),
+        device=device or default_device(), temperature=card.get("temperature"),
     )
 
 

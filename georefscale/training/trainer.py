@@ -130,6 +130,15 @@ def psnr_t(a: torch.Tensor, b: torch.Tensor) -> float:
     return psnr(a.detach().float().cpu().numpy(), b.detach().float().cpu().numpy(), 1.0)
 
 
+def _roundtrip(net: RefScaleNet, cfg: TrainConfig, x: torch.Tensor, ref: torch.Tensor | None,
+               alpha: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(LR y, forward latent z, reconstruction from the quantised y and z ~ N(0, alpha^2) drawn
+    with seed 0)."""
+    y, z = net(x, ref)
+    zs = alpha * torch.randn(z.shape, generator=torch.Generator().manual_seed(0)).to(x.device)
+    return y, z, net.inverse(quantize(y, cfg.scale, cfg.dtype), zs, ref)
+
+
 @torch.no_grad()
 def validate(net: RefScaleNet, cfg: TrainConfig, x: torch.Tensor, ref: torch.Tensor) -> dict:
     """PSNR of the reconstruction (quantised LR, z ~ N(0,1) with seed 0) and of bicubic; for a
@@ -140,9 +149,8 @@ def validate(net: RefScaleNet, cfg: TrainConfig, x: torch.Tensor, ref: torch.Ten
     x, ref = x.to(device), ref.to(device)
 
     def roundtrip(r: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        y, z = net(x, r)
-        zs = torch.randn(z.shape, generator=torch.Generator().manual_seed(0)).to(device)
-        return y, net.inverse(quantize(y, cfg.scale, cfg.dtype), zs, r)
+        y, _, x_hat = _roundtrip(net, cfg, x, r, 1.0)
+        return y, x_hat
 
     y, x_hat = roundtrip(ref if cfg.net.use_reference else None)
     guide = bicubic_downscale(x, cfg.net.factor)
@@ -157,6 +165,27 @@ def validate(net: RefScaleNet, cfg: TrainConfig, x: torch.Tensor, ref: torch.Ten
         _, x_wrong = roundtrip(ref.flip(-1, -2))
         out["psnr_wrong_ref"] = psnr_t(x_wrong, x)
         out["gate_wrong_ref"] = net.gate_map().mean().item()
+    net.train()
+    return out
+
+
+#: the sampling temperatures a model card reports validation PSNR for
+CARD_ALPHAS = (0.0, 1.0, 2.0, 3.0)
+
+
+@torch.no_grad()
+def temperature(net: RefScaleNet, cfg: TrainConfig, x: torch.Tensor, ref: torch.Tensor) -> dict:
+    """What the sampling temperature alpha does to this model on the validation crops: the RMS of
+    the forward latent ``z`` (a N(0, alpha^2) sample matches its strength at alpha = RMS) and the
+    reconstruction PSNR (dB, peak ``scale`` DN) at each alpha of :data:`CARD_ALPHAS`, seed 0."""
+    net.eval()
+    device = next(net.parameters()).device
+    x, r = x.to(device), (ref.to(device) if cfg.net.use_reference else None)
+    out: dict = {"psnr": {}}
+    for alpha in CARD_ALPHAS:
+        _, z, x_hat = _roundtrip(net, cfg, x, r, alpha)
+        out["psnr"][f"{alpha:g}"] = psnr_t(x_hat, x)
+    out["latent_rms"] = z.float().pow(2).mean().sqrt().item()
     net.train()
     return out
 
@@ -272,6 +301,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, device: str | None = None,
         },
         "validation": history[-1] if history else None,
         "validation_history": history,
+        "temperature": temperature(net, cfg, val_x, val_ref),
         "parameters": sum(p.numel() for p in net.parameters()),
     }
     return save_model(net.cpu(), card, out)
