@@ -53,8 +53,7 @@ def profile_model(name: str, tile: int = 512, bands: int = 4, repeats: int = 2) 
     def up():
         model.upscale(y, ref, z, seed=0)
 
-    temp = model.temperature or {}
-    return {
+    report = {
         "model": name,
         "factor": model.factor,
         "bands": bands,
@@ -66,7 +65,9 @@ def profile_model(name: str, tile: int = 512, bands: int = 4, repeats: int = 2) 
         "tiles_per_s_upscale": round(calls_per_second(up, repeats), 3),
         "device": str(getattr(model, "device", "cpu")),
         "threads": torch.get_num_threads(),
-        **({"latent_rms": round(temp["latent_rms"], 3),
-            "val_psnr_db_by_alpha": {a: round(v, 2) for a, v in temp["psnr"].items()}}
-           if temp else {}),
     }
+    if model.temperature:
+        report["latent_rms"] = round(model.temperature["latent_rms"], 3)
+        report["val_psnr_db_by_alpha"] = {
+            a: round(v, 2) for a, v in model.temperature["psnr"].items()}
+    return report

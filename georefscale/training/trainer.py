@@ -130,13 +130,12 @@ def psnr_t(a: torch.Tensor, b: torch.Tensor) -> float:
     return psnr(a.detach().float().cpu().numpy(), b.detach().float().cpu().numpy(), 1.0)
 
 
-def _roundtrip(net: RefScaleNet, cfg: TrainConfig, x: torch.Tensor, ref: torch.Tensor | None,
-               alpha: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(LR y, forward latent z, reconstruction from the quantised y and z ~ N(0, alpha^2) drawn
-    with seed 0)."""
-    y, z = net(x, ref)
-    zs = alpha * torch.randn(z.shape, generator=torch.Generator().manual_seed(0)).to(x.device)
-    return y, z, net.inverse(quantize(y, cfg.scale, cfg.dtype), zs, ref)
+def _reconstruct(net: RefScaleNet, cfg: TrainConfig, y: torch.Tensor, z: torch.Tensor,
+                 ref: torch.Tensor | None, alpha: float) -> torch.Tensor:
+    """The inverse from the quantised forward LR ``y`` and a sample z ~ N(0, alpha^2) of the
+    forward latent's shape, drawn with seed 0."""
+    zs = alpha * torch.randn(z.shape, generator=torch.Generator().manual_seed(0)).to(y.device)
+    return net.inverse(quantize(y, cfg.scale, cfg.dtype), zs, ref)
 
 
 @torch.no_grad()
@@ -149,8 +148,8 @@ def validate(net: RefScaleNet, cfg: TrainConfig, x: torch.Tensor, ref: torch.Ten
     x, ref = x.to(device), ref.to(device)
 
     def roundtrip(r: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        y, _, x_hat = _roundtrip(net, cfg, x, r, 1.0)
-        return y, x_hat
+        y, z = net(x, r)
+        return y, _reconstruct(net, cfg, y, z, r, 1.0)
 
     y, x_hat = roundtrip(ref if cfg.net.use_reference else None)
     guide = bicubic_downscale(x, cfg.net.factor)
@@ -181,11 +180,11 @@ def temperature(net: RefScaleNet, cfg: TrainConfig, x: torch.Tensor, ref: torch.
     net.eval()
     device = next(net.parameters()).device
     x, r = x.to(device), (ref.to(device) if cfg.net.use_reference else None)
-    out: dict = {"psnr": {}}
-    for alpha in CARD_ALPHAS:
-        _, z, x_hat = _roundtrip(net, cfg, x, r, alpha)
-        out["psnr"][f"{alpha:g}"] = psnr_t(x_hat, x)
-    out["latent_rms"] = z.float().pow(2).mean().sqrt().item()
+    y, z = net(x, r)
+    out = {
+        "psnr": {f"{a:g}": psnr_t(_reconstruct(net, cfg, y, z, r, a), x) for a in CARD_ALPHAS},
+        "latent_rms": z.float().pow(2).mean().sqrt().item(),
+    }
     net.train()
     return out
 
