@@ -30,7 +30,7 @@ RESULTS = REPO / "benchmarks" / "results" / "archive_scaling.json"
 def _warm_scene(job) -> None:
     """Process one real scene into a scratch folder: a fresh process pays its one-off costs
     (imports, GDAL and torch initialisation) here, not in the timed run."""
-    from georefscale.distributed import run_scene
+    from georefscale.archive import run_scene
 
     scratch = tempfile.mkdtemp(prefix="archive-warm-")
     try:
@@ -40,12 +40,14 @@ def _warm_scene(job) -> None:
 
 
 def run(model: str, ground: bool, repeat: int) -> dict:
+    from georefscale.archive import connect, plan_archive, process_archive
     from georefscale.catalog import Catalog
-    from georefscale.distributed import connect, plan_archive, process_archive
+    from georefscale.options import ClusterOptions, GroundOptions, OnboardOptions
 
     catalogs = [Catalog.load(c) for c in CATALOGS]
-    opts = {"model": model, "ground": ground, "progress": False}
-    warm = plan_archive(catalogs[0], model=model, ground=ground)[-1]
+    opts = {"onboard": OnboardOptions(model=model),
+            "ground": GroundOptions() if ground else None, "progress": False}
+    warm = plan_archive(catalogs[0], onboard=opts["onboard"], ground=opts["ground"])[-1]
     rows = []
     tmp = Path(tempfile.mkdtemp(prefix="archive-bench-"))
 
@@ -54,7 +56,8 @@ def run(model: str, ground: bool, repeat: int) -> dict:
         scenes = failed = 0
         for i, cat in enumerate(catalogs):
             out = tmp / f"run{len(rows)}-{i}"  # always a fresh folder
-            res = process_archive(cat, out, workers=0, client=client, **opts)
+            res = process_archive(cat, out, cluster=ClusterOptions(workers=0), client=client,
+                                  **opts)
             scenes += res.count("done")
             failed += len(res.failed)
         seconds = time.perf_counter() - t1

@@ -88,7 +88,7 @@ def _vm_hwm() -> int:
 
 def _child(step: str, args: list[str]) -> None:
     """Run one pipeline step in this process and print its wall time and peak RSS as JSON."""
-    from georefscale.pipeline import ground, onboard
+    from georefscale.api import ground, onboard
 
     t0 = time.perf_counter()
     if step == "onboard":

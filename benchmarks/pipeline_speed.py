@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
+from georefscale.api import ground, onboard
 from georefscale.engine import load
-from georefscale.pipeline import ground, onboard
-from georefscale.sites import evaluation_sites
+from georefscale.evaluation.sites import evaluation_sites
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("GEOREFSCALE_DATA", REPO.parent / "shared" / "data"))

@@ -27,7 +27,8 @@ from rasterio.enums import Resampling
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peak_rss import REPO, build_oscd_mosaic  # noqa: E402
 
-from georefscale.pipeline import ground, load_model, onboard  # noqa: E402
+from georefscale.api import ground, onboard
+from georefscale.engine.run import resolve_model as load_model  # noqa: E402
 
 
 def plain_resample(src_path: Path, dst_path: Path, shape: tuple[int, int], transform) -> None:

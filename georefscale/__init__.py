@@ -1,7 +1,7 @@
 """georefscale: reference-based invertible rescaling of georeferenced satellite imagery.
 
 Importing the package is cheap: torch is only imported by :mod:`georefscale.engine`, and the
-pipeline functions below are imported on first use.
+public names below are imported on first use.
 
 >>> import georefscale
 >>> lr = georefscale.onboard("new.tif", catalog="catalogs/naip.parquet", out="lr.tif")
@@ -17,13 +17,19 @@ __version__ = "0.1.0"
 
 #: Public names re-exported lazily: name -> module that defines it.
 _LAZY = {
-    "onboard": "georefscale.pipeline",
-    "ground": "georefscale.pipeline",
-    "roundtrip": "georefscale.pipeline",
-    "relevance_map": "georefscale.pipeline",
-    "describe_lr": "georefscale.pipeline",
-    "LRInfo": "georefscale.pipeline",
+    "onboard": "georefscale.api",
+    "ground": "georefscale.api",
+    "roundtrip": "georefscale.api",
+    "relevance_map": "georefscale.api",
+    "describe_lr": "georefscale.report",
+    "LRInfo": "georefscale.product",
     "Catalog": "georefscale.catalog",
+    "OnboardOptions": "georefscale.options",
+    "GroundOptions": "georefscale.options",
+    "TilingOptions": "georefscale.options",
+    "FallbackPolicy": "georefscale.options",
+    "CodecChoice": "georefscale.options",
+    "process_archive": "georefscale.archive",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -104,7 +104,8 @@ def _link(lr: Path, out: Path, quality: float) -> int:
 def run_case(case: Case, catalog: Catalog, out: Path, *, factor: int, quality: float,
              crop: int | None) -> dict:
     """Onboard -> JPEG 2000 -> ground for one acquisition, with RefScale and with bicubic."""
-    from georefscale.pipeline import ground, onboard, relevance_map
+    from georefscale.api import ground, onboard, relevance_map
+    from georefscale.options import GroundOptions, OnboardOptions
 
     target = _crop(case.target, crop, out / f"{case.label}_target.tif") if crop else case.target
     found = catalog.references_for(case.target, time="before")
@@ -122,9 +123,9 @@ def run_case(case: Case, catalog: Catalog, out: Path, *, factor: int, quality: f
         lr = out / f"{case.label}_{tag}_lr.tif"
         jp2 = out / f"{case.label}_{tag}_lr.jp2"
         hr = out / f"{case.label}_{tag}_hr.tif"
-        onboard(target, refs, out=lr, factor=factor, model=method)
+        onboard(target, refs, out=lr, options=OnboardOptions(model=method, factor=factor))
         nbytes = _link(lr, jp2, quality)
-        ground(jp2, refs, out=hr, alpha=1.0, seed=0)
+        ground(jp2, refs, out=hr, options=GroundOptions(alpha=1.0, seed=0))
         psnr, ssim = score_files(target, hr)
         result[tag] = {"lr": lr.name, "bitstream": jp2.name, "hr": hr.name, "bytes": nbytes,
                        "bpp_hr": codecs.bits_per_pixel(nbytes, (1, hr_pixels)),

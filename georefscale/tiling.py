@@ -18,7 +18,7 @@ scene.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,6 +88,12 @@ class Tiling:
         h = self.halo // self._div(level)
         core = Window(c0, r0, c1 - c0, r1 - r0)
         return Tile(row, col, core, Window(c0 - h, r0 - h, c1 - c0 + 2 * h, r1 - r0 + 2 * h))
+
+    def rows(self, rows: range | None = None, level: str = "hr") -> Iterator[Tile]:
+        """The tiles of tile rows ``rows`` (default: all), row-major, at ``level``."""
+        for r in rows if rows is not None else range(self.n_rows):
+            for c in range(self.n_cols):
+                yield self.tile(r, c, level)
 
     def tiles(self, level: str = "hr") -> Iterator[Tile]:
         """All tiles in row-major order (the order the stitcher expects)."""
@@ -204,3 +210,21 @@ def tile_seed(seed: int, row: int, col: int) -> int:
     """A deterministic 63-bit seed for tile ``(row, col)`` derived from ``seed``."""
     state = np.random.SeedSequence([int(seed) & 0xFFFFFFFFFFFFFFFF, row, col]).generate_state(2)
     return int((int(state[0]) << 32 | int(state[1])) & 0x7FFFFFFFFFFFFFFF)
+
+
+def with_progress(tiles: Iterable[Tile], total: int, what: str,
+                  progress: bool | None) -> Iterator[Tile]:
+    """``tiles`` with a tqdm bar on stderr.
+
+    Args:
+        tiles: the tiles to go through.
+        total: how many there are.
+        what: the bar's label.
+        progress: True (always), False (never) or None (only on a terminal).
+    """
+    import sys
+
+    from tqdm import tqdm
+
+    yield from tqdm(tiles, total=total, desc=what, unit="tile", file=sys.stderr,
+                    disable=None if progress is None else not progress, leave=False)

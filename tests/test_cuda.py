@@ -78,8 +78,8 @@ def test_pipeline_on_cuda_makes_the_cpu_products(oscd_dir, tmp_path):
     import numpy as np
     import rasterio
 
+    from georefscale.api import ground, onboard
     from georefscale.engine import load
-    from georefscale.pipeline import ground, onboard
 
     target, ref = oscd_dir / "bercy_20170829.tif", oscd_dir / "bercy_20161130.tif"
     out = {}

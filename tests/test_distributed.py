@@ -17,20 +17,15 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from georefscale.archive import SceneJob, is_finished, plan_archive, process_archive
 from georefscale.catalog import Catalog, ingest
 from georefscale.cli import main
-from georefscale.cli.archive import DEFAULT_MODEL as CLI_DEFAULT_MODEL
-from georefscale.distributed import (
-    SceneJob,
-    is_finished,
-    plan_archive,
-    process_archive,
-)
 from georefscale.errors import InputError
-from georefscale.pipeline import DEFAULT_MODEL
+from georefscale.options import ClusterOptions, GroundOptions, OnboardOptions, TilingOptions
 
 OSCD = [("norcia", "20150711"), ("norcia", "20171018"), ("rio", "20160424"), ("rio", "20171011")]
 STATUS = {"norcia_20150711": "skipped", "rio_20160424": "skipped",  # first date: no reference
@@ -39,7 +34,9 @@ NAIP = "m_4709963_se_14_1_{}.tif"
 CLI = shutil.which("georefscale") or "georefscale"
 # Same products everywhere: small tiles so the split path has several bands; with
 # split_pixels=100_000 the rio scenes (426 x 353) are split across workers, norcia (385 x 241) not.
-OPTS = {"model": "bicubic", "tile": 128, "halo": 16, "ground": True, "progress": False}
+BICUBIC = OnboardOptions(model="bicubic", tiling=TilingOptions(128, 16))
+OPTS = {"onboard": BICUBIC, "ground": GroundOptions(), "progress": False}
+SERIAL = ClusterOptions(workers=0)
 SPLIT = {"split_pixels": 100_000, "band_rows": 1}
 
 
@@ -75,18 +72,15 @@ def oscd_catalog(oscd_files) -> Catalog:
 @pytest.fixture(scope="module")
 def serial(oscd_catalog, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("serial") / "out"
-    result = process_archive(oscd_catalog, out, workers=0, **OPTS)
+    result = process_archive(oscd_catalog, out, cluster=SERIAL, **OPTS)
     assert {s["id"]: s["status"] for s in result.scenes} == STATUS, result.scenes
     return out
 
 
-def test_default_model_names_agree():
-    assert CLI_DEFAULT_MODEL == DEFAULT_MODEL
-
-
 def test_plan_picks_earlier_references_in_the_window(naip_dir: Path):
     cat = Catalog.from_records(ingest([naip_dir]).records)
-    jobs = plan_archive(cat, after="2014-01-01", before="2020-01-01", model="bicubic")
+    jobs = plan_archive(cat, selection={"after": "2014-01-01", "before": "2020-01-01"},
+                        onboard=BICUBIC)
     assert [j.id[-8:] for j in jobs] == [
         "20140720", "20150926", "20160816", "20170827", "20180716", "20190904"]
     for job in jobs:
@@ -94,18 +88,18 @@ def test_plan_picks_earlier_references_in_the_window(naip_dir: Path):
         assert len(job.target.sha256) == 64 and not job.split
     assert jobs[0].references[0].id == NAIP.format("20120731").removesuffix(".tif")
     assert jobs[-1].references[0].id == NAIP.format("20180716").removesuffix(".tif")
-    first = plan_archive(cat, before="2010-01-01", model="bicubic")
+    first = plan_archive(cat, selection={"before": "2010-01-01"}, onboard=BICUBIC)
     assert len(first) == 1 and first[0].references == ()
     assert first[0].note == "no earlier reference in the catalog"
-    assert plan_archive(cat, aoi="10,10,11,11", model="bicubic") == []  # AOI elsewhere
+    assert plan_archive(cat, selection={"aoi": "10,10,11,11"}, onboard=BICUBIC) == []
     with pytest.raises(InputError, match="not before"):
-        plan_archive(cat, after="2020-01-01", before="2019-01-01")
+        plan_archive(cat, selection={"after": "2020-01-01", "before": "2019-01-01"})
 
 
 def test_auto_model_fits_the_scene(oscd_catalog):
     from georefscale.engine import models_for
 
-    for job in plan_archive(oscd_catalog, model="auto", factor=4):
+    for job in plan_archive(oscd_catalog, onboard=OnboardOptions(model="auto", factor=4)):
         fits = models_for(4, "uint16", 4)
         assert job.model in (fits or ["bicubic"]) and job.model_choice.startswith("auto")
 
@@ -126,12 +120,12 @@ def test_serial_manifests_and_resume(serial: Path, oscd_catalog, tmp_path: Path)
     assert sorted(p.name for p in serial.iterdir()) == [
         "manifest.json", "norcia_20171018", "rio_20171011"]
     # resume: a rerun skips both; a corrupted product is redone, with the same bytes
-    result = process_archive(oscd_catalog, serial, workers=0, **OPTS)
+    result = process_archive(oscd_catalog, serial, cluster=SERIAL, **OPTS)
     assert result.resumed == 2
     out = tmp_path / "out"
     shutil.copytree(serial, out)
     (out / "rio_20171011" / "rio_20171011_lr.tif").write_bytes(b"half-written")
-    result = process_archive(oscd_catalog, out, workers=0, **OPTS)
+    result = process_archive(oscd_catalog, out, cluster=SERIAL, **OPTS)
     assert {s["id"] for s in result.scenes if s.get("resumed")} == {"norcia_20171018"}
     assert _tree(out) == _tree(serial) and not result.failed
 
@@ -139,7 +133,7 @@ def test_serial_manifests_and_resume(serial: Path, oscd_catalog, tmp_path: Path)
 def test_local_cluster_matches_serial(serial: Path, oscd_catalog, tmp_path: Path):
     """The real thing: a LocalCluster of 2 process workers (1 thread each); rio is split."""
     out = tmp_path / "out"
-    result = process_archive(oscd_catalog, out, workers=2, **OPTS, **SPLIT)
+    result = process_archive(oscd_catalog, out, cluster=ClusterOptions(workers=2, **SPLIT), **OPTS)
     assert not result.failed, result.failed
     assert {s["id"]: s["status"] for s in result.scenes} == STATUS
     assert [s["id"] for s in result.scenes if s.get("split")] == ["rio_20171011"]
@@ -149,32 +143,21 @@ def test_local_cluster_matches_serial(serial: Path, oscd_catalog, tmp_path: Path
     assert json.loads((out / "manifest.json").read_text())["cluster"]["workers"] == 2
 
 
-def _cache_models(models_dir: str, name: str, twin: str) -> int:
-    """In this process: load the test model ``name`` and its no-reference ``twin`` from their
-    files into the distributed model cache, where a shipped model would be loaded by name."""
-    from georefscale import distributed
-    from georefscale.engine.weights import load_file_model
-
-    def load(n: str):
-        card = json.loads((Path(models_dir) / f"{n}.json").read_text())
-        return load_file_model(Path(models_dir) / f"{n}.safetensors", card)
-
-    distributed._MODELS[(name, None)] = (load(name), load(twin))
-    return os.getpid()
-
-
 def test_split_scene_with_a_reference_model_matches_serial_onboard(oscd_dir, tmp_path: Path):
-    """A RefScale model (untrained, 1 block) on rio split in 1-row tile bands over 2 process
-    workers: the reference covers only the west of the target, so eastern tiles fall back to
-    the no-reference twin; the LR product is byte-identical to serial ``pipeline.onboard``."""
+    """A RefScale model (untrained, 1 block) given as trained-model files (loaded by path on
+    each worker), on rio split in 1-row tile bands over 2 process workers, on board and on the
+    ground: the reference covers only the west of the target, so eastern tiles fall back to the
+    no-reference twin; LR and HR are byte-identical to serial ``onboard`` / ``ground``."""
     torch = pytest.importorskip("torch")
     import rasterio
 
-    from georefscale import distributed
-    from georefscale.distributed import Input, connect, run_split_scene, single_threaded
+    from georefscale.api import ground, onboard
+    from georefscale.archive import Input, connect, run_split_scene
     from georefscale.engine import NetConfig, RefScaleNet
+    from georefscale.engine.run import resolve_model, single_threaded
     from georefscale.engine.weights import save_model
-    from georefscale.pipeline import LRInfo, onboard
+    from georefscale.options import FallbackPolicy
+    from georefscale.product import LRInfo
     from georefscale.raster.grid import Grid
     from georefscale.raster.io import write_geotiff
 
@@ -193,25 +176,29 @@ def test_split_scene_with_a_reference_model_matches_serial_onboard(oscd_dir, tmp
         ref = write_geotiff(tmp_path / "rio_20160424_west.tif", ds.read(window=win),
                             Grid.from_dataset(ds).window_grid(win), nodata=ds.nodata,
                             descriptions=ds.descriptions)
-    names = (str(models), "refscale-test-x4", "noref-test-x4")
-    _cache_models(*names)
-    serial = tmp_path / "serial_lr.tif"
-    model, twin = distributed._MODELS[names[1], None]
+    options = OnboardOptions(
+        model=str(models / "refscale-test-x4.safetensors"), tiling=TilingOptions(128, 16),
+        fallback=FallbackPolicy(noref_model=str(models / "noref-test-x4.safetensors")))
+    serial, serial_hr = tmp_path / "serial_lr.tif", tmp_path / "serial_hr.tif"
     with single_threaded():
-        onboard(target, [ref], out=serial, model=model, noref_model=twin, tile=128, halo=16)
+        onboard(target, [ref], out=serial, options=options)
+        ground(serial, [ref], out=serial_hr, model=resolve_model(options.model, None),
+               noref_model=resolve_model(options.fallback.noref_model, None))
     job = SceneJob(
         target=Input(target.stem, str(target), "2017-10-11T00:00:00+00:00", None),
         references=(Input(ref.stem, str(ref), "2016-04-24T00:00:00+00:00", None),),
-        model=names[1], model_choice="given", factor=None, tile=128, halo=16, split=True,
+        onboard=options, ground=GroundOptions(), split=True,
     )
     out = tmp_path / "out"
     out.mkdir()
     with connect(workers=2) as client:
-        pids = client.run(_cache_models, *names)
-        assert len(pids) == 2 and os.getpid() not in pids.values()
         entry = run_split_scene(client, job, out, band_rows=1)
     assert entry["status"] == "done" and entry["split"], entry
     lr = out / job.id / f"{job.id}_lr.tif"
+    hr = out / job.id / f"{job.id}_hr.tif"
+    with rasterio.open(hr) as ds, rasterio.open(serial_hr) as want:
+        assert ds.tags()["GEOREFSCALE_LR"] == lr.name
+        np.testing.assert_array_equal(ds.read(), want.read())
     with rasterio.open(lr) as ds:
         info = LRInfo.from_dataset(ds, lr)
     assert info.model == "refscale-test-x4" and info.fallback_model == "noref-test-x4"
@@ -231,7 +218,7 @@ def test_vanished_reference_and_missing_target_fail_per_scene(oscd_dir, oscd_fil
     (data / "rio_20160424.tif").unlink()  # catalogued, then gone
     (data / "norcia_20171018.tif").unlink()
     out = tmp_path / "out"
-    result = process_archive(cat, out, workers=0, **OPTS)
+    result = process_archive(cat, out, cluster=SERIAL, **OPTS)
     status = {s["id"]: (s["status"], s["error"]) for s in result.scenes}
     assert status["rio_20171011"][0] == "failed"
     assert "rio_20160424.tif: reference rio_20160424 does not exist" in status["rio_20171011"][1]
@@ -256,7 +243,7 @@ def _archive_with_file_size_limit(catalog: Catalog, out: Path, limit: int) -> No
     (RLIMIT_FSIZE, SIGXFSZ ignored: writes fail with EFBIG as they would on a full disk)."""
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    process_archive(catalog, out, workers=0, **{**OPTS, "ground": False})
+    process_archive(catalog, out, cluster=SERIAL, **{**OPTS, "ground": None})
 
 
 def test_full_disk_fails_the_scene_and_the_rerun_completes(oscd_catalog, serial, tmp_path):
@@ -274,7 +261,7 @@ def test_full_disk_fails_the_scene_and_the_rerun_completes(oscd_catalog, serial,
     assert list(failed) == ["rio_20171011"], scenes
     assert "rio_20171011_lr.tif: writing failed (disk full" in failed["rio_20171011"]
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "norcia_20171018"]
-    result = process_archive(oscd_catalog, out, workers=0, **{**OPTS, "ground": False})
+    result = process_archive(oscd_catalog, out, cluster=SERIAL, **{**OPTS, "ground": None})
     assert not result.failed and result.resumed == 1
     lr = {k: v for k, v in _tree(serial).items() if k.endswith("_lr.tif")}
     assert {k: v for k, v in _tree(out).items() if k.endswith("_lr.tif")} == lr
@@ -284,7 +271,8 @@ def test_unreachable_scheduler_writes_nothing(oscd_catalog, tmp_path: Path):
     out = tmp_path / "out"
     address = f"tcp://127.0.0.1:{_free_port()}"
     with pytest.raises(InputError, match=f"scheduler {address} does not answer"):
-        process_archive(oscd_catalog, out, scheduler=address, connect_timeout=1, **OPTS)
+        process_archive(oscd_catalog, out,
+                        cluster=ClusterOptions(scheduler=address, connect_timeout=1), **OPTS)
     assert not out.exists()
     res = CliRunner().invoke(main, ["archive", str(tmp_path / "none.parquet"), "-o", str(out)])
     assert res.exit_code == 1 and "georefscale: error:" in res.output and not out.exists()
@@ -293,7 +281,7 @@ def test_unreachable_scheduler_writes_nothing(oscd_catalog, tmp_path: Path):
 def test_output_path_that_is_a_file(oscd_catalog, tmp_path: Path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(InputError, match="is not a directory"):
-        process_archive(oscd_catalog, tmp_path / "file" / "out", workers=0, **OPTS)
+        process_archive(oscd_catalog, tmp_path / "file" / "out", cluster=SERIAL, **OPTS)
 
 
 # -- a scheduler and workers started as separate processes -------------------------------------
@@ -338,13 +326,14 @@ def naip_catalog(naip_dir: Path) -> Catalog:
     return Catalog.from_records(ingest([naip_dir]).records)
 
 
-NAIP_RUN = {**OPTS, "after": "2015-01-01", "tile": 256, "halo": 32}
+NAIP_RUN = {**OPTS, "selection": {"after": "2015-01-01"},
+            "onboard": OnboardOptions(model="bicubic", tiling=TilingOptions(256, 32))}
 
 
 @pytest.fixture(scope="module")
 def naip_serial(naip_catalog, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("naip") / "serial"
-    result = process_archive(naip_catalog, out, workers=0, **NAIP_RUN)
+    result = process_archive(naip_catalog, out, cluster=SERIAL, **NAIP_RUN)
     assert len(result.scenes) == 6 and not result.failed
     return out
 
@@ -358,7 +347,7 @@ def test_external_scheduler_survives_a_killed_worker(cluster, oscd_catalog, seri
     out = tmp_path / "out"
     outcome: dict = {}
     run = threading.Thread(target=lambda: outcome.update(result=process_archive(
-        oscd_catalog, out, scheduler=address, **OPTS, **SPLIT)))
+        oscd_catalog, out, cluster=ClusterOptions(scheduler=address, **SPLIT), **OPTS)))
     run.start()
     names = {addr: w["name"] for addr, w in client.scheduler_info()["workers"].items()}
     deadline = time.monotonic() + 60

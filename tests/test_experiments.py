@@ -35,14 +35,14 @@ def model():
 
 @pytest.fixture(scope="module")
 def scene(oscd_dir):
-    from georefscale.sites import find_sites
+    from georefscale.evaluation.sites import find_sites
 
     return _common.load_scene(find_sites(oscd_dir, ["norcia"])[0], 4, CROP)
 
 
 @pytest.fixture(scope="module")
 def other(oscd_dir):
-    from georefscale.sites import find_sites
+    from georefscale.evaluation.sites import find_sites
 
     return _common.load_scene(find_sites(oscd_dir, ["rio"])[0], 4, 48)
 

@@ -10,19 +10,16 @@ import pytest
 import rasterio
 from click.testing import CliRunner
 
+from georefscale.api import ground, onboard
 from georefscale.cli import main
-from georefscale.cli.scene import DEFAULT_MODEL as CLI_DEFAULT_MODEL
 from georefscale.errors import InputError, ReferenceMismatchError
-from georefscale.pipeline import (
-    DEFAULT_MODEL,
-    LRInfo,
-    ground,
-    ground_datasets,
-    onboard,
-    onboard_datasets,
-)
+from georefscale.ground import GroundPlan, make_hr
+from georefscale.onboard import OnboardPlan, make_lr
+from georefscale.options import DEFAULT_MODEL, GroundOptions, OnboardOptions, TilingOptions
+from georefscale.product import LRInfo
 from georefscale.raster.grid import Grid
 from georefscale.raster.io import open_raster, sha256_file, write_geotiff
+from georefscale.references import Reference, ReferenceSet
 
 NAIP = "m_4709963_se_14_1_{}.tif"
 
@@ -45,8 +42,8 @@ def _read(path):
         return ds.read(), Grid.from_dataset(ds), ds.descriptions, ds.tags(), ds.nodata
 
 
-def test_default_model_names_agree():
-    assert DEFAULT_MODEL == CLI_DEFAULT_MODEL == "refscale-s2-x4"
+def test_default_model_is_the_s2_x4_refscale():
+    assert DEFAULT_MODEL == "refscale-s2-x4"
 
 
 def test_onboard_writes_scaled_grid_and_tags(paris, paris_lr):
@@ -133,16 +130,20 @@ def test_reference_model_path_is_deterministic(paris, tmp_path):
     net = RefScaleNet(NetConfig(bands=4, factor=2, blocks=1, hidden=8, ref_features=4))
     model = InvertibleRescaler("refscale-test", net, dtype="uint16", scale=10000.0)
     target, ref = paris
+    refs = ReferenceSet((Reference("paris_20161130", ref, sha256_file(ref), str(ref)),))
+    lr = tmp_path / "lr.tif"
     with open_raster(target) as t, open_raster(ref) as r:
-        lr = onboard_datasets(t, [r], model=model, out=tmp_path / "lr.tif", tile=128, halo=8,
-                              reference_ids=["paris_20161130"],
-                              reference_sha256=[sha256_file(ref)])
+        options = OnboardOptions(tiling=TilingOptions(128, 8))
+        plan = OnboardPlan.make(t, [r], refs, model=model, fallback_model=None, options=options)
+        make_lr(plan, t, [r], lr)
     outs = []
     with open_raster(lr) as lds, open_raster(ref) as r:
         info = LRInfo.from_dataset(lds, lr)
         for i, seed in enumerate([1, 1, 2]):
-            outs.append(ground_datasets(lds, [r], info, model=model, out=tmp_path / f"{i}.tif",
-                                        seed=seed))
+            plan = GroundPlan.make(lds, [r], info, model=model, fallback_model=None,
+                                   options=GroundOptions(seed=seed))
+            make_hr(plan, lds, [r], out=tmp_path / f"{i}.tif")
+            outs.append(tmp_path / f"{i}.tif")
     a, b, c = (_read(p)[0] for p in outs)
     np.testing.assert_array_equal(a, b)
     assert (a != c).any()
@@ -277,11 +278,11 @@ def test_ground_rejects_broken_tags(paris_lr, paris, tmp_path):
 
 def test_failure_mid_scene_leaves_no_file(paris, tmp_path):
     """An engine error halfway through the tiles removes the partial output."""
-    from georefscale.pipeline import load_model
+    from georefscale.engine.run import resolve_model
 
     class Failing:
         def __init__(self):
-            self.inner, self.calls = load_model("bicubic", 4), 0
+            self.inner, self.calls = resolve_model("bicubic", 4), 0
 
         def __getattr__(self, name):
             return getattr(self.inner, name)
@@ -293,8 +294,10 @@ def test_failure_mid_scene_leaves_no_file(paris, tmp_path):
             return self.inner.downscale(x, ref)
 
     with open_raster(paris[0]) as t:
+        plan = OnboardPlan.make(t, [], ReferenceSet(), model=Failing(), fallback_model=None,
+                                options=OnboardOptions(tiling=TilingOptions(64, 32)))
         with pytest.raises(InputError, match="tile 3"):
-            onboard_datasets(t, [], model=Failing(), out=tmp_path / "lr.tif", tile=64)
+            make_lr(plan, t, [], tmp_path / "lr.tif")
     assert os.listdir(tmp_path) == []
 
 
@@ -303,13 +306,13 @@ def test_reference_tile_is_mirrored_like_the_target_at_the_edges(paris):
     the target (the reference here is the target itself, so both must be equal)."""
     from rasterio.windows import Window
 
-    from georefscale.pipeline import _aligned_reference
+    from georefscale.raster.align import align_window
     from georefscale.raster.io import read_window
 
     target, _ = paris
     with open_raster(target, "target") as ds:
         grid = Grid.from_dataset(ds)
         for window in (Window(-40, -24, 128, 96), Window(ds.width - 50, ds.height - 30, 96, 64)):
-            ref = _aligned_reference([ds], grid, window, (0.0, 0.0))
+            ref = align_window([ds], grid, window, (0.0, 0.0))
             assert np.isfinite(ref).all()
             np.testing.assert_array_equal(ref, read_window(ds, window).astype(np.float32))

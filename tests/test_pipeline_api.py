@@ -16,18 +16,12 @@ from click.testing import CliRunner
 import georefscale
 from georefscale.catalog import Catalog, record_from_raster
 from georefscale.cli import main
-from georefscale.cli.scene import MIN_AGREEMENT as CLI_MIN_AGREEMENT
+from georefscale.engine.cards import noref_name
 from georefscale.errors import InputError, NoCandidateError, ReferenceMismatchError
-from georefscale.pipeline import (
-    MIN_AGREEMENT,
-    LRInfo,
-    decode_ranges,
-    describe_lr,
-    encode_ranges,
-    noref_name,
-)
+from georefscale.product import LRInfo, decode_ranges, encode_ranges
 from georefscale.raster.grid import Grid
 from georefscale.raster.io import sha256_file, write_geotiff
+from georefscale.report import describe_lr
 
 REPO = Path(__file__).resolve().parents[1]
 NAIP = "m_4709963_se_14_1_{}.tif"
@@ -74,17 +68,16 @@ def _psnr(a, b, peak):
 
 
 def test_import_is_lazy_and_reexports():
-    code = ("import sys, georefscale; assert 'georefscale.pipeline' not in sys.modules; "
+    code = ("import sys, georefscale; assert 'georefscale.api' not in sys.modules; "
             "f = georefscale.onboard; g = georefscale.ground; georefscale.roundtrip; "
             "georefscale.relevance_map; assert 'torch' not in sys.modules; print(f.__module__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "georefscale.pipeline"
+    assert out.stdout.strip() == "georefscale.api"
     with pytest.raises(AttributeError):
         georefscale.no_such_thing  # noqa: B018
 
 
-def test_defaults_agree():
-    assert MIN_AGREEMENT == CLI_MIN_AGREEMENT
+def test_noref_names():
     assert noref_name("refscale-s2-x4") == "noref-s2-x4" and noref_name("bicubic") is None
 
 

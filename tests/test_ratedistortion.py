@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from georefscale import codecs, ratedistortion
+from georefscale import codecs
 from georefscale.errors import InputError
-from georefscale.sites import find_sites
+from georefscale.evaluation import ratedistortion
+from georefscale.evaluation.sites import find_sites
 
 SMALL_BPP = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
 

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from georefscale.cli import main
 from georefscale.errors import InputError
-from georefscale.sites import evaluation_sites, find_sites, seen_in_training
+from georefscale.evaluation.sites import evaluation_sites, find_sites, seen_in_training
 
 OSCD_TEST = ["brasilia", "montpellier", "norcia", "rio", "saclay_w"]
 S2_X4 = ["bicubic", "noref-s2-x4", "refscale-s2-x4"]

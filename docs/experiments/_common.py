@@ -46,7 +46,7 @@ class Scene:
 
 def sites(data: str, names: Sequence[str] | None = None):
     """The evaluation sites of ``data`` (``oscd``: the five test cities; ``naip``: the series)."""
-    from georefscale.sites import find_sites
+    from georefscale.evaluation.sites import find_sites
 
     if data == "oscd":
         return find_sites(DATA / "oscd", list(names or OSCD_TEST))
@@ -56,7 +56,7 @@ def sites(data: str, names: Sequence[str] | None = None):
 
 
 def load_scene(site, factor: int, crop: int | None = None) -> Scene:
-    """Read ``site`` (a :class:`georefscale.sites.Site`), optionally only the central
+    """Read ``site`` (a :class:`georefscale.evaluation.sites.Site`), optionally only the central
     ``crop`` x ``crop`` window, cropped to a multiple of ``factor``."""
     from rasterio.windows import Window
 

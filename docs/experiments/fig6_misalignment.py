@@ -94,7 +94,9 @@ def misalignment(model, scene, other_ref: np.ndarray | None = None, noref=None,
     scene, and the relevance maps of the aligned / perturbed (both sides) cases."""
     from georefscale.engine import load
     from georefscale.metrics import detail_agreement
-    from georefscale.pipeline import MIN_AGREEMENT
+    from georefscale.options import FallbackPolicy
+
+    MIN_AGREEMENT = FallbackPolicy().min_agreement
     from georefscale.raster.align import estimate_shift
 
     rows, maps = [], {}
@@ -255,8 +257,8 @@ def main() -> None:
 
 def _noref(args, model):
     """The no-reference twin of ``model`` if it exists (or the one named by ``--noref``)."""
+    from georefscale.engine.run import noref_twin
     from georefscale.errors import GeoRefScaleError
-    from georefscale.pipeline import noref_twin
 
     if args.noref == "none":
         return None

@@ -46,13 +46,13 @@ def acquired(path: Path) -> date:
 
 
 def gap_days(site) -> int:
-    """Days between the reference and the target of a :class:`georefscale.sites.Site`."""
+    """Days between the reference and the target of a :class:`georefscale.evaluation.sites.Site`."""
     return (acquired(site.target) - acquired(site.reference)).days
 
 
 def pairs() -> list[tuple[str, object]]:
     """(data set, Site) for every pair of the study, the target always the later date."""
-    from georefscale.sites import Site, dated_files, find_sites
+    from georefscale.evaluation.sites import Site, dated_files, find_sites
 
     out = []
     b03 = sorted((DATA / "sentinel2-b03").glob("*.tif"), key=acquired)

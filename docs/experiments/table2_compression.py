@@ -1,6 +1,7 @@
 """Table 2 of the seed: bits and quality with and without rescaling in front of the codec.
 
-Calls the rate-distortion evaluator (:func:`georefscale.ratedistortion.evaluate`, the engine of
+Calls the rate-distortion evaluator
+(:func:`georefscale.evaluation.ratedistortion.evaluate`, the engine of
 ``georefscale rd``) on the five OSCD test cities: each whole target scene is coded directly with
 JPEG 2000 at a ladder of rates, and downscaled x4 by each method (LR quantised to uint16), coded,
 decoded and rebuilt (alpha = 1, seed 0, with the reference for RefScale). From its curves:
@@ -36,7 +37,7 @@ def run_rd(folder: Path, names: Sequence[str], factor: int, codec: str,
     pixel count."""
     import rasterio
 
-    from georefscale import ratedistortion
+    from georefscale.evaluation import ratedistortion
 
     kwargs = {} if bpp is None else {"bpp": tuple(bpp)}
     result = ratedistortion.evaluate(folder, factor, codec, list(methods), sites=list(names),
@@ -49,7 +50,7 @@ def run_rd(folder: Path, names: Sequence[str], factor: int, codec: str,
 
 def bits_at_psnr(curve: Sequence[Sequence[float]], psnr: float, pixels: int) -> float | None:
     """Bits to reach ``psnr`` on the rising part of ``[[bpp, psnr], ...]``; None if never."""
-    from georefscale.ratedistortion import rising
+    from georefscale.evaluation.ratedistortion import rising
 
     pts = np.asarray(rising(curve), dtype=np.float64)
     if len(pts) == 0 or psnr > pts[-1, 1]:
@@ -109,7 +110,7 @@ def main() -> None:
     args = p.parse_args()
     import torch
 
-    from georefscale import ratedistortion
+    from georefscale.evaluation import ratedistortion
 
     torch.set_num_threads(1)
     result = run_rd(DATA / "oscd", args.site or OSCD_TEST, args.factor, args.codec,

@@ -4,7 +4,24 @@ from __future__ import annotations
 
 import click
 
-DEFAULT_MODEL = "refscale-s2-x4"  # kept equal to georefscale.pipeline.DEFAULT_MODEL (tested)
+from georefscale.cli.options import (
+    alpha_opt,
+    codec_opt,
+    cog_opt,
+    factor_opt,
+    halo_opt,
+    min_agreement_opt,
+    no_fallback_opt,
+    no_shift_opt,
+    onboard_options,
+    quality_opt,
+    seed_opt,
+    tile_opt,
+)
+from georefscale.options import DEFAULT_MODEL, ClusterOptions
+
+CLUSTER = ClusterOptions()
+
 
 
 def register(group: click.Group) -> None:
@@ -26,13 +43,18 @@ def register(group: click.Group) -> None:
     help="Model name, a trained model's .safetensors file, or 'auto' to pick a shipped model "
     "fitting each scene.",
 )
-@click.option("-f", "--factor", type=int, default=None, help="2 or 4 (default: the model's).")
+@factor_opt
+@codec_opt
+@quality_opt
+@no_fallback_opt
+@min_agreement_opt
+@no_shift_opt
 @click.option("--ground", "do_ground", is_flag=True, help="Also rebuild the HR scene and score it.")
-@click.option("--alpha", type=float, default=1.0, show_default=True, help="Latent temperature.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Latent seed.")
-@click.option("--tile", type=int, default=512, show_default=True, help="Tile core (HR pixels).")
-@click.option("--halo", type=int, default=32, show_default=True, help="Tile overlap (HR pixels).")
-@click.option("--cog", is_flag=True, help="Write Cloud-Optimized GeoTIFFs.")
+@alpha_opt
+@seed_opt
+@tile_opt
+@halo_opt
+@cog_opt
 @click.option(
     "-w",
     "--workers",
@@ -44,42 +66,36 @@ def register(group: click.Group) -> None:
 @click.option(
     "--split-pixels",
     type=int,
-    default=64_000_000,
+    default=CLUSTER.split_pixels,
     show_default=True,
     help="Scenes with more pixels are split into tile bands across workers.",
 )
 @click.option("--archive-root", default=None, type=click.Path(), help="Where catalog hrefs live.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def archive_cmd(catalog, out, after, before, aoi, aoi_crs, model, factor, do_ground, alpha, seed,
-                tile, halo, cog, workers, scheduler, split_pixels, archive_root, no_progress):
+def archive_cmd(catalog, out, after, before, aoi, aoi_crs, model, factor, codec, quality,
+                no_fallback, min_agreement, no_shift, do_ground, alpha, seed, tile, halo, cog,
+                workers, scheduler, split_pixels, archive_root, no_progress):
     """Process every CATALOG record acquired in [--after, --before) (and --aoi) as a target:
     its reference is picked among earlier records, then onboard (and ground) run as one task per
     scene; results go to OUT/<id>/ with a manifest, OUT/manifest.json summarises the archive.
     Rerunning skips finished scenes. Exit code 1 when a scene failed."""
+    from georefscale.archive import process_archive
     from georefscale.catalog import Catalog
-    from georefscale.distributed import process_archive
-    from georefscale.errors import GeoRefScaleError, InputError
+    from georefscale.errors import GeoRefScaleError
+    from georefscale.options import GroundOptions
 
-    if workers is not None and scheduler is not None:
-        raise InputError("give either --workers or --scheduler, not both")
+    onboard = onboard_options(model=model, factor=factor, codec=codec, quality=quality,
+                              allow_noref=False, no_fallback=no_fallback,
+                              min_agreement=min_agreement, no_shift=no_shift, tile=tile,
+                              halo=halo, cog=cog)
+    cluster = ClusterOptions(workers=workers, scheduler=scheduler, split_pixels=split_pixels)
     result = process_archive(
         Catalog.load(catalog, archive_root),
         out,
-        after=after,
-        before=before,
-        aoi=aoi,
-        aoi_crs=aoi_crs,
-        model=model,
-        factor=factor,
-        ground=do_ground,
-        alpha=alpha,
-        seed=seed,
-        tile=tile,
-        halo=halo,
-        cog=cog,
-        workers=workers,
-        scheduler=scheduler,
-        split_pixels=split_pixels,
+        selection={"after": after, "before": before, "aoi": aoi, "aoi_crs": aoi_crs},
+        onboard=onboard,
+        ground=GroundOptions(alpha=alpha, seed=seed) if do_ground else None,
+        cluster=cluster,
         progress=not no_progress,
         log=lambda msg: click.echo(msg, err=True),
     )

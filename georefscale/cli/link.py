@@ -41,9 +41,9 @@ def _floats(text: str | None) -> tuple[float, ...] | None:
 def rd_cmd(pairs, factor, codec, methods, bpp, qualities, json_out, sites, include_seen,
            plot_out):
     """PSNR vs bits per HR pixel of direct coding and rescale + code, and BD-rates."""
-    from georefscale import ratedistortion as rd
     from georefscale.atomic import write_json
     from georefscale.errors import InputError
+    from georefscale.evaluation import ratedistortion as rd
 
     if factor not in (2, 4):
         raise InputError(f"--factor must be 2 or 4, got {factor}")

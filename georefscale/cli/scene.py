@@ -8,95 +8,27 @@ from pathlib import Path
 
 import click
 
-DEFAULT_MODEL = "refscale-s2-x4"  # kept equal to georefscale.pipeline.DEFAULT_MODEL (tested)
-MIN_AGREEMENT = 0.2  # kept equal to georefscale.pipeline.MIN_AGREEMENT (tested)
-_tile = click.option(
-    "--tile",
-    type=int,
-    default=512,
-    show_default=True,
-    help="Tile core size in HR pixels (multiple of the factor).",
+from georefscale.cli.options import (
+    allow_noref_opt,
+    alpha_opt,
+    archive_opt,
+    catalog_opt,
+    codec_opt,
+    cog_opt,
+    factor_opt,
+    halo_opt,
+    json_opt,
+    min_agreement_opt,
+    model_opt,
+    no_fallback_opt,
+    no_shift_opt,
+    onboard_options,
+    quality_opt,
+    quiet_opt,
+    refs_opt,
+    seed_opt,
+    tile_opt,
 )
-_halo = click.option(
-    "--halo",
-    type=int,
-    default=32,
-    show_default=True,
-    help="Tile overlap on each side in HR pixels (multiple of the factor).",
-)
-_cog = click.option("--cog", is_flag=True, help="Write Cloud-Optimized GeoTIFFs.")
-_refs = click.option(
-    "-r",
-    "--reference",
-    "references",
-    multiple=True,
-    type=click.Path(),
-    help="Reference GeoTIFF: an older image of the same place (repeat to mosaic several).",
-)
-_catalog = click.option(
-    "-c",
-    "--catalog",
-    type=click.Path(),
-    default=None,
-    help="Reference catalog (.parquet from `georefscale catalog build`) to pick the reference "
-    "from, instead of --reference.",
-)
-_archive = click.option(
-    "--archive",
-    type=click.Path(),
-    default=None,
-    help="Root directory of the catalog's images (default: the one recorded in the catalog).",
-)
-_model = click.option(
-    "-m",
-    "--model",
-    default=DEFAULT_MODEL,
-    show_default=True,
-    help="Model: a shipped one (refscale-s2-x4, noref-s2-x4, refscale-naip-x4, ...; see "
-    "`georefscale info NAME`), bicubic, or a trained model's .safetensors file (card beside it).",
-)
-_factor = click.option(
-    "-f", "--factor", type=int, default=None, help="Rescaling factor, 2 or 4 (default: the model's)"
-)
-_codec = click.option(
-    "--codec",
-    default=None,
-    help="Code the LR product for the downlink, e.g. jpeg2000 (default: a lossless GeoTIFF).",
-)
-_quality = click.option(
-    "--quality",
-    type=float,
-    default=None,
-    help="Codec quality (jpeg2000: coded size in % of raw, 0-100).",
-)
-_allow_noref = click.option(
-    "--allow-noref",
-    is_flag=True,
-    help="If no reference is found, use the model's no-reference twin instead of failing.",
-)
-_no_fallback = click.option(
-    "--no-fallback",
-    is_flag=True,
-    help="Never fall back to the no-reference model on tiles where the reference is useless.",
-)
-_min_agreement = click.option(
-    "--min-agreement",
-    type=float,
-    default=MIN_AGREEMENT,
-    show_default=True,
-    help="Tiles whose reference agrees less than this with the target's detail (correlation, "
-    "-1..1) fall back to the no-reference model; 0 = off.",
-)
-_alpha = click.option(
-    "--alpha",
-    type=float,
-    default=1.0,
-    show_default=True,
-    help="Latent temperature: z ~ N(0, alpha^2); 0 gives the mean (smoothest) reconstruction.",
-)
-_seed = click.option("--seed", type=int, default=0, show_default=True, help="Latent seed.")
-_quiet = click.option("-q", "--quiet", is_flag=True, help="No progress bars, no summary.")
-_json = click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 
 
 def register(group: click.Group) -> None:
@@ -136,11 +68,11 @@ def _lr_lines(s: dict) -> list[str]:
 
 @click.command("onboard")
 @click.argument("target", type=click.Path())
-@_refs
-@_catalog
-@_archive
-@_factor
-@_model
+@refs_opt
+@catalog_opt
+@archive_opt
+@factor_opt
+@model_opt
 @click.option(
     "-o",
     "--output",
@@ -148,17 +80,17 @@ def _lr_lines(s: dict) -> list[str]:
     type=click.Path(),
     help="LR product to write (a GeoTIFF; with --codec the codec's extension is used).",
 )
-@_codec
-@_quality
-@_allow_noref
-@_no_fallback
-@_min_agreement
-@click.option("--no-shift", is_flag=True, help="Do not estimate/correct the reference shift.")
-@_tile
-@_halo
-@_cog
-@_quiet
-@_json
+@codec_opt
+@quality_opt
+@allow_noref_opt
+@no_fallback_opt
+@min_agreement_opt
+@no_shift_opt
+@tile_opt
+@halo_opt
+@cog_opt
+@quiet_opt
+@json_opt
 def onboard_cmd(target, references, catalog, archive, factor, model, output, codec, quality,
                 allow_noref, no_fallback, min_agreement, no_shift, tile, halo, cog, quiet,
                 as_json):
@@ -173,36 +105,24 @@ def onboard_cmd(target, references, catalog, archive, factor, model, output, cod
       georefscale onboard new.tif --catalog catalogs/naip.parquet -m refscale-naip-x4 \\
           --codec jpeg2000 --quality 20 -o lr.jp2
     """
-    from georefscale.pipeline import describe_lr, onboard
+    from georefscale.api import onboard
+    from georefscale.report import describe_lr
 
-    out = onboard(
-        target,
-        list(references) or None,
-        out=output,
-        catalog=catalog,
-        archive=archive,
-        factor=factor,
-        model=model,
-        codec=codec,
-        quality=quality,
-        allow_noref=allow_noref,
-        noref_model=None if no_fallback else "auto",
-        min_agreement=min_agreement,
-        tile=tile,
-        halo=halo,
-        cog=cog,
-        correct_shift=not no_shift,
-        progress=_progress(quiet),
-    )
+    options = onboard_options(model=model, factor=factor, codec=codec, quality=quality,
+                              allow_noref=allow_noref, no_fallback=no_fallback,
+                              min_agreement=min_agreement, no_shift=no_shift, tile=tile,
+                              halo=halo, cog=cog)
+    out = onboard(target, list(references) or None, out=output, catalog=catalog,
+                  archive=archive, options=options, progress=_progress(quiet))
     summary = describe_lr(out)
     _report(summary, quiet, as_json, _lr_lines(summary))
 
 
 @click.command("ground")
 @click.argument("lr", type=click.Path())
-@_refs
-@_catalog
-@_archive
+@refs_opt
+@catalog_opt
+@archive_opt
 @click.option("-o", "--output", required=True, type=click.Path(), help="HR GeoTIFF to write.")
 @click.option(
     "--relevance",
@@ -210,13 +130,13 @@ def onboard_cmd(target, references, catalog, archive, factor, model, output, cod
     default=None,
     help="Also write the relevance map (float32 GeoTIFF, 0..1: where the reference was used).",
 )
-@_alpha
-@_seed
+@alpha_opt
+@seed_opt
 @click.option("--tile", type=int, default=None, help="Tile size (default: as recorded).")
 @click.option("--halo", type=int, default=None, help="Halo (default: as recorded).")
-@_cog
-@_quiet
-@_json
+@cog_opt
+@quiet_opt
+@json_opt
 def ground_cmd(lr, references, catalog, archive, output, relevance, alpha, seed, tile, halo, cog,
                quiet, as_json):
     """On the ground: rebuild the full-resolution scene from the LR product LR.
@@ -229,22 +149,12 @@ def ground_cmd(lr, references, catalog, archive, output, relevance, alpha, seed,
     Example:
       georefscale ground lr.jp2 --catalog catalogs/naip.parquet -o hr.tif --relevance rel.tif
     """
-    from georefscale.pipeline import ground
+    from georefscale.api import ground
+    from georefscale.options import GroundOptions
 
-    out = ground(
-        lr,
-        list(references) or None,
-        out=output,
-        catalog=catalog,
-        archive=archive,
-        alpha=alpha,
-        seed=seed,
-        tile=tile,
-        halo=halo,
-        cog=cog,
-        relevance_out=relevance,
-        progress=_progress(quiet),
-    )
+    options = GroundOptions(alpha=alpha, seed=seed, tile=tile, halo=halo, cog=cog)
+    out = ground(lr, list(references) or None, out=output, catalog=catalog, archive=archive,
+                 options=options, relevance_out=relevance, progress=_progress(quiet))
     summary = {"lr": str(lr), "hr": str(out), "alpha": alpha, "seed": seed,
                "relevance": str(relevance) if relevance else None}
     lines = [f"HR   {out}"] + ([f"relevance {relevance}"] if relevance else [])
@@ -253,63 +163,55 @@ def ground_cmd(lr, references, catalog, archive, output, relevance, alpha, seed,
 
 @click.command("roundtrip")
 @click.argument("target", type=click.Path())
-@_refs
-@_catalog
-@_archive
-@_factor
-@_model
+@refs_opt
+@catalog_opt
+@archive_opt
+@factor_opt
+@model_opt
 @click.option(
     "-o",
     "--output-dir",
     required=True,
     type=click.Path(),
-    help="Directory for <target>_lr.tif (or .jp2 ...), <target>_hr.tif and the relevance map.",
+    help="Directory (created) for <target>_lr.tif (or .jp2 ...), <target>_hr.tif and the "
+    "relevance map.",
 )
-@_codec
-@_quality
-@_allow_noref
-@_no_fallback
+@codec_opt
+@quality_opt
+@allow_noref_opt
+@no_fallback_opt
+@min_agreement_opt
+@no_shift_opt
 @click.option("--relevance", is_flag=True, help="Also write <target>_relevance.tif.")
-@_alpha
-@_seed
-@_tile
-@_halo
-@_cog
-@_quiet
-@_json
+@alpha_opt
+@seed_opt
+@tile_opt
+@halo_opt
+@cog_opt
+@quiet_opt
+@json_opt
 def roundtrip_cmd(target, references, catalog, archive, factor, model, output_dir, codec,
-                  quality, allow_noref, no_fallback, relevance, alpha, seed, tile, halo, cog,
-                  quiet, as_json):
+                  quality, allow_noref, no_fallback, min_agreement, no_shift, relevance, alpha,
+                  seed, tile, halo, cog, quiet, as_json):
     """Onboard then ground in one go; prints the LR size and the reconstruction error.
 
     The error is the RMSE in DN and the PSNR in dB (peak: reflectance 1.0 for Sentinel-2,
     255 for 8-bit) over the target's valid pixels.
     """
-    from georefscale.pipeline import roundtrip
+    from georefscale.api import roundtrip
+    from georefscale.options import GroundOptions
 
     stem = Path(target).stem
     d = Path(output_dir)
-    res = roundtrip(
-        target,
-        list(references) or None,
-        lr_out=d / f"{stem}_lr.tif",
-        hr_out=d / f"{stem}_hr.tif",
-        catalog=catalog,
-        archive=archive,
-        factor=factor,
-        model=model,
-        codec=codec,
-        quality=quality,
-        allow_noref=allow_noref,
-        noref_model=None if no_fallback else "auto",
-        alpha=alpha,
-        seed=seed,
-        tile=tile,
-        halo=halo,
-        cog=cog,
-        relevance_out=d / f"{stem}_relevance.tif" if relevance else None,
-        progress=_progress(quiet),
-    )
+    on = onboard_options(model=model, factor=factor, codec=codec, quality=quality,
+                         allow_noref=allow_noref, no_fallback=no_fallback,
+                         min_agreement=min_agreement, no_shift=no_shift, tile=tile, halo=halo,
+                         cog=cog)
+    res = roundtrip(target, list(references) or None, lr_out=d / f"{stem}_lr.tif",
+                    hr_out=d / f"{stem}_hr.tif", catalog=catalog, archive=archive,
+                    options=(on, GroundOptions(alpha=alpha, seed=seed, cog=cog)),
+                    relevance_out=d / f"{stem}_relevance.tif" if relevance else None,
+                    progress=_progress(quiet))
     psnr = "inf" if math.isinf(res["psnr_db"]) else f"{res['psnr_db']:.2f}"
     lines = [*_lr_lines(res), f"HR   {res['hr']}"]
     if relevance:

@@ -1,25 +1,43 @@
-"""The neural engine (the only part of georefscale that imports torch).
+"""The neural engine (the only part of georefscale, with ``training``, that imports torch).
 
 ``load(name)`` returns a rescaler with ``downscale(x, ref) -> (y, z)`` and
 ``upscale(y, ref, z=None, alpha=1.0, seed=None) -> x`` on float32 ``(N, C, H, W)`` tensors in the
-model's normalised range (``DN / scale``).
+model's normalised range (``DN / scale``); :mod:`georefscale.engine.run` wraps them for numpy
+tiles. The names below are imported on first use, so ``georefscale.engine.cards`` (model cards,
+JSON only) can be read without importing torch.
 """
 
-from georefscale.engine.baselines import BicubicRescaler
-from georefscale.engine.refscale import InvertibleRescaler, NetConfig, RefScaleNet
-from georefscale.engine.rescaler import Rescaler, quantize, sample_latent
-from georefscale.engine.weights import available_models, load, model_card, models_for
+from __future__ import annotations
 
-__all__ = [
-    "BicubicRescaler",
-    "InvertibleRescaler",
-    "NetConfig",
-    "RefScaleNet",
-    "Rescaler",
-    "available_models",
-    "load",
-    "model_card",
-    "models_for",
-    "quantize",
-    "sample_latent",
-]
+import importlib
+from typing import Any
+
+#: Public names re-exported lazily: name -> module that defines it.
+_LAZY = {
+    "BicubicRescaler": "georefscale.engine.baselines",
+    "InvertibleRescaler": "georefscale.engine.refscale",
+    "NetConfig": "georefscale.engine.refscale",
+    "RefScaleNet": "georefscale.engine.refscale",
+    "Rescaler": "georefscale.engine.rescaler",
+    "quantize": "georefscale.engine.rescaler",
+    "sample_latent": "georefscale.engine.rescaler",
+    "available_models": "georefscale.engine.cards",
+    "model_card": "georefscale.engine.cards",
+    "models_for": "georefscale.engine.cards",
+    "load": "georefscale.engine.weights",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'georefscale.engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -13,68 +13,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from georefscale.atomic import atomic_output
 from georefscale.engine.baselines import BicubicRescaler
+from georefscale.engine.cards import MODELS_DIR, model_card, shipped_cards
 from georefscale.engine.refscale import InvertibleRescaler, NetConfig, RefScaleNet
 from georefscale.engine.rescaler import Rescaler
 from georefscale.errors import InputError
-
-MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
-
-
-def _cards(models_dir: Path = MODELS_DIR) -> dict[str, dict]:
-    cards = {}
-    for card in sorted(models_dir.glob("*.json")):
-        if card.with_suffix(".safetensors").exists():
-            cards[card.stem] = json.loads(card.read_text())
-    return cards
-
-
-def available_models() -> list[str]:
-    """Names accepted by :func:`load`: ``bicubic`` and every shipped model."""
-    return ["bicubic", *_cards()]
-
-
-def model_card(name: str) -> dict:
-    """The model card of a shipped model, or of a trained model given as the path of its
-    ``.safetensors`` file (card beside it, as ``georefscale train`` writes them); InputError for
-    unknown names and missing or unreadable cards."""
-    if Path(name).suffix == ".safetensors":
-        return _file_card(Path(name))
-    cards = _cards()
-    if name not in cards:
-        raise InputError(
-            f"unknown model {name!r}; available: {', '.join(available_models())} "
-            "(or the path of a trained model's .safetensors file)"
-        )
-    return cards[name]
-
-
-def _file_card(weights: Path) -> dict:
-    card_path = weights.with_suffix(".json")
-    if not weights.is_file():
-        raise InputError(f"{weights}: no such weights file")
-    try:
-        card = json.loads(card_path.read_text())
-    except FileNotFoundError as exc:
-        raise InputError(f"{weights}: its model card {card_path.name} is missing "
-                         "(georefscale train writes both files)") from exc
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{card_path}: not a readable model card: {exc}") from exc
-    missing = [k for k in ("name", "dtype", "scale", "config") if k not in card]
-    if missing:
-        raise InputError(f"{card_path}: not a model card (no {', '.join(missing)})")
-    return card
-
-
-def models_for(bands: int, dtype: str, factor: int | None = None) -> list[str]:
-    """Shipped models whose band count and dtype fit, optionally for one factor."""
-    return [
-        name
-        for name, card in _cards().items()
-        if card["config"]["bands"] == bands
-        and card["dtype"] == dtype
-        and (factor is None or card["config"]["factor"] == factor)
-    ]
 
 
 def default_device() -> torch.device:
@@ -113,7 +57,7 @@ def load(
         raise InputError(
             f"model {name!r} rescales by {card['config']['factor']}, not {factor}; "
             f"models for x{factor}: "
-            + ", ".join(n for n, c in _cards().items() if c["config"]["factor"] == factor)
+            + ", ".join(n for n, c in shipped_cards().items() if c["config"]["factor"] == factor)
         )
     weights = Path(name)
     if weights.suffix != ".safetensors":
@@ -127,12 +71,9 @@ def save_model(net: RefScaleNet, card: dict, out_dir: str | Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     card = {**card, "config": net.cfg.to_dict()}
     weights = out_dir / f"{card['name']}.safetensors"
-    tmp = weights.with_suffix(".safetensors.tmp")
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    save_file(state, str(tmp))
-    tmp.replace(weights)
-    card_path = weights.with_suffix(".json")
-    tmp_card = card_path.with_suffix(".json.tmp")
-    tmp_card.write_text(json.dumps(card, indent=2) + "\n")
-    tmp_card.replace(card_path)
+    with atomic_output(weights, ".safetensors.tmp") as tmp:
+        save_file(state, str(tmp))
+    with atomic_output(weights.with_suffix(".json"), ".json.tmp") as tmp:
+        tmp.write_text(json.dumps(card, indent=2) + "\n")
     return weights

@@ -16,10 +16,12 @@ import rasterio.windows
 from rasterio.enums import Resampling
 from rasterio.io import DatasetReader
 from rasterio.warp import reproject, transform_bounds
+from rasterio.windows import Window
 from skimage.filters import window as taper
 from skimage.registration import phase_cross_correlation
 
 from georefscale.raster.grid import Grid
+from georefscale.raster.io import reflect_window
 
 #: side (pixels) of the central window on which the residual reference shift is estimated
 SHIFT_WINDOW = 1024
@@ -146,3 +148,26 @@ def align_to_target(
     full = Grid.from_dataset(target)
     shift, _ = scene_shift(target, references, full)
     return align(references, grid or full, shift=shift)
+
+
+def align_window(
+    references: Sequence[DatasetReader], grid: Grid, window: Window, shift: tuple[float, float]
+) -> np.ndarray:
+    """References warped onto a tile ``window`` of ``grid`` (moved by ``shift``), in DN.
+
+    Where the window leaves the target raster, the reference is mirrored exactly like the target
+    (:func:`~georefscale.raster.io.read_window`), so the network never sees a reflected scene
+    beside an empty reference at the scene's edges.
+
+    Args:
+        references: open reference datasets (mosaicked, first wins).
+        grid: the target grid.
+        window: the tile window on ``grid`` (may leave it).
+        shift: ``(dx, dy)`` in target pixels.
+
+    Returns:
+        float32 ``(bands, window rows, window cols)`` in DN, NaN where uncovered.
+    """
+    inner, rows, cols = reflect_window(window, grid.height, grid.width)
+    block = align(references, grid.window_grid(inner), shift=tuple(shift))
+    return block[:, rows[:, None], cols[None, :]]

@@ -27,6 +27,8 @@ from georefscale.raster.grid import Grid
 
 TAG_PREFIX = "GEOREFSCALE_"
 BLOCKSIZE = 512
+#: GDAL block cache (bytes: rasterio passes integers to GDALSetCacheMax64) while writing products.
+GDAL_CACHE_BYTES = 256 * 2**20
 
 #: DN per 1.0 of the normalised float range, by dtype (S2 reflectance x 10000, 8-bit 255).
 DEFAULT_SCALES = {"uint8": 255.0, "uint16": 10000.0, "int16": 10000.0, "float32": 1.0}

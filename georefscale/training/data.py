@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from georefscale.errors import InputError
+from georefscale.evaluation.sites import dated_files
 from georefscale.raster.align import align_to_target
 from georefscale.raster.io import open_raster
-from georefscale.sites import dated_files
 
 
 def site_pairs(

@@ -15,10 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from georefscale import metrics
+from georefscale.api import roundtrip
 from georefscale.errors import GeoRefScaleError, InputError
-from georefscale.pipeline import roundtrip
-from georefscale.raster.io import default_scale, open_raster
-from georefscale.sites import evaluation_sites
+from georefscale.evaluation.sites import evaluation_sites
+from georefscale.options import GroundOptions, OnboardOptions
+from georefscale.raster.io import default_scale, nodata_mask, open_raster
+
+__all__ = ["CONVENTION", "default_methods", "evaluate", "lr_psnr", "score_files"]
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +48,7 @@ def score_files(target: Path, hr: Path) -> tuple[float, float]:
     with open_raster(target, "target") as t, open_raster(hr, "HR product") as h:
         a = t.read().astype(np.float64)
         b = h.read().astype(np.float64)
-        valid = (t.read_masks() > 0).all(axis=0)
+        valid = ~nodata_mask(a, t.nodata).any(axis=0)
         peak = default_scale(t.dtypes[0])
     b[:, ~valid] = a[:, ~valid]  # nodata is not part of the score
     return metrics.psnr(a[:, valid], b[:, valid], peak), metrics.ssim(a, b, peak)
@@ -56,7 +59,7 @@ def lr_psnr(bicubic_lr: Path, lr: Path) -> float:
     valid in both, peak = the dtype's scale (``inf`` when identical)."""
     with open_raster(bicubic_lr, "bicubic LR product") as b, open_raster(lr, "LR product") as m:
         a, c = b.read().astype(np.float64), m.read().astype(np.float64)
-        valid = ((b.read_masks() > 0) & (m.read_masks() > 0)).all(axis=0)
+        valid = ~(nodata_mask(a, b.nodata) | nodata_mask(c, m.nodata)).any(axis=0)
         peak = default_scale(b.dtypes[0])
     return metrics.psnr(a[:, valid], c[:, valid], peak)
 
@@ -89,7 +92,8 @@ def evaluate(
                 lr, hr = Path(tmp) / f"{site.name}_{label}_lr.tif", Path(tmp) / "hr.tif"
                 try:
                     roundtrip(site.target, site.reference, lr_out=lr, hr_out=hr,
-                              factor=factor, model=model, alpha=alpha, seed=seed)
+                              options=(OnboardOptions(model=model, factor=factor),
+                                       GroundOptions(alpha=alpha, seed=seed)))
                 except GeoRefScaleError as exc:
                     log.warning("%s: %s skipped: %s", site.name, label, exc)
                     continue

@@ -1,0 +1,483 @@
+"""The job on sources: :func:`onboard`, :func:`ground`, :func:`roundtrip`, :func:`relevance_map`.
+
+The only module that knows that a source is a GeoTIFF path or a rioxarray DataArray (written to
+a temporary GeoTIFF; results come back as DataArrays then) and that an LR product may be coded
+for the link (``OnboardOptions.codec``, e.g. JPEG 2000). The work itself is done by
+:mod:`georefscale.onboard` and :mod:`georefscale.ground` on open datasets.
+
+Options travel as the value types of :mod:`georefscale.options`. The keywords of the first
+releases (``tile=``, ``alpha=``, ``codec=``, ...) still work and map onto those fields, with a
+``DeprecationWarning`` naming the field.
+
+>>> from georefscale import OnboardOptions, onboard
+>>> onboard("new.tif", "old.tif", out="lr.tif", options=OnboardOptions(model="refscale-s2-x4"))
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from georefscale.errors import InputError, NoCandidateError
+from georefscale.ground import GroundPlan, make_hr
+from georefscale.link import codec_spec, encode_lr, exact_lr, probe_codec
+from georefscale.onboard import OnboardPlan, make_lr
+from georefscale.options import AUTO, GroundOptions, ModelLike, OnboardOptions
+from georefscale.product import LRInfo
+from georefscale.raster.io import check_output, open_raster
+from georefscale.references import Reference, ReferenceSet, as_catalog
+from georefscale.report import describe_lr, reconstruction_error
+from georefscale.xarray_io import from_geotiff, is_dataarray, label, to_geotiff
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    import xarray as xr
+
+    from georefscale.catalog import Catalog
+    from georefscale.engine.rescaler import Rescaler
+
+__all__ = [
+    "Product",
+    "Source",
+    "encode_lr",
+    "ground",
+    "onboard",
+    "relevance_map",
+    "roundtrip",
+]
+
+log = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike
+#: A path to a GeoTIFF or a rioxarray DataArray.
+Source: TypeAlias = "str | os.PathLike | xr.DataArray"
+#: What the public functions return: the path written, or a DataArray when the input was one.
+Product: TypeAlias = "Path | xr.DataArray"
+#: A catalog or the path of its stac-geoparquet file.
+CatalogLike: TypeAlias = "Catalog | str | os.PathLike"
+
+
+# -- options and the keywords of the first releases --------------------------------------------
+
+#: old keyword -> (options field path) for onboard / roundtrip
+_ONBOARD_KEYWORDS = {
+    "factor": ("factor",), "model": ("model",), "codec": ("codec", "name"),
+    "quality": ("codec", "quality"), "allow_noref": ("allow_noref",),
+    "noref_model": ("fallback", "noref_model"), "min_agreement": ("fallback", "min_agreement"),
+    "min_coverage": ("fallback", "min_coverage"), "tile": ("tiling", "tile"),
+    "halo": ("tiling", "halo"), "cog": ("cog",), "correct_shift": ("correct_shift",),
+}
+_GROUND_KEYWORDS = {k: (k,) for k in ("alpha", "seed", "tile", "halo", "cog")}
+
+
+def _with(options: Any, path: tuple[str, ...], value: Any) -> Any:
+    if len(path) == 1:
+        return replace(options, **{path[0]: value})
+    inner = getattr(options, path[0])
+    return replace(options, **{path[0]: _with(inner, path[1:], value)})
+
+
+def _apply_keywords(options: Any, keywords: dict[str, Any], table: dict[str, tuple[str, ...]],
+                    kind: str, func: str) -> Any:
+    """Map the first releases' keywords onto ``options`` (a DeprecationWarning names the field);
+    TypeError for unknown keywords, as Python gives."""
+    for key, value in keywords.items():
+        if key not in table:
+            raise TypeError(f"{func}() got an unexpected keyword argument {key!r}")
+        path = table[key]
+        warnings.warn(f"{func}({key}=...) is deprecated: pass options={kind}("
+                      f"{'.'.join(path)}=...)", DeprecationWarning, stacklevel=3)
+        options = _with(options, path, value)
+    return options
+
+
+def onboard_options(options: OnboardOptions | None = None, **keywords: Any) -> OnboardOptions:
+    """``options`` (default :class:`OnboardOptions`) with the first releases' keywords applied."""
+    return _apply_keywords(options or OnboardOptions(), keywords, _ONBOARD_KEYWORDS,
+                           "OnboardOptions", "onboard")
+
+
+def ground_options(options: GroundOptions | None = None, **keywords: Any) -> GroundOptions:
+    """``options`` (default :class:`GroundOptions`) with the first releases' keywords applied."""
+    return _apply_keywords(options or GroundOptions(), keywords, _GROUND_KEYWORDS,
+                           "GroundOptions", "ground")
+
+
+# -- sources -----------------------------------------------------------------------------------
+
+
+class Workspace:
+    """A temporary directory (created on first use, removed on exit) for DataArrays written as
+    GeoTIFFs and intermediate products."""
+
+    def __init__(self) -> None:
+        self._tmp: tempfile.TemporaryDirectory | None = None
+        self._n = 0
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    def path(self, name: str) -> Path:
+        """A fresh path named ``name`` in the workspace."""
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="georefscale-")
+        self._n += 1
+        return Path(self._tmp.name) / f"{self._n}_{name}"
+
+    def source(self, obj: Source, what: str) -> tuple[Path, str, bool, str | None]:
+        """(path, label for messages, was a DataArray, content SHA-256 of a DataArray)."""
+        if is_dataarray(obj):
+            stem = str(obj.name) if obj.name is not None else what.replace(" ", "_")
+            path, sha = to_geotiff(obj, self.path(f"{stem}.tif"), what)
+            return path, label(obj, what), True, sha
+        if not isinstance(obj, str | os.PathLike):
+            raise InputError(f"{what}: expected a file path or an xarray DataArray, got "
+                             f"{type(obj).__name__}")
+        return Path(obj), str(obj), False, None
+
+    def references(self, reference: Source | Sequence[Source] | None) -> ReferenceSet:
+        """The given references (paths or DataArrays) as a :class:`ReferenceSet`."""
+        if reference is None:
+            return ReferenceSet()
+        items = [reference] if isinstance(reference, str | os.PathLike) or is_dataarray(
+            reference) else list(reference)
+        refs = []
+        for i, obj in enumerate(items):
+            path, name, as_da, sha = self.source(obj, "reference")
+            if as_da:
+                rid = str(obj.name) if obj.name is not None else f"dataarray-{i + 1}"
+                refs.append(Reference(rid, path, sha, name))
+            else:
+                refs.append(Reference.from_file(path))
+        return ReferenceSet(tuple(refs))
+
+
+# -- the two sides -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Onboarded:
+    """What :func:`_onboard` did: product path, whether the target was a DataArray, the
+    target's file, the model and the no-reference fallback model used."""
+
+    path: Path
+    as_da: bool
+    target: Path
+    model: Rescaler
+    fallback: Rescaler | None
+
+
+def _onboard(ws: Workspace, target: Source, reference: Source | Sequence[Source] | None,
+             out: PathLike | None, catalog: CatalogLike | None, archive: PathLike | None,
+             options: OnboardOptions, when: datetime | str | None,
+             progress: bool | None) -> _Onboarded:
+    """:func:`onboard` inside a workspace."""
+    from georefscale.engine.cards import noref_name
+    from georefscale.engine.run import noref_twin, resolve_model
+
+    spec = codec_spec(options.codec)
+    tpath, tname, as_da, _ = ws.source(target, "target")
+    if out is None:
+        if not as_da:
+            raise InputError(f"{tname}: out (the LR product to write) is required")
+        out = ws.path("lr" + (spec.ext if spec else ".tif"))
+    out = Path(out)
+    if spec is not None and out.suffix.lower() != spec.ext:
+        out = out.with_suffix(spec.ext)
+    check_output(out)
+    if catalog is not None and reference is not None:
+        raise InputError(f"{tname}: give a reference or a catalog, not both")
+    m = resolve_model(options.model, options.factor)
+    with open_raster(tpath, "target") as tds:
+        count = tds.count
+        if spec is not None:
+            probe_codec(spec, options.codec.quality, count, tds.dtypes[0], tname)
+    refs = ws.references(reference)
+    if catalog is not None:
+        try:
+            refs = ReferenceSet.from_catalog(as_catalog(catalog, archive), tpath,
+                                             target_name=tname, band_count=count, when=when)
+        except NoCandidateError:
+            if not options.allow_noref:
+                raise
+            log.warning("%s: no reference in the catalog; using the no-reference model", tname)
+    noref = options.fallback.noref_model
+    if m.uses_reference and not refs and options.allow_noref:
+        twin = noref_twin(m, AUTO if noref is None else noref)
+        if twin is None:
+            raise InputError(
+                f"{tname}: no reference, and no no-reference model for {m.name} is available "
+                f"(expected {noref_name(m.name) or 'a noref-* model'})"
+            )
+        m = twin
+    fallback = noref_twin(m, noref)
+    lr_file = ws.path("lr.tif") if spec is not None else out
+    with open_raster(tpath, "target") as tds, refs.open() as rdss:
+        plan = OnboardPlan.make(tds, rdss, refs, model=m, fallback_model=fallback,
+                                options=options, target_name=tname)
+        make_lr(plan, tds, rdss, lr_file, cog=options.cog, progress=progress, target_name=tname)
+    if spec is not None:
+        encode_lr(lr_file, out, options.codec)
+    return _Onboarded(out, as_da, tpath, m, fallback)
+
+
+def _ground(ws: Workspace, lr: Source, reference: Source | Sequence[Source] | None, *,
+            out: PathLike | None, relevance_out: PathLike | None, catalog: CatalogLike | None,
+            archive: PathLike | None, options: GroundOptions,
+            models: tuple[ModelLike | None, ModelLike | None],
+            progress: bool | None) -> tuple[Path, Path | None, bool]:
+    """:func:`ground` / :func:`relevance_map` inside a workspace (``out`` None: relevance
+    only); returns (HR path, relevance path, LR was a DataArray)."""
+    from georefscale.engine.run import given_model
+
+    lpath, lname, as_da, _ = ws.source(lr, "LR product")
+    if out is None and relevance_out is None:
+        if not as_da:
+            raise InputError(f"{lname}: out (the GeoTIFF to write) is required")
+    for p in (out, relevance_out):
+        if p is not None:
+            check_output(p)
+    if catalog is not None and reference is not None:
+        raise InputError(f"{lname}: give a reference or a catalog, not both")
+    lpath = exact_lr(lpath, ws.path("lr.tif"))
+    outputs = frozenset({"hr"} if out is not None else set()) | frozenset(
+        {"relevance"} if relevance_out is not None else set())
+    with open_raster(lpath, "LR product") as lds:
+        info = LRInfo.from_dataset(lds, lname)
+        if catalog is not None:
+            refs = ReferenceSet.by_ids(as_catalog(catalog, archive), info, lname)
+        else:
+            refs = ws.references(reference)
+        refs.verify(info, lname)
+        m = given_model(models[0], info.model, info.factor, "model", lname)
+        fallback = None
+        if info.fallback_tiles and "hr" in outputs:
+            fallback = given_model(models[1], info.fallback_model, info.factor,
+                                   "no-reference model", lname)
+        with refs.open() as rdss:
+            plan = GroundPlan.make(lds, rdss, info, model=m, fallback_model=fallback,
+                                   options=options, outputs=outputs, lr_name=lname)
+            make_hr(plan, lds, rdss, out=out, relevance_out=relevance_out, lr_name=lname,
+                    progress=progress)
+    return (Path(out) if out is not None else None,
+            Path(relevance_out) if relevance_out is not None else None, as_da)
+
+
+# -- public API --------------------------------------------------------------------------------
+
+
+def onboard(
+    target: Source,
+    reference: Source | Sequence[Source] | None = None,
+    *,
+    out: PathLike | None = None,
+    catalog: CatalogLike | None = None,
+    archive: PathLike | None = None,
+    options: OnboardOptions | None = None,
+    when: datetime | str | None = None,
+    progress: bool | None = False,
+    **keywords: Any,
+) -> Product:
+    """Downscale ``target`` by the model's factor with the help of its reference(s).
+
+    Writes the tagged LR product ``out``: a GeoTIFF on the target grid scaled by the factor
+    (same CRS, dtype, nodata, band names), or with ``options.codec`` a coded file whose
+    extension is the codec's.
+
+    The reference: ``reference`` (path(s) / DataArray(s), mosaicked), or ``catalog``: the best
+    earlier record(s) for the target's footprint (acquisition time from its tags or name, or
+    ``when``). No usable reference -> NoCandidateError, unless ``options.allow_noref``, which
+    switches to the model's no-reference twin (``refscale-s2-x4`` -> ``noref-s2-x4``). Per
+    tile, ``options.fallback`` decides when the tile is made by the twin (recorded in the tags).
+
+    Args:
+        target: the new acquisition (GeoTIFF path or DataArray).
+        reference: the reference(s), or None with ``catalog``.
+        out: the LR product to write (may be None when ``target`` is a DataArray).
+        catalog: a :class:`~georefscale.catalog.Catalog` or the path of its parquet.
+        archive: root of the catalog's hrefs (default: the one recorded in it).
+        options: model, factor, tiling, fallback, codec, shift correction, COG.
+        when: acquisition time of the target, for the catalog.
+        progress: progress bar (None: only on a terminal).
+        **keywords: the first releases' option keywords (deprecated; see
+            :class:`~georefscale.options.OnboardOptions`).
+
+    Returns:
+        The path written (the codec may change its extension), or a DataArray when ``target``
+        is one.
+
+    Raises:
+        InputError: a bad input or option, naming the file.
+        NoCandidateError: the catalog has no usable reference.
+    """
+    options = onboard_options(options, **keywords)
+    with Workspace() as ws:
+        done = _onboard(ws, target, reference, out, catalog, archive, options, when, progress)
+        return from_geotiff(done.path, "lr") if done.as_da else done.path
+
+
+def ground(
+    lr: Source,
+    reference: Source | Sequence[Source] | None = None,
+    *,
+    out: PathLike | None = None,
+    catalog: CatalogLike | None = None,
+    archive: PathLike | None = None,
+    options: GroundOptions | None = None,
+    relevance_out: PathLike | None = None,
+    model: ModelLike | None = None,
+    noref_model: ModelLike | None = None,
+    progress: bool | None = False,
+    **keywords: Any,
+) -> Product:
+    """Rebuild the HR image from the LR product ``lr`` and the same reference(s), on exactly the
+    original target grid; latent ``z ~ N(0, alpha^2)`` per tile, seeded from
+    ``(seed, row, col)``.
+
+    Args:
+        lr: the LR product (GeoTIFF / coded file path, or a DataArray).
+        reference: the reference(s) as on board, or None with ``catalog``.
+        out: the HR GeoTIFF to write (may be None when ``lr`` is a DataArray).
+        catalog: find the references by the ids recorded in ``lr``.
+        archive: root of the catalog's hrefs.
+        options: alpha, seed, tile / halo (default: as recorded), COG.
+        relevance_out: also write the relevance map (see :func:`relevance_map`).
+        model: a ready rescaler to use instead of loading the recorded name (names must match).
+        noref_model: the same for the recorded no-reference model.
+        progress: progress bar (None: only on a terminal).
+        **keywords: the first releases' option keywords (deprecated; see
+            :class:`~georefscale.options.GroundOptions`).
+
+    Returns:
+        ``out``, or a DataArray when ``lr`` is one.
+
+    Raises:
+        ReferenceMismatchError: the references are not the recorded ones (SHA-256).
+        InputError: a bad input or option, naming the file.
+    """
+    options = ground_options(options, **keywords)
+    with Workspace() as ws:
+        if out is None and not is_dataarray(lr):
+            raise InputError(f"{lr}: out (the HR GeoTIFF to write) is required")
+        out = out if out is not None else ws.path("hr.tif")
+        path, _, as_da = _ground(ws, lr, reference, out=out, relevance_out=relevance_out,
+                                 catalog=catalog, archive=archive, options=options,
+                                 models=(model, noref_model), progress=progress)
+        return from_geotiff(path, "hr") if as_da else path
+
+
+def relevance_map(
+    lr: Source,
+    references: Source | Sequence[Source] | None = None,
+    *,
+    out: PathLike | None = None,
+    catalog: CatalogLike | None = None,
+    archive: PathLike | None = None,
+    options: GroundOptions | None = None,
+    model: ModelLike | None = None,
+    progress: bool | None = False,
+    **keywords: Any,
+) -> Product:
+    """Write where the reference was used for ``lr``: a single-band float32 GeoTIFF on the HR
+    (target) grid, values 0 (ignored) .. 1 (fully used), NaN where the LR product is nodata; 0
+    on tiles that fell back to the no-reference model. From the model's own gates
+    (``model.relevance``), tile by tile, blended like the HR output.
+
+    Args:
+        lr: the LR product.
+        references: as in :func:`ground`.
+        out: the GeoTIFF to write (may be None when ``lr`` is a DataArray).
+        catalog: as in :func:`ground`.
+        archive: as in :func:`ground`.
+        options: tile / halo (alpha and seed do not matter).
+        model: as in :func:`ground`.
+        progress: progress bar.
+        **keywords: ``tile`` / ``halo`` of the first releases (deprecated).
+
+    Returns:
+        ``out``, or a DataArray when ``lr`` is one.
+    """
+    options = ground_options(options, **keywords)
+    with Workspace() as ws:
+        if out is None and not is_dataarray(lr):
+            raise InputError(f"{lr}: out (the relevance GeoTIFF to write) is required")
+        out = out if out is not None else ws.path("relevance.tif")
+        _, path, as_da = _ground(ws, lr, references, out=None, relevance_out=out,
+                                 catalog=catalog, archive=archive, options=options,
+                                 models=(model, None), progress=progress)
+        return from_geotiff(path, "relevance") if as_da else path
+
+
+def roundtrip(
+    target: Source,
+    reference: Source | Sequence[Source] | None = None,
+    *,
+    lr_out: PathLike | None = None,
+    hr_out: PathLike | None = None,
+    catalog: CatalogLike | None = None,
+    archive: PathLike | None = None,
+    options: tuple[OnboardOptions, GroundOptions] | None = None,
+    relevance_out: PathLike | None = None,
+    when: datetime | str | None = None,
+    progress: bool | None = False,
+    **keywords: Any,
+) -> dict:
+    """:func:`onboard` then :func:`ground`, and the error of the reconstruction.
+
+    Args:
+        target: as in :func:`onboard`.
+        reference: as in :func:`onboard`.
+        lr_out: the LR product (may be None when ``target`` is a DataArray).
+        hr_out: the HR GeoTIFF (may be None when ``target`` is a DataArray); its folder is
+            created when missing.
+        catalog: as in :func:`onboard`.
+        archive: as in :func:`onboard`.
+        options: ``(OnboardOptions, GroundOptions)``; the ground uses the on-board tiling.
+        relevance_out: also write the relevance map.
+        when: as in :func:`onboard`.
+        progress: progress bars.
+        **keywords: the first releases' option keywords (deprecated).
+
+    Returns:
+        The paths (DataArrays when ``target`` is one) and metrics: LR size in bytes, bits per
+        HR pixel, model, references, fallback tiles, and the reconstruction error (RMSE in DN,
+        PSNR in dB over the model's DN scale, valid target pixels only).
+    """
+    on, gr = options or (OnboardOptions(), GroundOptions())
+    ground_keys = {k: keywords.pop(k) for k in ("alpha", "seed") if k in keywords}
+    on, gr = onboard_options(on, **keywords), ground_options(gr, **ground_keys)
+    for p in (lr_out, hr_out, relevance_out):
+        if p is not None:
+            Path(p).parent.mkdir(parents=True, exist_ok=True)
+    with Workspace() as ws:
+        if hr_out is not None:
+            check_output(hr_out)
+        done = _onboard(ws, target, reference, lr_out, catalog, archive, on, when, progress)
+        lr, as_da = done.path, done.as_da
+        if hr_out is None and not as_da:
+            raise InputError("roundtrip: hr_out (the HR GeoTIFF to write) is required")
+        hr, _, _ = _ground(ws, lr, None if catalog is not None else reference,
+                           out=hr_out if hr_out is not None else ws.path("hr.tif"),
+                           relevance_out=relevance_out, catalog=catalog, archive=archive,
+                           options=replace(gr, cog=on.cog),
+                           models=(done.model, done.fallback), progress=progress)
+        summary = describe_lr(lr)
+        summary.update(reconstruction_error(done.target, hr, summary["scale"]))
+        summary["hr"] = str(hr)
+        if relevance_out is not None:
+            summary["relevance"] = str(relevance_out)
+        if as_da:
+            summary["lr"], summary["hr"] = from_geotiff(lr, "lr"), from_geotiff(hr, "hr")
+        return summary
+

@@ -1,0 +1,242 @@
+"""Planning an archive run: which records are targets, their references and options.
+
+:func:`plan_archive` turns a catalog selection into :class:`SceneJob` values: picklable, holding
+the target and reference records (:class:`Input`: catalog id, href, time, checksum) and the
+:class:`~georefscale.options.OnboardOptions` / :class:`~georefscale.options.GroundOptions` every
+scene is made with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from georefscale.errors import InputError, NoCandidateError
+from georefscale.options import DEFAULT_MODEL, ClusterOptions, GroundOptions, OnboardOptions
+from georefscale.references import Reference, ReferenceSet
+
+if TYPE_CHECKING:
+    from georefscale.catalog import Catalog, Record
+
+__all__ = ["DEFAULT_SPLIT_PIXELS", "Input", "SceneJob", "plan_archive"]
+
+#: Scenes with more pixels than this are split into tile bands across workers.
+DEFAULT_SPLIT_PIXELS = ClusterOptions().split_pixels
+
+PathLike = str | os.PathLike
+
+
+@dataclass(frozen=True)
+class Input:
+    """A raster the job reads, as its catalog records it.
+
+    Attributes:
+        id: catalog record id (recorded as the reference id in the LR tags).
+        href: absolute href.
+        datetime: acquisition time (ISO 8601, UTC).
+        sha256: the SHA-256 recorded in the catalog (hex; None when the catalog has none).
+    """
+
+    id: str
+    href: str
+    datetime: str
+    sha256: str | None
+
+    @classmethod
+    def from_record(cls, rec: Record) -> Input:
+        return cls(rec.id, rec.href, rec.datetime.isoformat(), rec.sha256)
+
+    def check(self, role: str) -> str:
+        """The file's SHA-256, checked against the catalog's.
+
+        Raises:
+            InputError: the file is missing or changed since it was catalogued.
+        """
+        from georefscale.raster.io import sha256_file
+
+        p = Path(self.href)
+        if not p.is_file():
+            raise InputError(f"{p}: {role} {self.id} does not exist")
+        sha = sha256_file(p)
+        if self.sha256 and sha != self.sha256:
+            raise InputError(f"{p}: {role} {self.id} changed since it was catalogued (SHA-256)")
+        return sha
+
+
+@dataclass(frozen=True)
+class SceneJob:
+    """Everything one scene's task needs (picklable; hrefs must be readable by the workers).
+
+    Attributes:
+        target: the target record.
+        references: its reference records, in mosaic order.
+        onboard: how the LR product is made (``onboard.model``: the model name, a trained
+            model's ``.safetensors`` path, or a rescaler object).
+        model_choice: how the model was chosen (``"given"`` or ``"auto: ..."``).
+        ground: how the HR is rebuilt, or None for on board only.
+        split: whether the scene is split into tile bands across workers.
+        note: a planning remark (e.g. no earlier reference in the catalog).
+    """
+
+    target: Input
+    references: tuple[Input, ...]
+    onboard: OnboardOptions
+    model_choice: str = "given"
+    ground: GroundOptions | None = None
+    split: bool = False
+    note: str | None = None
+
+    @property
+    def id(self) -> str:
+        return self.target.id
+
+    @property
+    def model(self) -> str:
+        """The model's name (as recorded in the manifest)."""
+        m = self.onboard.model
+        return m if isinstance(m, str) else m.name
+
+    def reference_set(self) -> ReferenceSet:
+        """The references with their catalog ids, each file checked against the catalog."""
+        return ReferenceSet(tuple(Reference(r.id, Path(r.href), r.check("reference"), r.href)
+                                  for r in self.references))
+
+    def spec(self) -> dict[str, Any]:
+        """The deterministic description recorded in the scene manifest.
+
+        Options left at their defaults are not listed beyond the first release's keys, so a
+        folder made by an earlier version is still recognised as finished.
+        """
+        o = self.onboard
+        spec: dict[str, Any] = {
+            "target": asdict(self.target),
+            "references": [asdict(r) for r in self.references],
+            "model": self.model,
+            "model_choice": self.model_choice,
+            "factor": o.factor,
+            "tile": o.tiling.tile,
+            "halo": o.tiling.halo,
+            "ground": ({"alpha": self.ground.alpha, "seed": self.ground.seed}
+                       if self.ground is not None else None),
+            "cog": o.cog,
+            "note": self.note,
+        }
+        extra = _non_default(o)
+        if extra:
+            spec["options"] = extra
+        return spec
+
+    def key(self) -> str:
+        """SHA-256 of :meth:`spec`: a finished folder is reused only for the same key."""
+        return hashlib.sha256(json.dumps(self.spec(), sort_keys=True).encode()).hexdigest()
+
+
+def _non_default(o: OnboardOptions) -> dict[str, Any]:
+    """The codec, fallback and shift options that differ from the defaults, as JSON values."""
+    default = OnboardOptions()
+    out: dict[str, Any] = {}
+    if o.codec != default.codec:
+        out["codec"] = {"name": o.codec.name, "quality": o.codec.quality}
+    f, d = o.fallback, default.fallback
+    if (f.min_agreement, f.min_coverage) != (d.min_agreement, d.min_coverage) or (
+        f.noref_model is not d.noref_model and f.noref_model != d.noref_model
+    ):
+        noref = f.noref_model if f.noref_model is None or isinstance(f.noref_model, str) else (
+            f.noref_model.name)
+        out["fallback"] = {"noref_model": noref, "min_agreement": f.min_agreement,
+                           "min_coverage": f.min_coverage}
+    if o.correct_shift != default.correct_shift:
+        out["correct_shift"] = o.correct_shift
+    return out
+
+
+def plan_archive(
+    catalog: Catalog | PathLike,
+    *,
+    selection: dict[str, Any] | None = None,
+    onboard: OnboardOptions | None = None,
+    ground: GroundOptions | None = None,
+    split_pixels: int = DEFAULT_SPLIT_PIXELS,
+) -> list[SceneJob]:
+    """One :class:`SceneJob` per selected catalog record, sorted by time then id.
+
+    Each target's references are the catalog's ranking among strictly earlier records with the
+    same band count (none: the job notes it and the archive skips it). ``onboard.model ==
+    "auto"`` picks a shipped model fitting the scene's bands and dtype (bicubic when none does).
+
+    Args:
+        catalog: a :class:`~georefscale.catalog.Catalog` or its stac-geoparquet path.
+        selection: ``after`` (on or after), ``before`` (strictly before), ``aoi`` (any CRS, see
+            ``catalog.parse_aoi``) and ``aoi_crs``; all optional.
+        onboard: the on-board options of every scene.
+        ground: the ground options, or None for on board only.
+        split_pixels: scenes with more pixels are split into tile bands across workers.
+
+    Raises:
+        InputError: a bad selection.
+    """
+    from georefscale.catalog import Catalog, parse_aoi, parse_datetime
+
+    sel = dict(selection or {})
+    unknown = set(sel) - {"after", "before", "aoi", "aoi_crs"}
+    if unknown:
+        raise InputError(f"unknown selection keys: {', '.join(sorted(unknown))}")
+    onboard = onboard or OnboardOptions()
+    cat = catalog if isinstance(catalog, Catalog) else Catalog.load(catalog)
+    lo = parse_datetime(sel["after"]) if sel.get("after") is not None else None
+    hi = parse_datetime(sel["before"]) if sel.get("before") is not None else None
+    if lo is not None and hi is not None and lo >= hi:
+        raise InputError(f"--after {lo.date()} is not before --before {hi.date()}")
+    area = parse_aoi(sel["aoi"], sel.get("aoi_crs")) if sel.get("aoi") is not None else None
+    records = sorted(
+        (
+            r
+            for r in cat
+            if (lo is None or r.datetime >= lo)
+            and (hi is None or r.datetime < hi)
+            and (area is None or r.footprint.intersects(area))
+        ),
+        key=lambda r: (r.datetime, r.id),
+    )
+    jobs = []
+    for rec in records:
+        note = None
+        try:
+            refs = cat.references_for(rec, time="before", band_count=rec.band_count).references
+        except NoCandidateError:
+            refs, note = [], "no earlier reference in the catalog"
+        model, choice = _choose_model(onboard.model, rec, onboard.factor)
+        pixels = (rec.shape[0] * rec.shape[1]) if rec.shape else 0
+        jobs.append(SceneJob(
+            target=Input.from_record(rec),
+            references=tuple(Input.from_record(r) for r in refs),
+            onboard=onboard if model is onboard.model else _with_model(onboard, model),
+            model_choice=choice,
+            ground=ground,
+            split=pixels > split_pixels,
+            note=note,
+        ))
+    return jobs
+
+
+def _with_model(options: OnboardOptions, model: str) -> OnboardOptions:
+    from dataclasses import replace
+
+    return replace(options, model=model)
+
+
+def _choose_model(model: Any, rec: Record, factor: int | None) -> tuple[Any, str]:
+    """(model, how it was chosen) for one record."""
+    if model != "auto":
+        return model, "given"
+    from georefscale.engine.cards import models_for
+
+    fits = models_for(rec.band_count, rec.dtype or "", factor)
+    if not fits:
+        return "bicubic", f"auto: no shipped model for {rec.band_count} x {rec.dtype}"
+    ranked = sorted(fits, key=lambda n: (n != DEFAULT_MODEL, not n.startswith("refscale"), n))
+    return ranked[0], f"auto: fits {rec.band_count} x {rec.dtype}"

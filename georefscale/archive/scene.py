@@ -1,0 +1,219 @@
+"""One scene of an archive: on board (and ground) into a staging folder, then published.
+
+A scene folder ``out/<id>/`` exists only once the scene is complete (renamed from a hidden
+staging folder); its ``manifest.json`` holds only deterministic content, so a resumed or
+distributed run gives byte-identical folders to a serial one. The scene's work goes straight
+through the plans and writers of :mod:`georefscale.onboard` and :mod:`georefscale.ground`, with
+the references' catalog ids recorded in the product.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from georefscale.archive.manifest import MANIFEST, scene_manifest
+from georefscale.archive.plan import SceneJob
+from georefscale.atomic import write_json
+from georefscale.errors import GeoRefScaleError
+from georefscale.ground import GroundPlan, make_hr
+from georefscale.link import codec_spec, encode_lr, exact_lr
+from georefscale.onboard import OnboardPlan, make_lr
+from georefscale.options import GroundOptions
+from georefscale.product import LRInfo
+from georefscale.raster.io import open_raster
+from georefscale.references import ReferenceSet
+
+if TYPE_CHECKING:
+    from rasterio.io import DatasetReader
+
+    from georefscale.engine.rescaler import Rescaler
+
+__all__ = ["ground_plan", "lr_path", "hr_path", "onboard_plan", "open_scene", "run_scene",
+           "scene_entry", "staging_folder"]
+
+PathLike = str | os.PathLike
+
+#: (model, factor, no-reference model) -> loaded (model, twin), per process
+_LOADED: dict[tuple[str, int | None, Any], tuple[Any, Any]] = {}
+
+
+def models(job: SceneJob) -> tuple[Rescaler, Rescaler | None]:
+    """``job``'s model and its no-reference fallback, loaded once per process (a rescaler
+    object in the options is used as it is)."""
+    from georefscale.engine.run import noref_twin, resolve_model
+
+    o = job.onboard
+    noref = o.fallback.noref_model
+    if not isinstance(o.model, str) or not (noref is None or isinstance(noref, str)):
+        model = resolve_model(o.model, o.factor)
+        return model, noref_twin(model, noref)
+    key = (o.model, o.factor, noref)
+    if key not in _LOADED:
+        model = resolve_model(o.model, o.factor)
+        _LOADED[key] = (model, noref_twin(model, noref))
+    return _LOADED[key]
+
+
+def lr_path(folder: Path, job: SceneJob) -> Path:
+    """The LR GeoTIFF of ``job`` in ``folder`` (before any link coding)."""
+    return folder / f"{job.id}_lr.tif"
+
+
+def product_path(folder: Path, job: SceneJob) -> Path:
+    """The LR product as published: the GeoTIFF, or the coded file with the codec."""
+    spec = codec_spec(job.onboard.codec)
+    return lr_path(folder, job).with_suffix(spec.ext) if spec else lr_path(folder, job)
+
+
+def code_lr(job: SceneJob, staging: Path) -> None:
+    """With a codec, replace the staged LR GeoTIFF by the coded product."""
+    if job.onboard.codec.name is None:
+        return
+    encode_lr(lr_path(staging, job), product_path(staging, job), job.onboard.codec)
+    lr_path(staging, job).unlink()
+
+
+def decoded_lr(job: SceneJob, staging: Path) -> Path:
+    """The staged LR product as a GeoTIFF the ground reads (a coded one decoded beside it)."""
+    lr = product_path(staging, job)
+    return exact_lr(lr, staging / f".{job.id}_lr.decoded.tif") if lr.suffix != ".tif" else lr
+
+
+def hr_path(folder: Path, job: SceneJob) -> Path:
+    """The HR GeoTIFF of ``job`` in ``folder``."""
+    return folder / f"{job.id}_hr.tif"
+
+
+@contextmanager
+def open_scene(job: SceneJob, refs: ReferenceSet) -> Iterator[tuple[DatasetReader, list]]:
+    """The open target dataset and reference datasets of ``job``."""
+    with ExitStack() as stack:
+        tds = stack.enter_context(open_raster(job.target.href, "target"))
+        rdss = stack.enter_context(refs.open())
+        yield tds, rdss
+
+
+def onboard_plan(job: SceneJob, refs: ReferenceSet, tds: DatasetReader, rdss: list,
+                 shift: tuple[tuple[float, float], float | None] | None = None) -> OnboardPlan:
+    """The scene's :class:`~georefscale.onboard.OnboardPlan` (the shift estimated unless
+    given)."""
+    model, fallback = models(job)
+    return OnboardPlan.make(tds, rdss, refs, model=model, fallback_model=fallback,
+                            options=job.onboard, target_name=job.target.href, shift=shift)
+
+
+def ground_plan(job: SceneJob, lds: DatasetReader, info: LRInfo, rdss: list) -> GroundPlan:
+    """The scene's :class:`~georefscale.ground.GroundPlan` for its LR product."""
+    model, fallback = models(job)
+    options = job.ground or GroundOptions()
+    return GroundPlan.make(lds, rdss, info, model=model,
+                           fallback_model=fallback if info.fallback_tiles else None,
+                           options=GroundOptions(alpha=options.alpha, seed=options.seed,
+                                                 cog=job.onboard.cog),
+                           lr_name=product_path(Path("."), job).name)
+
+
+def staging_folder(out: Path, scene_id: str) -> Path:
+    """A fresh hidden folder in ``out`` for one scene's products (mode per the umask)."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{scene_id}.staging-", dir=out))
+    mask = os.umask(0)
+    os.umask(mask)
+    staging.chmod(0o777 & ~mask)
+    return staging
+
+
+def run_scene(job: SceneJob, out: PathLike) -> dict[str, Any]:
+    """Process one scene into ``out/<id>/`` (atomically) in this process.
+
+    Returns:
+        Its archive entry; a scene fault is reported as ``status: failed`` with the error,
+        never raised.
+    """
+    from georefscale.engine.run import single_threaded
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    staging = None
+    try:
+        job.target.check("target")
+        refs = job.reference_set()
+        staging = staging_folder(out, job.id)
+        with single_threaded():
+            with open_scene(job, refs) as (tds, rdss):
+                plan = onboard_plan(job, refs, tds, rdss)
+                make_lr(plan, tds, rdss, lr_path(staging, job), cog=job.onboard.cog,
+                        target_name=job.target.href)
+            code_lr(job, staging)
+            if job.ground is not None:
+                ground_scene(job, refs, staging)
+            finish_scene(job, staging, out)
+        staging = None
+        status, error = "done", None
+    except Exception as exc:  # a scene fault is data for the manifest, not a crash
+        status, error = "failed", describe(exc)
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+    return scene_entry(job, status, error, time.perf_counter() - t0)
+
+
+def ground_scene(job: SceneJob, refs: ReferenceSet, staging: Path) -> None:
+    """Rebuild the HR of the LR product in ``staging`` in this process."""
+    lr = decoded_lr(job, staging)
+    name = product_path(staging, job).name
+    with open_raster(lr, "LR product") as lds, refs.open() as rdss:
+        info = LRInfo.from_dataset(lds, name)
+        refs.verify(info, name)
+        plan = ground_plan(job, lds, info, rdss)
+        make_hr(plan, lds, rdss, out=hr_path(staging, job), lr_name=name)
+
+
+def finish_scene(job: SceneJob, staging: Path, out: Path) -> None:
+    """Verify the products, write the scene manifest, publish ``staging`` as ``out/<id>``."""
+    (staging / f".{job.id}_lr.decoded.tif").unlink(missing_ok=True)
+    products = {"lr": product_path(staging, job)}
+    if job.ground is not None:
+        products["hr"] = hr_path(staging, job)
+    write_json(staging / MANIFEST, scene_manifest(job, products), sort_keys=True)
+    publish(staging, out / job.id)
+
+
+def publish(staging: Path, final: Path) -> None:
+    """Rename the finished ``staging`` folder onto ``final`` (replacing an older result)."""
+    if final.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+        os.replace(final, old / final.name)
+        os.replace(staging, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, final)
+
+
+def scene_entry(job: SceneJob, status: str, error: str | None, seconds: float,
+                **extra: Any) -> dict[str, Any]:
+    """The scene's line in the archive manifest."""
+    return {
+        "id": job.id,
+        "status": status,
+        "error": error,
+        "model": job.model,
+        "references": [r.id for r in job.references],
+        "seconds": round(seconds, 3),
+        "worker": f"{socket.gethostname()}:{os.getpid()}",
+        **extra,
+    }
+
+
+def describe(exc: BaseException) -> str:
+    """A scene fault as one line for the manifest."""
+    if isinstance(exc, GeoRefScaleError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"

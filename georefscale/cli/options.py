@@ -1,0 +1,130 @@
+"""Click options shared by the commands, built from :mod:`georefscale.options` (the only copy
+of every default), in the manner of rasterio's ``rio/options.py``; and the conversion of the
+parsed values into the option value types."""
+
+from __future__ import annotations
+
+import click
+
+from georefscale.options import (
+    DEFAULT_MODEL,
+    CodecChoice,
+    FallbackPolicy,
+    GroundOptions,
+    OnboardOptions,
+    TilingOptions,
+)
+
+TILING = TilingOptions()
+FALLBACK = FallbackPolicy()
+GROUND = GroundOptions()
+
+tile_opt = click.option(
+    "--tile",
+    type=int,
+    default=TILING.tile,
+    show_default=True,
+    help="Tile core size in HR pixels (multiple of the factor).",
+)
+halo_opt = click.option(
+    "--halo",
+    type=int,
+    default=TILING.halo,
+    show_default=True,
+    help="Tile overlap on each side in HR pixels (multiple of the factor).",
+)
+cog_opt = click.option("--cog", is_flag=True, help="Write Cloud-Optimized GeoTIFFs.")
+refs_opt = click.option(
+    "-r",
+    "--reference",
+    "references",
+    multiple=True,
+    type=click.Path(),
+    help="Reference GeoTIFF: an older image of the same place (repeat to mosaic several).",
+)
+catalog_opt = click.option(
+    "-c",
+    "--catalog",
+    type=click.Path(),
+    default=None,
+    help="Reference catalog (.parquet from `georefscale catalog build`) to pick the reference "
+    "from, instead of --reference.",
+)
+archive_opt = click.option(
+    "--archive",
+    type=click.Path(),
+    default=None,
+    help="Root directory of the catalog's images (default: the one recorded in the catalog).",
+)
+model_opt = click.option(
+    "-m",
+    "--model",
+    default=DEFAULT_MODEL,
+    show_default=True,
+    help="Model: a shipped one (refscale-s2-x4, noref-s2-x4, refscale-naip-x4, ...; see "
+    "`georefscale info NAME`), bicubic, or a trained model's .safetensors file (card beside it).",
+)
+factor_opt = click.option(
+    "-f", "--factor", type=int, default=None, help="Rescaling factor, 2 or 4 (default: the model's)"
+)
+codec_opt = click.option(
+    "--codec",
+    default=None,
+    help="Code the LR product for the downlink, e.g. jpeg2000 (default: a lossless GeoTIFF).",
+)
+quality_opt = click.option(
+    "--quality",
+    type=float,
+    default=None,
+    help="Codec quality (jpeg2000: coded size in % of raw, 0-100).",
+)
+allow_noref_opt = click.option(
+    "--allow-noref",
+    is_flag=True,
+    help="If no reference is found, use the model's no-reference twin instead of failing.",
+)
+no_fallback_opt = click.option(
+    "--no-fallback",
+    is_flag=True,
+    help="Never fall back to the no-reference model on tiles where the reference is useless.",
+)
+min_agreement_opt = click.option(
+    "--min-agreement",
+    type=float,
+    default=FALLBACK.min_agreement,
+    show_default=True,
+    help="Tiles whose reference agrees less than this with the target's detail (correlation, "
+    "-1..1) fall back to the no-reference model; 0 = off.",
+)
+alpha_opt = click.option(
+    "--alpha",
+    type=float,
+    default=GROUND.alpha,
+    show_default=True,
+    help="Latent temperature: z ~ N(0, alpha^2); 0 gives the mean (smoothest) reconstruction.",
+)
+seed_opt = click.option("--seed", type=int, default=GROUND.seed, show_default=True,
+                        help="Latent seed.")
+quiet_opt = click.option("-q", "--quiet", is_flag=True, help="No progress bars, no summary.")
+json_opt = click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+
+
+no_shift_opt = click.option("--no-shift", is_flag=True,
+                            help="Do not estimate/correct the reference shift.")
+
+
+def onboard_options(*, model: str, factor: int | None, codec: str | None, quality: float | None,
+                    allow_noref: bool, no_fallback: bool, min_agreement: float, no_shift: bool,
+                    tile: int, halo: int, cog: bool) -> OnboardOptions:
+    """The parsed on-board options as :class:`OnboardOptions`."""
+    return OnboardOptions(
+        model=model,
+        factor=factor,
+        tiling=TilingOptions(tile, halo),
+        fallback=FallbackPolicy(noref_model=None if no_fallback else FALLBACK.noref_model,
+                                min_agreement=min_agreement),
+        codec=CodecChoice(codec, quality),
+        correct_shift=not no_shift,
+        allow_noref=allow_noref,
+        cog=cog,
+    )

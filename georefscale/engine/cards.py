@@ -1,0 +1,93 @@
+"""Model cards of the shipped models (``georefscale/models/<name>.json``): JSON only, no torch.
+
+A card holds the architecture (``config``), the data convention (``dtype``, ``scale`` = DN per
+1.0, band names) and how the weights were made (data, steps, wall time, validation metrics and
+the sampling ``temperature`` record). ``bicubic`` needs no card and takes any factor.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from georefscale.errors import InputError
+
+__all__ = [
+    "MODELS_DIR",
+    "available_models",
+    "model_card",
+    "models_for",
+    "noref_name",
+    "shipped_cards",
+]
+
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+
+
+def shipped_cards(models_dir: Path = MODELS_DIR) -> dict[str, dict]:
+    """Name -> card of every model in ``models_dir`` that has its weights beside its card."""
+    cards = {}
+    for card in sorted(models_dir.glob("*.json")):
+        if card.with_suffix(".safetensors").exists():
+            cards[card.stem] = json.loads(card.read_text())
+    return cards
+
+
+def available_models() -> list[str]:
+    """Names accepted by :func:`load`: ``bicubic`` and every shipped model."""
+    return ["bicubic", *shipped_cards()]
+
+
+def model_card(name: str) -> dict:
+    """The model card of a shipped model, or of a trained model given as the path of its
+    ``.safetensors`` file (card beside it, as ``georefscale train`` writes them); InputError for
+    unknown names and missing or unreadable cards."""
+    if Path(name).suffix == ".safetensors":
+        return _file_card(Path(name))
+    cards = shipped_cards()
+    if name not in cards:
+        raise InputError(
+            f"unknown model {name!r}; available: {', '.join(available_models())} "
+            "(or the path of a trained model's .safetensors file)"
+        )
+    return cards[name]
+
+
+def _file_card(weights: Path) -> dict:
+    card_path = weights.with_suffix(".json")
+    if not weights.is_file():
+        raise InputError(f"{weights}: no such weights file")
+    try:
+        card = json.loads(card_path.read_text())
+    except FileNotFoundError as exc:
+        raise InputError(f"{weights}: its model card {card_path.name} is missing "
+                         "(georefscale train writes both files)") from exc
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{card_path}: not a readable model card: {exc}") from exc
+    missing = [k for k in ("name", "dtype", "scale", "config") if k not in card]
+    if missing:
+        raise InputError(f"{card_path}: not a model card (no {', '.join(missing)})")
+    return card
+
+
+def models_for(bands: int, dtype: str, factor: int | None = None) -> list[str]:
+    """Shipped models whose band count and dtype fit, optionally for one factor."""
+    return [
+        name
+        for name, card in shipped_cards().items()
+        if card["config"]["bands"] == bands
+        and card["dtype"] == dtype
+        and (factor is None or card["config"]["factor"] == factor)
+    ]
+
+
+def noref_name(name: str) -> str | None:
+    """Name of the no-reference twin of a RefScale model (``refscale-s2-x4`` -> ``noref-s2-x4``).
+
+    Args:
+        name: a model name.
+
+    Returns:
+        The twin's name, or None for names outside the ``refscale-*`` scheme.
+    """
+    return "noref-" + name.removeprefix("refscale-") if name.startswith("refscale-") else None

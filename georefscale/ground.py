@@ -1,0 +1,279 @@
+"""On the ground: an LR product and the same references -> the HR image (and relevance map).
+
+:meth:`GroundPlan.make` checks the open LR product against its tags, models and references once;
+:meth:`GroundPlan.tile` rebuilds one tile anywhere (the plan is picklable, so tile tasks on other
+processes give the same tiles); :func:`write_hr` is the single writer of the HR GeoTIFF and of
+the relevance map. :func:`make_hr` chains the three for one process.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import rasterio
+from rasterio.io import DatasetReader
+
+from georefscale.convention import reference_tile
+from georefscale.errors import InputError
+from georefscale.options import GroundOptions
+from georefscale.product import LRInfo, encode_ranges
+from georefscale.raster.io import (
+    GDAL_CACHE_BYTES,
+    GeoTIFFWriter,
+    check_output,
+    from_float,
+    prefixed,
+    read_window,
+    to_float,
+)
+from georefscale.tiling import Stitcher, Tiling, tile_seed, with_progress
+
+if TYPE_CHECKING:
+    from georefscale.engine.rescaler import Rescaler
+
+__all__ = ["GroundPlan", "HRTile", "make_hr", "write_hr"]
+
+PathLike = str | os.PathLike
+
+
+@dataclass(frozen=True)
+class HRTile:
+    """One rebuilt tile as :meth:`GroundPlan.tile` makes it.
+
+    Attributes:
+        row: tile row.
+        col: tile column.
+        x: float32 ``(bands, h, w)`` in units of the scale, NaN on nodata (None when the plan
+            makes no HR).
+        relevance: float32 ``(1, h, w)``, 0 (reference ignored) .. 1 (used), NaN on nodata
+            (None when the plan makes no relevance map).
+    """
+
+    row: int
+    col: int
+    x: np.ndarray | None
+    relevance: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class GroundPlan:
+    """How one LR product is rebuilt, decided once by :meth:`make`.
+
+    Attributes:
+        info: the product's tags.
+        model: the recorded model.
+        fallback_model: the recorded no-reference model (None when no tile fell back or only
+            the relevance map is made).
+        options: alpha, seed, tiling.
+        hr: whether tiles rebuild the HR image.
+        relevance: whether tiles compute the relevance map.
+        nodata: the LR product's nodata value.
+    """
+
+    info: LRInfo
+    model: Rescaler
+    fallback_model: Rescaler | None
+    options: GroundOptions
+    hr: bool = True
+    relevance: bool = False
+    nodata: float | None = None
+
+    @classmethod
+    def make(
+        cls,
+        lr: DatasetReader,
+        datasets: Sequence[DatasetReader],
+        info: LRInfo,
+        *,
+        model: Rescaler,
+        fallback_model: Rescaler | None,
+        options: GroundOptions,
+        outputs: frozenset[str] = frozenset({"hr"}),
+        lr_name: str = "LR product",
+    ) -> GroundPlan:
+        """Check an open LR product (with its parsed tags) and open references.
+
+        Args:
+            lr: the open LR product.
+            datasets: the open references, in the recorded order.
+            info: the product's tags.
+            model: the recorded model.
+            fallback_model: the recorded no-reference model (needed when tiles fell back and
+                the HR is made).
+            options: alpha, seed, tile and halo (None: as recorded).
+            outputs: what the tiles make: ``"hr"`` and / or ``"relevance"``.
+            lr_name: the product, for messages.
+
+        Raises:
+            InputError: grid, bands, tiling or models do not fit the product.
+        """
+        hr, rel = "hr" in outputs, "relevance" in outputs
+        if not outputs or not outputs <= {"hr", "relevance"}:
+            raise InputError(f"{lr_name}: outputs must be 'hr' and / or 'relevance'")
+        if hr and options.alpha > 1:
+            warnings.warn(_alpha_warning(lr_name, options.alpha, model), UserWarning,
+                          stacklevel=3)
+        expected = info.target_grid.scaled(info.factor)
+        if (lr.width, lr.height) != (expected.width, expected.height) or not (
+            lr.transform.almost_equals(expected.transform)
+        ):
+            raise InputError(
+                f"{lr_name}: LR grid does not match the recorded target grid x{info.factor}"
+            )
+        if model.uses_reference and not datasets:
+            raise InputError(f"{lr_name}: model {model.name} needs the reference it was made with")
+        for ds, name in zip(datasets, info.reference_ids, strict=False):
+            if ds.count != lr.count:
+                raise InputError(
+                    f"{name}: reference has {ds.count} bands, the LR product {lr.count}"
+                )
+        fallback = set(info.fallback_tiles)
+        tiling = options.tiling_for(info.tile, info.halo)
+        if fallback and (tiling.tile, tiling.halo) != (info.tile, info.halo):
+            raise InputError(
+                f"{lr_name}: {len(fallback)} tiles were made without the reference for tile "
+                f"{info.tile} / halo {info.halo}; ground with the recorded tiling"
+            )
+        if fallback and hr and fallback_model is None:
+            raise InputError(f"{lr_name}: needs the no-reference model {info.fallback_model}")
+        if rel and not model.uses_reference:
+            raise InputError(f"{lr_name}: made with {model.name}, which uses no reference: there "
+                             "is no relevance map")
+        n = len(info.tiling(tiling))
+        if fallback and max(fallback) >= n:
+            raise InputError(f"{lr_name}: fallback tile {max(fallback)} outside the {n} tiles of "
+                             "the recorded tiling")
+        return cls(info, model, fallback_model if hr else None, options, hr, rel, lr.nodata)
+
+    @property
+    def tiling(self) -> Tiling:
+        return self.info.tiling(self.options.tiling_for(self.info.tile, self.info.halo))
+
+    def tile(self, lr: DatasetReader, datasets: Sequence[DatasetReader], row: int,
+             col: int) -> HRTile:
+        """Rebuild tile (``row``, ``col``): the HR tile with latent seed ``(seed, row, col)``
+        and / or its relevance map; tiles recorded as fallback use the no-reference model (and
+        have relevance 0)."""
+        from georefscale.engine.run import relevance, upscale
+
+        info, tiling, f = self.info, self.tiling, self.info.factor
+        t = tiling.tile(row, col, "hr")
+        y, mask = to_float(read_window(lr, tiling.tile(row, col, "lr").window), info.scale,
+                           self.nodata)
+        hr_mask = np.repeat(np.repeat(mask, f, axis=1), f, axis=2)
+        use_fallback = row * tiling.n_cols + col in info.fallback_tiles
+        m, ref = (self.fallback_model, None) if use_fallback else (self.model, None)
+        if not use_fallback and m.uses_reference:
+            ref = reference_tile(datasets, info.target_grid, t.window, info.shift, m,
+                                 info.source_dtype)
+        x = rel = None
+        if self.hr:
+            x = upscale(m, y, ref, self.options.alpha, tile_seed(self.options.seed, row, col))
+            if self.nodata is not None:
+                x[hr_mask] = np.nan
+        if self.relevance:
+            if use_fallback:
+                rel = np.zeros((1, *hr_mask.shape[1:]), np.float32)
+            else:
+                rel = relevance(m, y, ref)[None]
+            if self.nodata is not None:
+                rel[:, hr_mask.all(axis=0)] = np.nan
+        return HRTile(row, col, x, rel)
+
+    def tiles(self, lr: DatasetReader, datasets: Sequence[DatasetReader],
+              rows: range | None = None, progress: bool | None = False) -> Iterator[HRTile]:
+        """The rebuilt tiles of tile rows ``rows`` (default: all), row-major."""
+        n = len(self.tiling) if rows is None else len(rows) * self.tiling.n_cols
+        what = "ground" if self.hr else "relevance"
+        for t in with_progress(self.tiling.rows(rows), n, what, progress):
+            yield self.tile(lr, datasets, t.row, t.col)
+
+
+def write_hr(plan: GroundPlan, lr: DatasetReader, tiles: Iterable[HRTile], *,
+             out: PathLike | None = None, relevance_out: PathLike | None = None,
+             lr_name: str = "LR product") -> None:
+    """The single writer of the HR GeoTIFF and of the relevance map.
+
+    Args:
+        plan: the product's plan.
+        lr: the open LR product (its tags and band names are kept).
+        tiles: the rebuilt tiles in row-major order (they may be computed anywhere).
+        out: the HR GeoTIFF (target grid, source dtype, the LR's nodata), written atomically;
+            needs ``plan.hr``.
+        relevance_out: the relevance map (single-band float32, NaN nodata); needs
+            ``plan.relevance``.
+        lr_name: the product, for messages and the output tags.
+    """
+    info, tiling = plan.info, plan.tiling
+    grid, dtype, scale, nodata = info.target_grid, info.source_dtype, info.scale, plan.nodata
+    descriptions = lr.descriptions if any(lr.descriptions) else (info.bands or None)
+    tags = {k: v for k, v in lr.tags().items() if not k.startswith("GEOREFSCALE_")}
+    base = {"MODEL": info.model, "FACTOR": info.factor,
+            "REFERENCE_ID": ";".join(info.reference_ids), "LR": Path(lr_name).name}
+    with ExitStack() as stack:
+        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES))
+        hr_stitch = rel_stitch = None
+        if out is not None:
+            check_output(out)
+            writer = stack.enter_context(GeoTIFFWriter(
+                out, grid, count=lr.count, dtype=dtype, nodata=nodata,
+                descriptions=descriptions, cog=plan.options.cog,
+                tags={**tags, **prefixed({"PRODUCT": "HR reconstruction", **base,
+                                          "ALPHA": plan.options.alpha,
+                                          "SEED": plan.options.seed})},
+            ))
+            hr_stitch = Stitcher(
+                tiling,
+                lr.count,
+                lambda rows, r0: writer.write_rows(from_float(rows, dtype, scale, nodata), r0),
+                level="hr",
+            )
+        if relevance_out is not None:
+            check_output(relevance_out)
+            rel_writer = stack.enter_context(GeoTIFFWriter(
+                relevance_out, grid, count=1, dtype="float32", nodata=float("nan"),
+                descriptions=["reference relevance (0 ignored .. 1 used)"],
+                cog=plan.options.cog,
+                tags=prefixed({"PRODUCT": "reference relevance", **base,
+                               "FALLBACK_TILES": encode_ranges(info.fallback_tiles)}),
+            ))
+            rel_stitch = Stitcher(tiling, 1, rel_writer.write_rows, level="hr")
+        for t in tiles:
+            core = tiling.tile(t.row, t.col, "hr")
+            if hr_stitch is not None:
+                hr_stitch.add(core, t.x)
+            if rel_stitch is not None:
+                rel_stitch.add(core, t.relevance)
+        for s in (hr_stitch, rel_stitch):
+            if s is not None:
+                s.close()
+
+
+def make_hr(plan: GroundPlan, lr: DatasetReader, datasets: Sequence[DatasetReader], *,
+            out: PathLike | None = None, relevance_out: PathLike | None = None,
+            lr_name: str = "LR product", progress: bool | None = False) -> None:
+    """Every tile of ``plan`` in this process, written by :func:`write_hr`."""
+    for p in (out, relevance_out):
+        if p is not None:
+            check_output(p)
+    write_hr(plan, lr, plan.tiles(lr, datasets, progress=progress), out=out,
+             relevance_out=relevance_out, lr_name=lr_name)
+
+
+def _alpha_warning(lr_name: str, alpha: float, model: Rescaler) -> str:
+    """Why alpha above 1 is risky, with what the model's card measured on validation crops."""
+    text = (f"{lr_name}: alpha {alpha:g} is above the latent temperature the models were "
+            "trained with (1)")
+    if model.temperature:
+        psnr = model.temperature["psnr"]
+        text += (f"; {model.name} on its validation crops: "
+                 + ", ".join(f"alpha {a} {v:.1f} dB" for a, v in psnr.items())
+                 + f" (forward latent RMS {model.temperature['latent_rms']:.2f})")
+    return text

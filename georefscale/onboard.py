@@ -1,0 +1,283 @@
+"""On board: a target and its references -> the LR product, tile by tile.
+
+:meth:`OnboardPlan.make` checks the open target and references against the model and decides
+once per scene how the scene is made (reference shift, LR tags, tiling, fallback model);
+:meth:`OnboardPlan.tile` makes one LR tile anywhere (the plan is picklable, so tile tasks on other
+processes give the same tiles); :func:`write_lr` is the single writer of the LR GeoTIFF.
+:func:`make_lr` chains the three for one process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import rasterio
+from rasterio.io import DatasetReader
+
+from georefscale.convention import block_all, dn_scale, normalise
+from georefscale.errors import InputError
+from georefscale.metrics import detail_agreement
+from georefscale.options import FallbackPolicy, OnboardOptions, check_factor
+from georefscale.product import LRInfo, encode_ranges
+from georefscale.raster.align import align_window, overlaps, scene_shift
+from georefscale.raster.grid import Grid
+from georefscale.raster.io import (
+    GDAL_CACHE_BYTES,
+    GeoTIFFWriter,
+    check_output,
+    from_float,
+    read_window,
+    to_float,
+)
+from georefscale.references import ReferenceSet
+from georefscale.tiling import Stitcher, Tiling, with_progress
+
+if TYPE_CHECKING:
+    from georefscale.engine.rescaler import Rescaler
+
+__all__ = ["LRTile", "OnboardPlan", "make_lr", "write_lr"]
+
+log = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike
+
+
+@dataclass(frozen=True)
+class LRTile:
+    """One LR tile as :meth:`OnboardPlan.tile` makes it.
+
+    Attributes:
+        row: tile row.
+        col: tile column.
+        y: float32 ``(bands, h/f, w/f)`` in units of the scale, NaN where all f x f source
+            pixels are nodata.
+        fell_back: whether the tile was made by the no-reference model.
+    """
+
+    row: int
+    col: int
+    y: np.ndarray
+    fell_back: bool
+
+
+@dataclass(frozen=True)
+class OnboardPlan:
+    """How one target is made on board, decided once per scene by :meth:`make`.
+
+    Attributes:
+        model: the rescaler.
+        fallback_model: its no-reference twin for the tiles where the reference does not fit
+            (None: no fallback).
+        info: the LR tags (with the scene's reference shift).
+        policy: the fallback thresholds.
+    """
+
+    model: Rescaler
+    fallback_model: Rescaler | None
+    info: LRInfo
+    policy: FallbackPolicy = FallbackPolicy()
+
+    @classmethod
+    def make(
+        cls,
+        target: DatasetReader,
+        datasets: Sequence[DatasetReader],
+        references: ReferenceSet,
+        *,
+        model: Rescaler,
+        fallback_model: Rescaler | None,
+        options: OnboardOptions,
+        target_name: str = "target",
+        shift: tuple[tuple[float, float], float | None] | None = None,
+    ) -> OnboardPlan:
+        """Check an open target and open references against ``model`` and decide the scene.
+
+        Args:
+            target: the open target.
+            datasets: the open references, in the order of ``references``.
+            references: what is recorded about them (ids, checksums, labels).
+            model: the rescaler (its factor is the product's).
+            fallback_model: the no-reference model for tiles (dropped for models that use no
+                reference).
+            options: tiling, fallback thresholds, shift correction.
+            target_name: the target, for messages.
+            shift: ``((dx, dy), error)`` when already estimated (e.g. by a client for all its
+                tile tasks); None estimates it with :func:`~georefscale.raster.align.scene_shift`
+                ((0, 0) without references or with ``correct_shift`` off).
+
+        Raises:
+            InputError: bands, dtype, factor or overlap do not fit (naming the file).
+        """
+        check_factor(model.factor)
+        grid = Grid.from_dataset(target)
+        dtype = target.dtypes[0]
+        scale = dn_scale(model, dtype, target_name)
+        _check_inputs(target, datasets, references, model, grid, target_name)
+        if model.uses_reference and not datasets:
+            raise InputError(f"{target_name}: model {model.name} needs a reference image")
+        if not model.uses_reference:
+            fallback_model = None
+        if shift is None:
+            shift = ((0.0, 0.0), None)
+            if datasets and options.correct_shift:
+                shift = scene_shift(target, datasets, grid)
+        info = LRInfo(
+            factor=model.factor,
+            model=model.name,
+            reference_ids=references.ids,
+            reference_sha256=references.sha256,
+            shift=tuple(shift[0]),
+            shift_error=shift[1],
+            source_dtype=dtype,
+            scale=scale,
+            target_grid=grid,
+            tile=options.tiling.tile,
+            halo=options.tiling.halo,
+            bands=tuple(d or "" for d in target.descriptions) if any(target.descriptions) else (),
+            fallback_model=fallback_model.name if fallback_model is not None else None,
+        )
+        info.tiling()  # tile and halo must fit the factor
+        return cls(model, fallback_model, info, options.fallback)
+
+    @property
+    def tiling(self) -> Tiling:
+        return self.info.tiling()
+
+    def reference_fits(self, x: np.ndarray, mask: np.ndarray, raw: np.ndarray) -> bool:
+        """Whether a tile is made with its reference.
+
+        Args:
+            x: the target tile (normalised).
+            mask: its nodata.
+            raw: the aligned reference (DN, NaN where it has no data).
+
+        Returns:
+            True when ``raw`` covers at least ``min_coverage`` of the window and agrees with
+            ``x`` by at least ``min_agreement``.
+        """
+        if np.isfinite(raw).mean() < self.policy.min_coverage:
+            return False
+        if self.policy.min_agreement <= 0:
+            return True
+        target = np.where(mask, np.nan, x)
+        return detail_agreement(target, raw, self.info.factor) >= self.policy.min_agreement
+
+    def tile(self, target: DatasetReader, datasets: Sequence[DatasetReader], row: int,
+             col: int) -> LRTile:
+        """The LR tile (``row``, ``col``) of the open ``target`` with the open references
+        (aligned with the recorded shift), or of the no-reference model where the reference
+        does not fit (see :meth:`reference_fits`)."""
+        from georefscale.engine.run import downscale
+
+        info, model, fallback = self.info, self.model, self.fallback_model
+        t = self.tiling.tile(row, col, "hr")
+        x, mask = to_float(read_window(target, t.window), info.scale, target.nodata)
+        y = None
+        if model.uses_reference:
+            raw = align_window(datasets, info.target_grid, t.window, info.shift)
+            if fallback is None or self.reference_fits(x, mask, raw):
+                y = downscale(model, x, normalise(raw, model, info.source_dtype))
+        else:
+            y = downscale(model, x, None)
+        fell_back = y is None
+        if fell_back:
+            y = downscale(fallback, x, None)
+        if target.nodata is not None:
+            y[block_all(mask, info.factor)] = np.nan
+        return LRTile(row, col, y, fell_back)
+
+    def tiles(self, target: DatasetReader, datasets: Sequence[DatasetReader],
+              rows: range | None = None, progress: bool | None = False) -> Iterator[LRTile]:
+        """The LR tiles of tile rows ``rows`` (default: all), row-major."""
+        n = len(self.tiling) if rows is None else len(rows) * self.tiling.n_cols
+        for t in with_progress(self.tiling.rows(rows), n, "onboard", progress):
+            yield self.tile(target, datasets, t.row, t.col)
+
+
+def write_lr(plan: OnboardPlan, target: DatasetReader, out: PathLike, tiles: Iterable[LRTile],
+             *, cog: bool = False) -> tuple[int, ...]:
+    """The single writer of an LR GeoTIFF.
+
+    Args:
+        plan: the scene's plan.
+        target: the open target (its tags, band names and nodata are kept).
+        out: the GeoTIFF to write (atomically).
+        tiles: the LR tiles in row-major order (they may be computed anywhere).
+        cog: write a Cloud-Optimized GeoTIFF.
+
+    Returns:
+        The row-major indices of the tiles that fell back (also recorded in the tags).
+    """
+    check_output(out)
+    info, tiling = plan.info, plan.tiling
+    grid, dtype, scale, nodata = info.target_grid, info.source_dtype, info.scale, target.nodata
+    fallback: list[int] = []
+    with (
+        rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES),
+        GeoTIFFWriter(
+            out,
+            grid.scaled(info.factor),
+            count=target.count,
+            dtype=dtype,
+            nodata=nodata,
+            descriptions=target.descriptions,
+            tags={**target.tags(), **info.to_tags()},
+            cog=cog,
+        ) as writer,
+    ):
+        stitcher = Stitcher(
+            tiling,
+            target.count,
+            lambda rows, r0: writer.write_rows(from_float(rows, dtype, scale, nodata), r0),
+            level="lr",
+        )
+        for t in tiles:
+            if t.fell_back:
+                fallback.append(info.tile_index(t.row, t.col))
+            stitcher.add(tiling.tile(t.row, t.col, "lr"), t.y)
+        stitcher.close()
+        if fallback:  # known only now; GDAL writes the tags when the file is closed
+            writer.update_tags(GEOREFSCALE_FALLBACK_TILES=encode_ranges(fallback))
+    return tuple(fallback)
+
+
+def make_lr(plan: OnboardPlan, target: DatasetReader, datasets: Sequence[DatasetReader],
+            out: PathLike, *, cog: bool = False, progress: bool | None = False,
+            target_name: str = "target") -> Path:
+    """Every tile of ``plan`` in this process, written by :func:`write_lr` to ``out``.
+
+    Returns:
+        ``out``.
+    """
+    check_output(out)
+    fallback = write_lr(plan, target, out, plan.tiles(target, datasets, progress=progress),
+                        cog=cog)
+    if fallback:
+        log.info("%s: %d of %d tiles made without the reference", target_name, len(fallback),
+                 len(plan.tiling))
+    return Path(out)
+
+
+def _check_inputs(target: DatasetReader, datasets: Sequence[DatasetReader],
+                  references: ReferenceSet, model: Rescaler, grid: Grid,
+                  target_name: str) -> None:
+    if model.bands is not None and target.count != model.bands:
+        raise InputError(
+            f"{target_name}: target has {target.count} bands, model {model.name} expects "
+            f"{model.bands}"
+        )
+    labels = [r.label for r in references] or [f"reference {i + 1}" for i in range(len(datasets))]
+    for ds, name in zip(datasets, labels, strict=True):
+        if ds.count != target.count:
+            raise InputError(
+                f"{name}: reference has {ds.count} bands, the target {target_name} has "
+                f"{target.count}"
+            )
+        if not overlaps(ds, grid):
+            raise InputError(f"{name}: reference does not overlap the target {target_name}")

@@ -1,0 +1,211 @@
+"""The references of a job as one value: :class:`Reference` and :class:`ReferenceSet`.
+
+A reference keeps one form from where it is chosen (given files, a catalog, the ids recorded in a
+product) to where it is recorded in the LR tags and checked on the ground: its id (the catalog
+record id, or the file stem for a file given directly), its file, its SHA-256 and a label for
+messages.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rasterio.io import DatasetReader
+
+from georefscale.errors import InputError, NoCandidateError, ReferenceMismatchError
+from georefscale.raster.io import open_raster, sha256_file
+
+if TYPE_CHECKING:
+    from georefscale.catalog import Catalog, Record
+    from georefscale.product import LRInfo
+
+__all__ = ["Reference", "ReferenceSet", "as_catalog"]
+
+PathLike = str | os.PathLike
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One reference raster as used.
+
+    Attributes:
+        id: the id recorded in the LR tags (catalog record id, or the file stem).
+        path: the GeoTIFF read (a temporary file for a DataArray).
+        sha256: SHA-256 recorded in the LR tags (of the file, or of a DataArray's content).
+        label: how messages name it.
+    """
+
+    id: str
+    path: Path
+    sha256: str
+    label: str
+
+    @classmethod
+    def from_file(cls, path: PathLike, id: str | None = None) -> Reference:
+        """A reference file given directly (id: its stem unless given).
+
+        Raises:
+            InputError: the file does not exist.
+        """
+        p = Path(path)
+        if not p.is_file():
+            raise InputError(f"{p}: reference file does not exist")
+        return cls(id or p.stem, p, sha256_file(p), str(p))
+
+    @classmethod
+    def from_record(cls, rec: Record, catalog: Catalog, *, check_sha: bool = True) -> Reference:
+        """A catalog record as a reference: its id, its file (which must exist) and, with
+        ``check_sha``, the record's checksum verified against the file.
+
+        Raises:
+            InputError: the file is missing.
+            ReferenceMismatchError: the file changed since the catalog was built.
+        """
+        path = Path(rec.href)
+        if not path.is_file():
+            raise InputError(
+                f"{path}: reference {rec.id} of {catalog_name(catalog)} does not exist (wrong "
+                "archive root? pass archive= / --archive)"
+            )
+        sha = sha256_file(path)
+        if check_sha and rec.sha256 and sha != rec.sha256:
+            raise ReferenceMismatchError(
+                f"{path}: SHA-256 {sha[:16]}... differs from the catalog record {rec.id} "
+                f"({rec.sha256[:16]}...): the file changed since {catalog_name(catalog)} was "
+                "built"
+            )
+        return cls(rec.id, path, sha, str(path))
+
+
+@dataclass(frozen=True)
+class ReferenceSet:
+    """The references of one job, in mosaic order (empty: no reference)."""
+
+    references: tuple[Reference, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.references)
+
+    def __iter__(self) -> Iterator[Reference]:
+        return iter(self.references)
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(r.id for r in self.references)
+
+    @property
+    def sha256(self) -> tuple[str, ...]:
+        return tuple(r.sha256 for r in self.references)
+
+    @classmethod
+    def from_files(cls, paths: Sequence[PathLike]) -> ReferenceSet:
+        """References given as files (ids: their stems)."""
+        return cls(tuple(Reference.from_file(p) for p in paths))
+
+    @classmethod
+    def from_catalog(
+        cls,
+        catalog: Catalog,
+        target: PathLike,
+        *,
+        target_name: str | None = None,
+        band_count: int | None = None,
+        when: datetime | str | None = None,
+    ) -> ReferenceSet:
+        """The references the catalog picks for ``target``: the best earlier record covering
+        its footprint, or a covering mosaic (``Catalog.references_for(target, time="before")``);
+        each file is checked against the catalog's SHA-256.
+
+        Args:
+            catalog: the catalog.
+            target: the target GeoTIFF.
+            target_name: how messages name the target (default: its path).
+            band_count: only records with this many bands.
+            when: acquisition time of the target (default: from its tags or name).
+
+        Raises:
+            NoCandidateError: nothing qualifies.
+        """
+        name = target_name or str(target)
+        try:
+            found = catalog.references_for(target, time="before", when=when,
+                                           band_count=band_count)
+        except NoCandidateError as exc:
+            raise NoCandidateError(
+                f"{name}: no usable reference in {catalog_name(catalog)} ({exc}); use "
+                "allow_noref=True (CLI: --allow-noref) to downscale with the no-reference model"
+            ) from exc
+        return cls(tuple(Reference.from_record(rec, catalog) for rec in found.references))
+
+    @classmethod
+    def by_ids(cls, catalog: Catalog, info: LRInfo, product: str) -> ReferenceSet:
+        """The references recorded in a product, found in ``catalog`` by id.
+
+        Raises:
+            InputError: a recorded id is not in the catalog, or its file is missing.
+        """
+        refs = []
+        for rid in info.reference_ids:
+            if rid not in catalog:
+                raise InputError(
+                    f"{product}: reference {rid} recorded in the LR product is not in "
+                    f"{catalog_name(catalog)}"
+                )
+            refs.append(Reference.from_record(catalog.get(rid), catalog, check_sha=False))
+        return cls(tuple(refs))
+
+    def verify(self, info: LRInfo, product: PathLike) -> None:
+        """Check that these are the references recorded in ``info``, by SHA-256 and count.
+
+        Raises:
+            ReferenceMismatchError: another count or another file.
+        """
+        if len(self) != len(info.reference_sha256):
+            want = ", ".join(info.reference_ids) or "none"
+            raise ReferenceMismatchError(
+                f"{product}: made with {len(info.reference_sha256)} reference(s) ({want}), "
+                f"got {len(self)}"
+            )
+        for ref, rid, sha in zip(self, info.reference_ids, info.reference_sha256, strict=True):
+            if ref.sha256 != sha:
+                raise ReferenceMismatchError(
+                    f"{ref.label}: SHA-256 {ref.sha256[:16]}... differs from reference {rid} "
+                    f"({sha[:16]}...) recorded in {product}"
+                )
+
+    @contextmanager
+    def open(self) -> Iterator[list[DatasetReader]]:
+        """The open datasets, in order; all are closed on exit."""
+        with ExitStack() as stack:
+            yield [stack.enter_context(open_raster(r.path, "reference")) for r in self]
+
+
+def catalog_name(catalog: Catalog) -> str:
+    """How messages name a catalog: its file, or "catalog"."""
+    return str(catalog.path) if getattr(catalog, "path", None) is not None else "catalog"
+
+
+def as_catalog(catalog: Catalog | PathLike, archive: PathLike | None = None) -> Catalog:
+    """A :class:`~georefscale.catalog.Catalog` from a Catalog or the path of its parquet.
+
+    Args:
+        catalog: a Catalog, or the path of its stac-geoparquet file.
+        archive: root of the catalog's hrefs (default: the one recorded in the catalog).
+
+    Raises:
+        InputError: the file does not exist.
+    """
+    from georefscale.catalog import Catalog
+
+    if isinstance(catalog, Catalog):
+        return catalog
+    path = Path(catalog)
+    if not path.is_file():
+        raise InputError(f"{path}: catalog file does not exist")
+    return Catalog.load(path, archive=archive)
