@@ -10,8 +10,7 @@ public names below are imported on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from georefscale.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -35,14 +34,4 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'georefscale' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports("georefscale", _LAZY, globals())

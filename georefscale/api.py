@@ -3,7 +3,7 @@
 The only module that knows that a source is a GeoTIFF path or a rioxarray DataArray (written to
 a temporary GeoTIFF; results come back as DataArrays then) and that an LR product may be coded
 for the link (``OnboardOptions.codec``, e.g. JPEG 2000). The work itself is done by
-:mod:`georefscale.onboard` and :mod:`georefscale.ground` on open datasets.
+:mod:`georefscale.plans.onboard` and :mod:`georefscale.plans.ground` on open datasets.
 
 Options travel as the value types of :mod:`georefscale.options`. The keywords of the first
 releases (``tile=``, ``alpha=``, ``codec=``, ...) still work and map onto those fields, with a
@@ -24,11 +24,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from georefscale.atomic import guard_outputs
 from georefscale.errors import InputError, NoCandidateError
-from georefscale.ground import GroundPlan, make_hr
 from georefscale.link import codec_spec, encode_lr, exact_lr, probe_codec
-from georefscale.onboard import OnboardPlan, make_lr
 from georefscale.options import AUTO, GroundOptions, ModelLike, OnboardOptions
+from georefscale.plans.ground import GroundPlan, make_hr
+from georefscale.plans.onboard import OnboardPlan, make_lr
 from georefscale.product import LRInfo
 from georefscale.raster.io import check_output, open_raster
 from georefscale.references import Reference, ReferenceSet, as_catalog
@@ -222,6 +223,7 @@ def _onboard(ws: Workspace, target: Source, reference: Source | Sequence[Source]
             )
         m = twin
     fallback = noref_twin(m, noref)
+    guard_outputs([out], [tpath, *(r.path for r in refs)])
     lr_file = ws.path("lr.tif") if spec is not None else out
     with open_raster(tpath, "target") as tds, refs.open() as rdss:
         plan = OnboardPlan.make(tds, rdss, refs, model=m, fallback_model=fallback,
@@ -260,6 +262,8 @@ def _ground(ws: Workspace, lr: Source, reference: Source | Sequence[Source] | No
         else:
             refs = ws.references(reference)
         refs.verify(info, lname)
+        guard_outputs([out, relevance_out], [lpath, Path(lr) if not as_da else None,
+                                             *(r.path for r in refs)])
         m = given_model(models[0], info.model, info.factor, "model", lname)
         fallback = None
         if info.fallback_tiles and "hr" in outputs:
@@ -457,6 +461,11 @@ def roundtrip(
     on, gr = options or (OnboardOptions(), GroundOptions())
     ground_keys = {k: keywords.pop(k) for k in ("alpha", "seed") if k in keywords}
     on, gr = onboard_options(on, **keywords), ground_options(gr, **ground_keys)
+    given = [] if reference is None or is_dataarray(reference) else (
+        [reference] if isinstance(reference, str | os.PathLike) else list(reference))
+    guard_outputs([lr_out, hr_out, relevance_out],
+                  [None if is_dataarray(target) else target,
+                   *(r for r in given if not is_dataarray(r))])
     for p in (lr_out, hr_out, relevance_out):
         if p is not None:
             Path(p).parent.mkdir(parents=True, exist_ok=True)

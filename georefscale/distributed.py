@@ -4,35 +4,27 @@ resolves, with a ``DeprecationWarning`` naming its new place."""
 
 from __future__ import annotations
 
-import importlib
-import warnings
-from typing import Any
+from georefscale.lazy import lazy_exports
 
-#: old name -> (module, new name)
+#: old name -> "module:new name"
 _MOVED = {
-    "process_archive": ("georefscale.archive.run", "process_archive"),
-    "run_split_scene": ("georefscale.archive.run", "run_split_scene"),
-    "plan_archive": ("georefscale.archive.plan", "plan_archive"),
-    "SceneJob": ("georefscale.archive.plan", "SceneJob"),
-    "Input": ("georefscale.archive.plan", "Input"),
-    "DEFAULT_SPLIT_PIXELS": ("georefscale.archive.plan", "DEFAULT_SPLIT_PIXELS"),
-    "run_scene": ("georefscale.archive.scene", "run_scene"),
-    "ArchiveResult": ("georefscale.archive.manifest", "ArchiveResult"),
-    "is_finished": ("georefscale.archive.manifest", "is_finished"),
-    "verify_product": ("georefscale.archive.manifest", "verify_product"),
-    "MANIFEST": ("georefscale.archive.manifest", "MANIFEST"),
-    "DEFAULT_BAND_ROWS": ("georefscale.archive.bands", "DEFAULT_BAND_ROWS"),
-    "connect": ("georefscale.archive.cluster", "connect"),
-    "single_threaded": ("georefscale.engine.run", "single_threaded"),
+    "process_archive": "georefscale.archive.run:process_archive",
+    "run_split_scene": "georefscale.archive.run:run_split_scene",
+    "plan_archive": "georefscale.archive.plan:plan_archive",
+    "SceneJob": "georefscale.archive.plan:SceneJob",
+    "Input": "georefscale.archive.plan:Input",
+    "DEFAULT_SPLIT_PIXELS": "georefscale.archive.plan:DEFAULT_SPLIT_PIXELS",
+    "run_scene": "georefscale.archive.scene:run_scene",
+    "ArchiveResult": "georefscale.archive.manifest:ArchiveResult",
+    "is_finished": "georefscale.archive.manifest:is_finished",
+    "verify_product": "georefscale.archive.manifest:verify_product",
+    "MANIFEST": "georefscale.archive.manifest:MANIFEST",
+    "DEFAULT_BAND_ROWS": "georefscale.archive.bands:DEFAULT_BAND_ROWS",
+    "connect": "georefscale.archive.cluster:connect",
+    "single_threaded": "georefscale.engine.run:single_threaded",
 }
 
 __all__ = sorted(_MOVED)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _MOVED:
-        raise AttributeError(f"module 'georefscale.distributed' has no attribute {name!r}")
-    module, new = _MOVED[name]
-    warnings.warn(f"georefscale.distributed.{name} moved to {module}.{new}", DeprecationWarning,
-                  stacklevel=2)
-    return getattr(importlib.import_module(module), new)
+__getattr__, __dir__ = lazy_exports("georefscale.distributed", _MOVED, globals(), moved=True)

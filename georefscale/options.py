@@ -39,6 +39,8 @@ FACTORS = (2, 4)
 AUTO = "auto"
 #: Smallest tile core (HR pixels): below it the halo dominates and a scene takes forever.
 MIN_TILE = 32
+#: Largest tile core (HR pixels): bounds a tile's memory (a crafted product cannot ask for TiB).
+MAX_TILE = 8192
 #: A model name or a ready rescaler object (``georefscale.engine`` interface).
 ModelLike: TypeAlias = "str | Rescaler"
 
@@ -79,10 +81,12 @@ class TilingOptions:
 
 def _check_tiling(tile: int | None, halo: int | None) -> None:
     if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int)
-                             or tile < MIN_TILE):
-        raise InputError(f"tile {tile} must be an integer of at least {MIN_TILE} pixels")
-    if halo is not None and (isinstance(halo, bool) or not isinstance(halo, int) or halo < 0):
-        raise InputError(f"halo {halo} must be a non-negative integer")
+                             or not MIN_TILE <= tile <= MAX_TILE):
+        raise InputError(f"tile {tile} must be an integer of at least {MIN_TILE} pixels "
+                         f"(at most {MAX_TILE})")
+    if halo is not None and (isinstance(halo, bool) or not isinstance(halo, int) or halo < 0
+                             or halo > (tile or MAX_TILE)):
+        raise InputError(f"halo {halo} must be a non-negative integer no larger than the tile")
 
 
 @dataclass(frozen=True)

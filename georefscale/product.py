@@ -10,26 +10,28 @@ fell back to the no-reference model (a compact tile-range text, see :func:`encod
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from affine import Affine
 from rasterio.io import DatasetReader
 
 from georefscale.errors import InputError
+from georefscale.options import TilingOptions, check_factor
 from georefscale.raster.grid import Grid
-from georefscale.raster.io import georefscale_tags, prefixed
+from georefscale.raster.io import DEFAULT_SCALES, BandMeta, georefscale_tags, prefixed
 from georefscale.tiling import Tiling
-
-if TYPE_CHECKING:
-    from georefscale.options import TilingOptions
 
 __all__ = ["FORMAT_VERSION", "LRInfo", "decode_ranges", "encode_ranges"]
 
 #: Version of the tag layout, written as ``GEOREFSCALE_FORMAT``.
 FORMAT_VERSION = "1"
+#: What a model name recorded in a product may look like (never a path).
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}(?<!\.safetensors)")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,9 @@ class LRInfo:
     fallback_model: str | None = None
     #: row-major indices (``row * n_cols + col``) of the tiles made without the reference
     fallback_tiles: tuple[int, ...] = field(default=())
+    #: the target's scale / offset, units, band tags, colour interpretation, other tag domains
+    #: (None: all default); kept on the LR and the HR, also through codecs that drop them
+    meta: BandMeta | None = None
 
     def tiling(self, tiling: TilingOptions | None = None) -> Tiling:
         """The product's tiling: the recorded tile and halo, or those of ``tiling``.
@@ -94,6 +99,8 @@ class LRInfo:
         }
         if self.bands:
             tags["BANDS"] = json.dumps(list(self.bands))
+        if self.meta is not None:
+            tags["META"] = self.meta.to_json()
         if self.fallback_model is not None:
             tags["FALLBACK_MODEL"] = self.fallback_model
             tags["FALLBACK_TILES"] = encode_ranges(self.fallback_tiles)
@@ -101,37 +108,98 @@ class LRInfo:
 
     @classmethod
     def from_dataset(cls, ds: DatasetReader, path: str | os.PathLike) -> LRInfo:
-        """Parse the tags of an open LR product; InputError if they are missing or broken."""
+        """Parse and validate the tags of an open LR product, before any work.
+
+        Tags come from elsewhere (a product received over a link): every one is checked
+        against its schema and against the file it sits in (bounds derived from the raster's
+        own size), and model names must be names, never paths.
+
+        Args:
+            ds: the open product.
+            path: its name, for messages.
+
+        Raises:
+            InputError: tags missing, malformed or inconsistent with the file.
+        """
         tags = georefscale_tags(ds)
         if not tags:
             raise InputError(f"{path}: not a georefscale LR product (no GEOREFSCALE_* tags)")
         try:
-            # GDAL drops empty tags: no reference -> no REFERENCE_* tags
-            ids, shas = tags.get("REFERENCE_ID", ""), tags.get("REFERENCE_SHA256", "")
-            grid = Grid(
-                crs=ds.crs,
-                transform=Affine(*json.loads(tags["TARGET_TRANSFORM"])),
-                width=int(tags["TARGET_WIDTH"]),
-                height=int(tags["TARGET_HEIGHT"]),
-            )
-            return cls(
-                factor=int(tags["FACTOR"]),
-                model=tags["MODEL"],
-                reference_ids=tuple(ids.split(";")) if ids else (),
-                reference_sha256=tuple(shas.split(";")) if shas else (),
-                shift=tuple(float(v) for v in json.loads(tags["SHIFT"])),
-                shift_error=float(tags["SHIFT_ERROR"]) if tags.get("SHIFT_ERROR") else None,
-                source_dtype=tags["SOURCE_DTYPE"],
-                scale=float(tags["SCALE"]),
-                target_grid=grid,
-                tile=int(tags["TILE"]),
-                halo=int(tags["HALO"]),
-                bands=tuple(str(b) for b in json.loads(tags.get("BANDS", "[]"))),
-                fallback_model=tags.get("FALLBACK_MODEL") or None,
-                fallback_tiles=decode_ranges(tags.get("FALLBACK_TILES", "")),
-            )
-        except (KeyError, ValueError, TypeError) as exc:
+            info = cls._parse(tags, ds)
+        except (KeyError, ValueError, TypeError, InputError) as exc:
             raise InputError(f"{path}: georefscale tags are incomplete or invalid ({exc})") from exc
+        return info
+
+    @classmethod
+    def _parse(cls, tags: dict[str, str], ds: DatasetReader) -> LRInfo:
+        fmt = tags.get("FORMAT", FORMAT_VERSION)
+        if fmt != FORMAT_VERSION:
+            raise ValueError(f"FORMAT {fmt!r} is not one this version reads ({FORMAT_VERSION})")
+        factor = int(tags["FACTOR"])
+        check_factor(factor)
+        width, height = int(tags["TARGET_WIDTH"]), int(tags["TARGET_HEIGHT"])
+        if (-(-width // factor), -(-height // factor)) != (ds.width, ds.height):
+            raise ValueError(f"TARGET_WIDTH / HEIGHT {width} x {height} do not match the "
+                             f"{ds.width} x {ds.height} product at x{factor}")
+        transform = _numbers(tags["TARGET_TRANSFORM"], 6, "TARGET_TRANSFORM")
+        affine = Affine(*transform)
+        if affine.determinant == 0:
+            raise ValueError("TARGET_TRANSFORM is degenerate")
+        shift = _numbers(tags["SHIFT"], 2, "SHIFT")
+        if abs(shift[0]) > width or abs(shift[1]) > height:
+            raise ValueError(f"SHIFT {shift} is larger than the scene")
+        shift_error = float(tags["SHIFT_ERROR"]) if tags.get("SHIFT_ERROR") else None
+        dtype = tags["SOURCE_DTYPE"]
+        if dtype not in DEFAULT_SCALES:
+            raise ValueError(f"SOURCE_DTYPE {dtype!r} is not one of {', '.join(DEFAULT_SCALES)}")
+        scale = float(tags["SCALE"])
+        if not math.isfinite(scale) or scale <= 0:
+            raise ValueError(f"SCALE {scale} must be a positive number")
+        tiling = TilingOptions(int(tags["TILE"]), int(tags["HALO"]))
+        tiles = Tiling(height, width, factor=factor, tile=tiling.tile, halo=tiling.halo)
+        bands = json.loads(tags.get("BANDS", "[]"))
+        if not isinstance(bands, list) or (bands and len(bands) != ds.count):
+            raise ValueError(f"BANDS must list the {ds.count} band names")
+        # GDAL drops empty tags: no reference -> no REFERENCE_* tags
+        ids, shas = tags.get("REFERENCE_ID", ""), tags.get("REFERENCE_SHA256", "")
+        reference_ids = tuple(ids.split(";")) if ids else ()
+        reference_sha256 = tuple(shas.split(";")) if shas else ()
+        if len(reference_ids) != len(reference_sha256):
+            raise ValueError("REFERENCE_ID and REFERENCE_SHA256 differ in length")
+        if any(not _HEX64.fullmatch(h) for h in reference_sha256):
+            raise ValueError("REFERENCE_SHA256 must be hex SHA-256 digests")
+        fallback_model = tags.get("FALLBACK_MODEL") or None
+        for name in (tags["MODEL"], fallback_model):
+            if name is not None and not _MODEL_NAME.fullmatch(name):
+                raise ValueError(f"model {name!r} is not a model name (paths are never loaded "
+                                 "from a product; give the model with --model)")
+        return cls(
+            factor=factor,
+            model=tags["MODEL"],
+            reference_ids=reference_ids,
+            reference_sha256=reference_sha256,
+            shift=(shift[0], shift[1]),
+            shift_error=shift_error,
+            source_dtype=dtype,
+            scale=scale,
+            target_grid=Grid(crs=ds.crs, transform=affine, width=width, height=height),
+            tile=tiling.tile,
+            halo=tiling.halo,
+            bands=tuple(str(b) for b in bands),
+            fallback_model=fallback_model,
+            fallback_tiles=decode_ranges(tags.get("FALLBACK_TILES", ""), limit=len(tiles)),
+            meta=BandMeta.from_json(tags["META"], ds.count) if tags.get("META") else None,
+        )
+
+
+def _numbers(text: str, n: int, name: str) -> list[float]:
+    values = json.loads(text)
+    if not isinstance(values, list) or len(values) != n:
+        raise ValueError(f"{name} must be a list of {n} numbers")
+    out = [float(v) for v in values]
+    if not all(math.isfinite(v) for v in out):
+        raise ValueError(f"{name} has a non-finite number")
+    return out
 
 
 def encode_ranges(indices: Iterable[int]) -> str:
@@ -151,13 +219,24 @@ def encode_ranges(indices: Iterable[int]) -> str:
     return ",".join(parts) or "none"
 
 
-def decode_ranges(text: str) -> tuple[int, ...]:
-    """Inverse of :func:`encode_ranges` (ValueError on malformed text)."""
-    out: list[int] = []
+def decode_ranges(text: str, limit: int | None = None) -> tuple[int, ...]:
+    """Inverse of :func:`encode_ranges`.
+
+    Args:
+        text: the ranges.
+        limit: every index must be below this (checked before anything is expanded).
+
+    Raises:
+        ValueError: malformed text or an index out of bounds.
+    """
+    spans = []
     for part in filter(None, text.replace("none", "").split(",")):
         a, _, b = part.partition("-")
         lo, hi = int(a), int(b) if b else int(a)
-        if lo < 0 or hi < lo:
-            raise ValueError(f"bad tile range {part!r}")
-        out.extend(range(lo, hi + 1))
-    return tuple(out)
+        if lo < 0 or hi < lo or (limit is not None and hi >= limit):
+            raise ValueError(f"bad tile range {part!r}" + (f" (of {limit} tiles)" if limit
+                                                           is not None else ""))
+        spans.append((lo, hi))
+    if limit is not None and sum(hi - lo + 1 for lo, hi in spans) > limit:
+        raise ValueError(f"more tile indices than the {limit} tiles")
+    return tuple(i for lo, hi in spans for i in range(lo, hi + 1))

@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from georefscale.api import ground, onboard
 from georefscale.cli import main
 from georefscale.errors import InputError, ReferenceMismatchError
-from georefscale.ground import GroundPlan, make_hr
-from georefscale.onboard import OnboardPlan, make_lr
 from georefscale.options import DEFAULT_MODEL, GroundOptions, OnboardOptions, TilingOptions
+from georefscale.plans.ground import GroundPlan, make_hr
+from georefscale.plans.onboard import OnboardPlan, make_lr
 from georefscale.product import LRInfo
 from georefscale.raster.grid import Grid
 from georefscale.raster.io import open_raster, sha256_file, write_geotiff

@@ -2,8 +2,8 @@
 tasks on the workers, stitched by one writer on the client.
 
 Each band task opens the scene's files itself, makes its tiles through the same plan as the
-serial path (:meth:`OnboardPlan.tile <georefscale.onboard.OnboardPlan.tile>` /
-:meth:`GroundPlan.tile <georefscale.ground.GroundPlan.tile>`) and saves them, atomically, to a
+serial path (:meth:`OnboardPlan.tile <georefscale.plans.onboard.OnboardPlan.tile>` /
+:meth:`GroundPlan.tile <georefscale.plans.ground.GroundPlan.tile>`) and saves them, atomically, to a
 ``.npz`` part in ``out/.<id>.parts-<key>/`` (which also makes finished bands survive an
 interruption); the writer reads the parts in order and writes the one product with the same
 bytes as the serial path. On board, the client estimates the reference shift once and gives it
@@ -21,9 +21,9 @@ import numpy as np
 from georefscale.archive.plan import SceneJob
 from georefscale.archive.scene import ground_plan, onboard_plan, open_scene, product_path
 from georefscale.atomic import atomic_output
-from georefscale.ground import HRTile, write_hr
-from georefscale.onboard import LRTile, write_lr
 from georefscale.options import ClusterOptions
+from georefscale.plans.ground import HRTile, write_hr
+from georefscale.plans.onboard import LRTile, write_lr
 from georefscale.product import LRInfo
 from georefscale.raster.io import open_raster
 from georefscale.references import ReferenceSet
@@ -97,7 +97,7 @@ def onboard_band(job: SceneJob, refs: ReferenceSet, shift: tuple[tuple[float, fl
 def split_onboard(client: Client, job: SceneJob, refs: ReferenceSet, lr: Path, parts: Path,
                   band_rows: int = DEFAULT_BAND_ROWS) -> None:
     """The writer of a split scene's LR product: the plan once here (checks, reference shift,
-    tags), the tiles from the band tasks, :func:`~georefscale.onboard.write_lr`."""
+    tags), the tiles from the band tasks, :func:`~georefscale.plans.onboard.write_lr`."""
     with open_scene(job, refs) as (tds, rdss):
         plan = onboard_plan(job, refs, tds, rdss)
         shift = (plan.info.shift, None)
@@ -122,7 +122,7 @@ def ground_band(job: SceneJob, refs: ReferenceSet, lr: str, rows: range, part: s
 def split_ground(client: Client, job: SceneJob, refs: ReferenceSet, lr: Path, hr: Path,
                  parts: Path, band_rows: int = DEFAULT_BAND_ROWS) -> None:
     """The writer of a split scene's HR: the plan once here (checks), the tiles from the band
-    tasks, :func:`~georefscale.ground.write_hr`."""
+    tasks, :func:`~georefscale.plans.ground.write_hr`."""
     with open_raster(lr, "LR product") as lds, refs.open() as rdss:
         info = LRInfo.from_dataset(lds, lr)
         refs.verify(info, lr)

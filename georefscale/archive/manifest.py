@@ -111,7 +111,7 @@ def scene_manifest(job: SceneJob, products: dict[str, Path]) -> dict[str, Any]:
 
 def is_finished(job: SceneJob, out: str | os.PathLike) -> bool:
     """True when ``out/<id>`` holds this job's complete result (same key, products intact)."""
-    folder = Path(out) / job.id
+    folder = Path(out) / job.folder
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,12 +23,13 @@ from georefscale.references import Reference, ReferenceSet
 if TYPE_CHECKING:
     from georefscale.catalog import Catalog, Record
 
-__all__ = ["DEFAULT_SPLIT_PIXELS", "Input", "SceneJob", "plan_archive"]
+__all__ = ["DEFAULT_SPLIT_PIXELS", "Input", "SceneJob", "folder_name", "plan_archive"]
 
 #: Scenes with more pixels than this are split into tile bands across workers.
 DEFAULT_SPLIT_PIXELS = ClusterOptions().split_pixels
 
 PathLike = str | os.PathLike
+_PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,119}")
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,11 @@ class SceneJob:
         return self.target.id
 
     @property
+    def folder(self) -> str:
+        """The scene's folder (and file prefix) name: see :func:`folder_name`."""
+        return folder_name(self.id)
+
+    @property
     def model(self) -> str:
         """The model's name (as recorded in the manifest)."""
         m = self.onboard.model
@@ -133,6 +140,21 @@ class SceneJob:
     def key(self) -> str:
         """SHA-256 of :meth:`spec`: a finished folder is reused only for the same key."""
         return hashlib.sha256(json.dumps(self.spec(), sort_keys=True).encode()).hexdigest()
+
+
+def folder_name(record_id: str) -> str:
+    """A safe, collision-free folder name for a catalog record id.
+
+    Ids come from catalogs and STAC items made elsewhere: an id that is already a plain name
+    (letters, digits, ``._-``, not starting with a dot) is used as it is; any other (``..``,
+    ``/``, absolute paths, control characters, very long ids) becomes its cleaned text plus 12
+    hex digits of its SHA-256, so it can never leave the output folder and two ids never share
+    a folder. The id itself is kept in the manifests.
+    """
+    if _PLAIN_ID.fullmatch(record_id):
+        return record_id
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", record_id).strip("._-")[:80] or "scene"
+    return f"{slug}-{hashlib.sha256(record_id.encode()).hexdigest()[:12]}"
 
 
 def _non_default(o: OnboardOptions) -> dict[str, Any]:

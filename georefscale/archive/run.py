@@ -21,7 +21,6 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,9 +74,9 @@ def run_split_scene(client: Client, job: SceneJob, out: PathLike,
     try:
         job.target.check("target")
         refs = job.reference_set()
-        parts = out / f".{job.id}.parts-{job.key()[:16]}"
+        parts = out / f".{job.folder}.parts-{job.key()[:16]}"
         parts.mkdir(exist_ok=True)
-        staging = staging_folder(out, job.id)
+        staging = staging_folder(out, job.folder)
         with single_threaded():
             split_onboard(client, job, refs, lr_path(staging, job), parts, band_rows)
             code_lr(job, staging)
@@ -177,7 +176,7 @@ def process_archive(
     t0 = time.perf_counter()
     jobs = plan_archive(catalog, selection=selection, onboard=onboard, ground=ground,
                         split_pixels=cluster.split_pixels)
-    out = _check_out(out)
+    out = _check_out(out, jobs)
     say = log or (lambda _msg: None)
     model = onboard.model if isinstance(onboard.model, str) else onboard.model.name
     header = {
@@ -254,35 +253,57 @@ def _run(jobs: list[SceneJob], out: Path, header: dict, client: Client | None, t
 def _run_on_cluster(client: Client, jobs: Sequence[SceneJob], out: Path,
                     record: Callable[[dict], None], band_rows: int) -> None:
     """Small scenes: one task each; large ones: one writer thread here, bands on the workers.
-    An interrupt cancels the tasks and returns at once (the writer thread is a daemon: it
-    stops with the process; its staging folder is removed by the next run)."""
+
+    An interrupt (Ctrl-C, SIGTERM) cancels the tasks and returns at once: the writer is a daemon
+    thread that starts no new scene once told to stop, and the main thread never blocks on it
+    without a timeout. What was finished stays published; the next run resumes.
+    """
     from distributed import as_completed
 
     small = [j for j in jobs if not j.split]
     large = [j for j in jobs if j.split]
     futures = [client.submit(run_scene, j, str(out), key=f"scene-{j.key()[:16]}") for j in small]
-    writer = ThreadPoolExecutor(max_workers=1)
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            for job in large:
+                if stop.is_set():
+                    return
+                record(run_split_scene(client, job, out, band_rows))
+        except BaseException as exc:  # handed to the main thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=writer, name="georefscale-split-writer", daemon=True)
+    thread.start()
     try:
-        done = writer.submit(_split_all, client, large, out, record, band_rows)
         for fut in as_completed(futures, loop=client.loop):
             record(fut.result())
-        done.result()
+        while thread.is_alive():
+            thread.join(0.2)
     except BaseException:
+        stop.set()
         client.cancel(futures)
-        writer.shutdown(wait=False, cancel_futures=True)
         raise
-    writer.shutdown(wait=True)
+    if failure:
+        raise failure[0]
 
 
-def _split_all(client: Client, jobs: Sequence[SceneJob], out: Path,
-               record: Callable[[dict], None], band_rows: int) -> None:
-    for job in jobs:
-        record(run_split_scene(client, job, out, band_rows))
-
-
-def _check_out(out: PathLike) -> Path:
-    """``out`` must be a (creatable) writable directory; checked before anything runs."""
+def _check_out(out: PathLike, jobs: Sequence[SceneJob]) -> Path:
+    """``out`` must be a (creatable) writable directory apart from the imagery: neither inside
+    nor containing the folder of any input (result folders would replace source folders in a
+    folder-per-item archive). Checked before anything runs."""
     p = Path(out)
+    where = p.resolve()
+    for job in jobs:
+        for item in (job.target, *job.references):
+            if "://" in item.href:
+                continue
+            folder = Path(item.href).resolve().parent
+            if where == folder or where.is_relative_to(folder) or folder.is_relative_to(where):
+                raise InputError(f"{p}: output folder overlaps the folder {folder} of input "
+                                 f"{item.id}; choose a folder apart from the imagery")
     probe = p
     while not probe.exists():
         probe = probe.parent

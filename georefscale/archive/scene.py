@@ -3,7 +3,7 @@
 A scene folder ``out/<id>/`` exists only once the scene is complete (renamed from a hidden
 staging folder); its ``manifest.json`` holds only deterministic content, so a resumed or
 distributed run gives byte-identical folders to a serial one. The scene's work goes straight
-through the plans and writers of :mod:`georefscale.onboard` and :mod:`georefscale.ground`, with
+through the plans and writers of :mod:`georefscale.plans`, with
 the references' catalog ids recorded in the product.
 """
 
@@ -23,10 +23,10 @@ from georefscale.archive.manifest import MANIFEST, scene_manifest
 from georefscale.archive.plan import SceneJob
 from georefscale.atomic import write_json
 from georefscale.errors import GeoRefScaleError
-from georefscale.ground import GroundPlan, make_hr
 from georefscale.link import codec_spec, encode_lr, exact_lr
-from georefscale.onboard import OnboardPlan, make_lr
 from georefscale.options import GroundOptions
+from georefscale.plans.ground import GroundPlan, make_hr
+from georefscale.plans.onboard import OnboardPlan, make_lr
 from georefscale.product import LRInfo
 from georefscale.raster.io import open_raster
 from georefscale.references import ReferenceSet
@@ -64,7 +64,7 @@ def models(job: SceneJob) -> tuple[Rescaler, Rescaler | None]:
 
 def lr_path(folder: Path, job: SceneJob) -> Path:
     """The LR GeoTIFF of ``job`` in ``folder`` (before any link coding)."""
-    return folder / f"{job.id}_lr.tif"
+    return folder / f"{job.folder}_lr.tif"
 
 
 def product_path(folder: Path, job: SceneJob) -> Path:
@@ -84,12 +84,12 @@ def code_lr(job: SceneJob, staging: Path) -> None:
 def decoded_lr(job: SceneJob, staging: Path) -> Path:
     """The staged LR product as a GeoTIFF the ground reads (a coded one decoded beside it)."""
     lr = product_path(staging, job)
-    return exact_lr(lr, staging / f".{job.id}_lr.decoded.tif") if lr.suffix != ".tif" else lr
+    return exact_lr(lr, staging / f".{job.folder}_lr.decoded.tif") if lr.suffix != ".tif" else lr
 
 
 def hr_path(folder: Path, job: SceneJob) -> Path:
     """The HR GeoTIFF of ``job`` in ``folder``."""
-    return folder / f"{job.id}_hr.tif"
+    return folder / f"{job.folder}_hr.tif"
 
 
 @contextmanager
@@ -103,7 +103,7 @@ def open_scene(job: SceneJob, refs: ReferenceSet) -> Iterator[tuple[DatasetReade
 
 def onboard_plan(job: SceneJob, refs: ReferenceSet, tds: DatasetReader, rdss: list,
                  shift: tuple[tuple[float, float], float | None] | None = None) -> OnboardPlan:
-    """The scene's :class:`~georefscale.onboard.OnboardPlan` (the shift estimated unless
+    """The scene's :class:`~georefscale.plans.onboard.OnboardPlan` (the shift estimated unless
     given)."""
     model, fallback = models(job)
     return OnboardPlan.make(tds, rdss, refs, model=model, fallback_model=fallback,
@@ -111,7 +111,7 @@ def onboard_plan(job: SceneJob, refs: ReferenceSet, tds: DatasetReader, rdss: li
 
 
 def ground_plan(job: SceneJob, lds: DatasetReader, info: LRInfo, rdss: list) -> GroundPlan:
-    """The scene's :class:`~georefscale.ground.GroundPlan` for its LR product."""
+    """The scene's :class:`~georefscale.plans.ground.GroundPlan` for its LR product."""
     model, fallback = models(job)
     options = job.ground or GroundOptions()
     return GroundPlan.make(lds, rdss, info, model=model,
@@ -145,7 +145,7 @@ def run_scene(job: SceneJob, out: PathLike) -> dict[str, Any]:
     try:
         job.target.check("target")
         refs = job.reference_set()
-        staging = staging_folder(out, job.id)
+        staging = staging_folder(out, job.folder)
         with single_threaded():
             with open_scene(job, refs) as (tds, rdss):
                 plan = onboard_plan(job, refs, tds, rdss)
@@ -178,12 +178,12 @@ def ground_scene(job: SceneJob, refs: ReferenceSet, staging: Path) -> None:
 
 def finish_scene(job: SceneJob, staging: Path, out: Path) -> None:
     """Verify the products, write the scene manifest, publish ``staging`` as ``out/<id>``."""
-    (staging / f".{job.id}_lr.decoded.tif").unlink(missing_ok=True)
+    (staging / f".{job.folder}_lr.decoded.tif").unlink(missing_ok=True)
     products = {"lr": product_path(staging, job)}
     if job.ground is not None:
         products["hr"] = hr_path(staging, job)
     write_json(staging / MANIFEST, scene_manifest(job, products), sort_keys=True)
-    publish(staging, out / job.id)
+    publish(staging, out / job.folder)
 
 
 def publish(staging: Path, final: Path) -> None:

@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import shapely
 
+from georefscale.atomic import atomic_output
 from georefscale.catalog.records import STAC_EXTENSIONS, Band, Record, media_type
 from georefscale.errors import InputError
 
@@ -189,12 +190,8 @@ def write_catalog(path: str | os.PathLike[str], table: pa.Table, footprints: np.
             "version": 1, "archive": Path(os.path.relpath(root, out.parent)).as_posix()}).encode(),
     }
     result = pa.table(columns).replace_schema_metadata(meta)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_output(out, ".parquet.tmp") as tmp:
         pq.write_table(result, tmp, compression="zstd")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def read_catalog(path: str | os.PathLike[str], archive: str | os.PathLike[str] | None = None
@@ -273,9 +270,5 @@ def write_item_collection(path: str | os.PathLike[str], records: Iterable[Record
     for r in records:
         items.append(r.with_href(relative_href(r.href, out.parent)).to_item()
                      .to_dict(include_self_link=False))
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_output(out, ".json.tmp") as tmp:
         tmp.write_text(json.dumps({"type": "FeatureCollection", "features": items}, indent=1))
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)

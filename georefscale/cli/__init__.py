@@ -6,7 +6,9 @@ defines ``register(group)``); torch is imported lazily inside the commands that 
 
 from __future__ import annotations
 
+import errno
 import importlib
+import signal
 import sys
 
 import click
@@ -24,6 +26,7 @@ class _Group(click.Group):
     """Click group that turns library errors into one-line messages and exit codes."""
 
     def invoke(self, ctx: click.Context):  # noqa: D401
+        signal.signal(signal.SIGTERM, _interrupt)  # a kill ends a run like Ctrl-C: cleaned up
         try:
             return super().invoke(ctx)
         except NoCandidateError as exc:
@@ -32,6 +35,21 @@ class _Group(click.Group):
         except GeoRefScaleError as exc:
             click.echo(f"georefscale: error: {exc}", err=True)
             sys.exit(EXIT_ERROR)
+        except OSError as exc:  # a full disk, a file size limit, a vanished folder
+            if exc.errno not in _IO_ERRNOS:
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"georefscale: error: {where}{exc.strerror or exc}", err=True)
+            sys.exit(EXIT_ERROR)
+
+
+#: OS errors that are the environment's, not bugs: reported in one line.
+_IO_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.ENOENT,
+              errno.EIO}
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -6,19 +6,10 @@ import click
 
 from georefscale.cli.options import (
     alpha_opt,
-    codec_opt,
-    cog_opt,
-    factor_opt,
-    halo_opt,
-    min_agreement_opt,
-    no_fallback_opt,
-    no_shift_opt,
-    onboard_options,
-    quality_opt,
+    onboard_option_group,
     seed_opt,
-    tile_opt,
 )
-from georefscale.options import DEFAULT_MODEL, ClusterOptions
+from georefscale.options import ClusterOptions
 
 CLUSTER = ClusterOptions()
 
@@ -35,26 +26,10 @@ def register(group: click.Group) -> None:
 @click.option("--before", default=None, help="Targets acquired strictly before this date.")
 @click.option("--aoi", default=None, help="AOI: bbox, WKT, GeoJSON or a GeoJSON file.")
 @click.option("--aoi-crs", default=None, help="CRS of --aoi (default EPSG:4326).")
-@click.option(
-    "-m",
-    "--model",
-    default=DEFAULT_MODEL,
-    show_default=True,
-    help="Model name, a trained model's .safetensors file, or 'auto' to pick a shipped model "
-    "fitting each scene.",
-)
-@factor_opt
-@codec_opt
-@quality_opt
-@no_fallback_opt
-@min_agreement_opt
-@no_shift_opt
+@onboard_option_group(allow_noref=False)
 @click.option("--ground", "do_ground", is_flag=True, help="Also rebuild the HR scene and score it.")
 @alpha_opt
 @seed_opt
-@tile_opt
-@halo_opt
-@cog_opt
 @click.option(
     "-w",
     "--workers",
@@ -72,8 +47,7 @@ def register(group: click.Group) -> None:
 )
 @click.option("--archive-root", default=None, type=click.Path(), help="Where catalog hrefs live.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def archive_cmd(catalog, out, after, before, aoi, aoi_crs, model, factor, codec, quality,
-                no_fallback, min_agreement, no_shift, do_ground, alpha, seed, tile, halo, cog,
+def archive_cmd(catalog, out, after, before, aoi, aoi_crs, options, do_ground, alpha, seed,
                 workers, scheduler, split_pixels, archive_root, no_progress):
     """Process every CATALOG record acquired in [--after, --before) (and --aoi) as a target:
     its reference is picked among earlier records, then onboard (and ground) run as one task per
@@ -84,16 +58,12 @@ def archive_cmd(catalog, out, after, before, aoi, aoi_crs, model, factor, codec,
     from georefscale.errors import GeoRefScaleError
     from georefscale.options import GroundOptions
 
-    onboard = onboard_options(model=model, factor=factor, codec=codec, quality=quality,
-                              allow_noref=False, no_fallback=no_fallback,
-                              min_agreement=min_agreement, no_shift=no_shift, tile=tile,
-                              halo=halo, cog=cog)
     cluster = ClusterOptions(workers=workers, scheduler=scheduler, split_pixels=split_pixels)
     result = process_archive(
         Catalog.load(catalog, archive_root),
         out,
         selection={"after": after, "before": before, "aoi": aoi, "aoi_crs": aoi_crs},
-        onboard=onboard,
+        onboard=options,
         ground=GroundOptions(alpha=alpha, seed=seed) if do_ground else None,
         cluster=cluster,
         progress=not no_progress,

@@ -41,9 +41,11 @@ def build(paths: tuple[str, ...], output: str, date_pattern: str | None, sensor:
           band_names: str | None, collection: str | None, footprint: str, archive: str | None,
           fresh: bool) -> None:
     """Build or update a catalog from GeoTIFF files, folders, globs or STAC JSON."""
+    from georefscale.atomic import guard_outputs
     from georefscale.catalog import Catalog, IngestWarning
 
     out = Path(output)
+    guard_outputs([out], [p for p in paths if Path(p).is_file()])
     cat = Catalog.load(out) if out.exists() and not fresh else Catalog()
     names = [n.strip() for n in band_names.split(",")] if band_names else None
     with warnings.catch_warnings():
@@ -54,6 +56,7 @@ def build(paths: tuple[str, ...], output: str, date_pattern: str | None, sensor:
         click.echo(f"georefscale: warning: {source}: skipped: {reason}", err=True)
     if not result.records:
         raise InputError(f"{', '.join(paths)}: no readable raster or STAC item; {out} not written")
+    guard_outputs([out], [r.href for r in cat])
     cat.save(out, archive=archive)
     click.echo(f"{out}: {len(cat)} records ({result.added} added, {result.updated} updated, "
                f"{len(result.skipped)} skipped)")

@@ -4,6 +4,10 @@ parsed values into the option value types."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Any
+
 import click
 
 from georefscale.options import (
@@ -62,7 +66,8 @@ model_opt = click.option(
     default=DEFAULT_MODEL,
     show_default=True,
     help="Model: a shipped one (refscale-s2-x4, noref-s2-x4, refscale-naip-x4, ...; see "
-    "`georefscale info NAME`), bicubic, or a trained model's .safetensors file (card beside it).",
+    "`georefscale info NAME`), bicubic, a trained model's .safetensors file (card beside it), or "
+    "(archive) 'auto' to pick a shipped model fitting each scene.",
 )
 factor_opt = click.option(
     "-f", "--factor", type=int, default=None, help="Rescaling factor, 2 or 4 (default: the model's)"
@@ -113,18 +118,36 @@ no_shift_opt = click.option("--no-shift", is_flag=True,
                             help="Do not estimate/correct the reference shift.")
 
 
-def onboard_options(*, model: str, factor: int | None, codec: str | None, quality: float | None,
-                    allow_noref: bool, no_fallback: bool, min_agreement: float, no_shift: bool,
-                    tile: int, halo: int, cog: bool) -> OnboardOptions:
-    """The parsed on-board options as :class:`OnboardOptions`."""
-    return OnboardOptions(
-        model=model,
-        factor=factor,
-        tiling=TilingOptions(tile, halo),
-        fallback=FallbackPolicy(noref_model=None if no_fallback else FALLBACK.noref_model,
-                                min_agreement=min_agreement),
-        codec=CodecChoice(codec, quality),
-        correct_shift=not no_shift,
-        allow_noref=allow_noref,
-        cog=cog,
-    )
+def onboard_option_group(*, allow_noref: bool = True) -> Callable:
+    """Decorator: the on-board options (model, factor, codec, fallback, shift, tiling, COG) as
+    click options, handed to the command as one ``options`` :class:`OnboardOptions`.
+
+    Args:
+        allow_noref: also offer ``--allow-noref``.
+    """
+    opts = [model_opt, factor_opt, codec_opt, quality_opt,
+            *([allow_noref_opt] if allow_noref else []), no_fallback_opt, min_agreement_opt,
+            no_shift_opt, tile_opt, halo_opt, cog_opt]
+
+    def decorate(command: Callable) -> Callable:
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kw: Any) -> Any:
+            kw["options"] = OnboardOptions(
+                model=kw.pop("model"),
+                factor=kw.pop("factor"),
+                tiling=TilingOptions(kw.pop("tile"), kw.pop("halo")),
+                fallback=FallbackPolicy(
+                    noref_model=None if kw.pop("no_fallback") else FALLBACK.noref_model,
+                    min_agreement=kw.pop("min_agreement")),
+                codec=CodecChoice(kw.pop("codec"), kw.pop("quality")),
+                correct_shift=not kw.pop("no_shift"),
+                allow_noref=kw.pop("allow_noref", False),
+                cog=kw.pop("cog"),
+            )
+            return command(*args, **kw)
+
+        for opt in reversed(opts):
+            wrapper = opt(wrapper)
+        return wrapper
+
+    return decorate

@@ -9,25 +9,15 @@ from pathlib import Path
 import click
 
 from georefscale.cli.options import (
-    allow_noref_opt,
     alpha_opt,
     archive_opt,
     catalog_opt,
-    codec_opt,
     cog_opt,
-    factor_opt,
-    halo_opt,
     json_opt,
-    min_agreement_opt,
-    model_opt,
-    no_fallback_opt,
-    no_shift_opt,
-    onboard_options,
-    quality_opt,
+    onboard_option_group,
     quiet_opt,
     refs_opt,
     seed_opt,
-    tile_opt,
 )
 
 
@@ -71,8 +61,6 @@ def _lr_lines(s: dict) -> list[str]:
 @refs_opt
 @catalog_opt
 @archive_opt
-@factor_opt
-@model_opt
 @click.option(
     "-o",
     "--output",
@@ -80,20 +68,10 @@ def _lr_lines(s: dict) -> list[str]:
     type=click.Path(),
     help="LR product to write (a GeoTIFF; with --codec the codec's extension is used).",
 )
-@codec_opt
-@quality_opt
-@allow_noref_opt
-@no_fallback_opt
-@min_agreement_opt
-@no_shift_opt
-@tile_opt
-@halo_opt
-@cog_opt
+@onboard_option_group()
 @quiet_opt
 @json_opt
-def onboard_cmd(target, references, catalog, archive, factor, model, output, codec, quality,
-                allow_noref, no_fallback, min_agreement, no_shift, tile, halo, cog, quiet,
-                as_json):
+def onboard_cmd(target, references, catalog, archive, output, options, quiet, as_json):
     """On board: shrink TARGET (a GeoTIFF) 2x or 4x into a tagged LR product.
 
     The reference (an older image of the same place) comes from --reference or is picked from
@@ -108,10 +86,6 @@ def onboard_cmd(target, references, catalog, archive, factor, model, output, cod
     from georefscale.api import onboard
     from georefscale.report import describe_lr
 
-    options = onboard_options(model=model, factor=factor, codec=codec, quality=quality,
-                              allow_noref=allow_noref, no_fallback=no_fallback,
-                              min_agreement=min_agreement, no_shift=no_shift, tile=tile,
-                              halo=halo, cog=cog)
     out = onboard(target, list(references) or None, out=output, catalog=catalog,
                   archive=archive, options=options, progress=_progress(quiet))
     summary = describe_lr(out)
@@ -134,11 +108,16 @@ def onboard_cmd(target, references, catalog, archive, factor, model, output, cod
 @seed_opt
 @click.option("--tile", type=int, default=None, help="Tile size (default: as recorded).")
 @click.option("--halo", type=int, default=None, help="Halo (default: as recorded).")
+@click.option("-m", "--model", "model_file", type=click.Path(), default=None,
+              help="The trained model's .safetensors file the product was made with (its card "
+              "name must be the recorded one; default: the recorded shipped model).")
+@click.option("--noref-model", "noref_file", type=click.Path(), default=None,
+              help="The same for the recorded no-reference model.")
 @cog_opt
 @quiet_opt
 @json_opt
-def ground_cmd(lr, references, catalog, archive, output, relevance, alpha, seed, tile, halo, cog,
-               quiet, as_json):
+def ground_cmd(lr, references, catalog, archive, output, relevance, alpha, seed, tile, halo,
+               model_file, noref_file, cog, quiet, as_json):
     """On the ground: rebuild the full-resolution scene from the LR product LR.
 
     Needs the same reference as on board: give it with --reference, or --catalog to find it by
@@ -154,7 +133,8 @@ def ground_cmd(lr, references, catalog, archive, output, relevance, alpha, seed,
 
     options = GroundOptions(alpha=alpha, seed=seed, tile=tile, halo=halo, cog=cog)
     out = ground(lr, list(references) or None, out=output, catalog=catalog, archive=archive,
-                 options=options, relevance_out=relevance, progress=_progress(quiet))
+                 options=options, relevance_out=relevance, model=model_file,
+                 noref_model=noref_file, progress=_progress(quiet))
     summary = {"lr": str(lr), "hr": str(out), "alpha": alpha, "seed": seed,
                "relevance": str(relevance) if relevance else None}
     lines = [f"HR   {out}"] + ([f"relevance {relevance}"] if relevance else [])
@@ -166,8 +146,6 @@ def ground_cmd(lr, references, catalog, archive, output, relevance, alpha, seed,
 @refs_opt
 @catalog_opt
 @archive_opt
-@factor_opt
-@model_opt
 @click.option(
     "-o",
     "--output-dir",
@@ -176,23 +154,14 @@ def ground_cmd(lr, references, catalog, archive, output, relevance, alpha, seed,
     help="Directory (created) for <target>_lr.tif (or .jp2 ...), <target>_hr.tif and the "
     "relevance map.",
 )
-@codec_opt
-@quality_opt
-@allow_noref_opt
-@no_fallback_opt
-@min_agreement_opt
-@no_shift_opt
+@onboard_option_group()
 @click.option("--relevance", is_flag=True, help="Also write <target>_relevance.tif.")
 @alpha_opt
 @seed_opt
-@tile_opt
-@halo_opt
-@cog_opt
 @quiet_opt
 @json_opt
-def roundtrip_cmd(target, references, catalog, archive, factor, model, output_dir, codec,
-                  quality, allow_noref, no_fallback, min_agreement, no_shift, relevance, alpha,
-                  seed, tile, halo, cog, quiet, as_json):
+def roundtrip_cmd(target, references, catalog, archive, output_dir, options, relevance, alpha,
+                  seed, quiet, as_json):
     """Onboard then ground in one go; prints the LR size and the reconstruction error.
 
     The error is the RMSE in DN and the PSNR in dB (peak: reflectance 1.0 for Sentinel-2,
@@ -203,13 +172,9 @@ def roundtrip_cmd(target, references, catalog, archive, factor, model, output_di
 
     stem = Path(target).stem
     d = Path(output_dir)
-    on = onboard_options(model=model, factor=factor, codec=codec, quality=quality,
-                         allow_noref=allow_noref, no_fallback=no_fallback,
-                         min_agreement=min_agreement, no_shift=no_shift, tile=tile, halo=halo,
-                         cog=cog)
     res = roundtrip(target, list(references) or None, lr_out=d / f"{stem}_lr.tif",
                     hr_out=d / f"{stem}_hr.tif", catalog=catalog, archive=archive,
-                    options=(on, GroundOptions(alpha=alpha, seed=seed, cog=cog)),
+                    options=(options, GroundOptions(alpha=alpha, seed=seed)),
                     relevance_out=d / f"{stem}_relevance.tif" if relevance else None,
                     progress=_progress(quiet))
     psnr = "inf" if math.isinf(res["psnr_db"]) else f"{res['psnr_db']:.2f}"

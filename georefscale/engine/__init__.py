@@ -9,8 +9,7 @@ JSON only) can be read without importing torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from georefscale.lazy import lazy_exports
 
 #: Public names re-exported lazily: name -> module that defines it.
 _LAZY = {
@@ -30,14 +29,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'georefscale.engine' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports("georefscale.engine", _LAZY, globals())

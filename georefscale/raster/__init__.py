@@ -1,27 +1,30 @@
-"""rasterio-level helpers: grids, checked I/O with DN <-> float scaling, reference alignment."""
+"""rasterio-level helpers: grids, checked I/O with DN <-> float scaling, reference alignment.
 
-from georefscale.raster.align import align, estimate_shift, overlaps
-from georefscale.raster.grid import Grid
-from georefscale.raster.io import (
-    GeoTIFFWriter,
-    default_scale,
-    from_float,
-    open_raster,
-    read_window,
-    to_float,
-    write_geotiff,
-)
+The names below are imported on first use, so ``import georefscale.raster`` stays light
+(alignment pulls scikit-image and scipy only when it is used).
+"""
 
-__all__ = [
-    "GeoTIFFWriter",
-    "Grid",
-    "align",
-    "default_scale",
-    "estimate_shift",
-    "from_float",
-    "open_raster",
-    "overlaps",
-    "read_window",
-    "to_float",
-    "write_geotiff",
-]
+from __future__ import annotations
+
+from georefscale.lazy import lazy_exports
+
+#: Public names re-exported lazily: name -> module that defines it.
+_LAZY = {
+    "Grid": "georefscale.raster.grid",
+    "GeoTIFFWriter": "georefscale.raster.io",
+    "default_scale": "georefscale.raster.io",
+    "from_float": "georefscale.raster.io",
+    "open_raster": "georefscale.raster.io",
+    "read_window": "georefscale.raster.io",
+    "to_float": "georefscale.raster.io",
+    "write_geotiff": "georefscale.raster.io",
+    "align": "georefscale.raster.align",
+    "align_window": "georefscale.raster.align",
+    "estimate_shift": "georefscale.raster.align",
+    "overlaps": "georefscale.raster.align",
+}
+
+__all__ = sorted(_LAZY)
+
+
+__getattr__, __dir__ = lazy_exports("georefscale.raster", _LAZY, globals())

@@ -27,16 +27,28 @@ from georefscale.raster.io import reflect_window
 SHIFT_WINDOW = 1024
 
 
+def corner_bounds(transform, width: int, height: int) -> tuple[float, float, float, float]:
+    """``(xmin, ymin, xmax, ymax)`` of a grid from its four corners: right for north-up,
+    south-up, west-left and rotated geotransforms alike."""
+    xs, ys = zip(*(transform * (c, r) for c in (0, width) for r in (0, height)), strict=True)
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def _bounds_in(ds: DatasetReader, crs) -> tuple[float, float, float, float]:
+    return transform_bounds(ds.crs, crs, *corner_bounds(ds.transform, ds.width, ds.height),
+                            densify_pts=21)
+
+
 def overlaps(ds: DatasetReader, grid: Grid) -> bool:
     """Whether the open raster ``ds`` and ``grid`` share some area (compared in grid's CRS)."""
-    left, bottom, right, top = transform_bounds(ds.crs, grid.crs, *ds.bounds, densify_pts=21)
-    g = grid.bounds
-    return left < g.right and right > g.left and bottom < g.top and top > g.bottom
+    left, bottom, right, top = _bounds_in(ds, grid.crs)
+    gl, gb, gr, gt = corner_bounds(grid.transform, grid.width, grid.height)
+    return left < gr and right > gl and bottom < gt and top > gb
 
 
 def _resampling(ds: DatasetReader, grid: Grid) -> Resampling:
     """Average when the reference is much finer than the target, cubic otherwise."""
-    left, bottom, right, top = transform_bounds(ds.crs, grid.crs, *ds.bounds, densify_pts=21)
+    left, bottom, right, top = _bounds_in(ds, grid.crs)
     ref_res = min((right - left) / ds.width, (top - bottom) / ds.height)
     return Resampling.average if ref_res < 0.5 * min(grid.res) else Resampling.cubic
 

@@ -8,20 +8,25 @@ georefscale's own tags are written in the default tag namespace with the prefix 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import os
+import stat
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import rasterio
 import rasterio.shutil
+from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
-from rasterio.io import DatasetReader
+from rasterio.io import DatasetReader, DatasetWriter
 from rasterio.windows import Window
 
-from georefscale.atomic import temp_path
+from georefscale.atomic import check_replaceable, remove_stale, replace, temp_path
 from georefscale.errors import InputError
 from georefscale.raster.grid import Grid
 
@@ -43,6 +48,8 @@ def open_raster(path: str | os.PathLike, what: str = "raster") -> rasterio.Datas
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: {what} file does not exist")
+    if not stat.S_ISREG(p.stat().st_mode):  # a FIFO or a device would hang or never end
+        raise InputError(f"{p}: {what} is not a regular file")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         try:
@@ -205,6 +212,8 @@ def check_output(path: str | os.PathLike) -> Path:
         raise InputError(f"{p}: output directory {parent} is not writable")
     if p.is_dir():
         raise InputError(f"{p}: output path is a directory")
+    check_replaceable(p)
+    remove_stale(p)
     return p
 
 
@@ -216,6 +225,97 @@ def _creation_options(dtype: np.dtype, compress: str) -> dict:
     if compress != "NONE":
         opts["predictor"] = 3 if np.dtype(dtype).kind == "f" else 2
     return opts
+
+
+#: Metadata domains that describe the file's encoding, not the data: never copied.
+_FILE_DOMAINS = {"IMAGE_STRUCTURE", "DERIVED_SUBDATASETS", "xml:XMP", "COLOR_PROFILE"}
+
+
+@dataclass(frozen=True)
+class BandMeta:
+    """What rasterio users expect a tool in the chain to keep besides pixels, grid, nodata and
+    band names: per-band scale and offset, units, per-band tags, colour interpretation, and
+    dataset tags outside the default domain.
+
+    Attributes:
+        scales: per-band scale (DN -> physical value).
+        offsets: per-band offset.
+        units: per-band unit ("" for none).
+        band_tags: per-band tags (e.g. WAVELENGTH).
+        colorinterp: per-band colour interpretation names (``ColorInterp`` member names).
+        domains: dataset tags by domain, outside the default one.
+    """
+
+    scales: tuple[float, ...]
+    offsets: tuple[float, ...]
+    units: tuple[str, ...]
+    band_tags: tuple[dict[str, str], ...]
+    colorinterp: tuple[str, ...]
+    domains: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @classmethod
+    def from_dataset(cls, ds: DatasetReader) -> BandMeta:
+        """The metadata of an open dataset."""
+        n = ds.count
+        return cls(
+            scales=tuple(float(v) for v in ds.scales),
+            offsets=tuple(float(v) for v in ds.offsets),
+            units=tuple(u or "" for u in ds.units),
+            band_tags=tuple(dict(ds.tags(i)) for i in range(1, n + 1)),
+            colorinterp=tuple(c.name for c in ds.colorinterp),
+            domains={d: dict(ds.tags(ns=d)) for d in ds.tag_namespaces()
+                     if d not in _FILE_DOMAINS and not d.startswith("GEOREFSCALE")},
+        )
+
+    @classmethod
+    def default(cls, count: int) -> BandMeta:
+        """What a new GeoTIFF has without any of it."""
+        return cls((1.0,) * count, (0.0,) * count, ("",) * count, ({},) * count,
+                   ("gray",) + ("undefined",) * (count - 1))
+
+    def is_default(self) -> bool:
+        return self == BandMeta.default(len(self.scales))
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, count: int) -> BandMeta:
+        """Parse :meth:`to_json` (from untrusted tags: shapes and types checked).
+
+        Raises:
+            ValueError: malformed.
+        """
+        d = json.loads(text)
+        meta = cls(
+            scales=tuple(float(v) for v in d["scales"]),
+            offsets=tuple(float(v) for v in d["offsets"]),
+            units=tuple(str(v) for v in d["units"]),
+            band_tags=tuple({str(k): str(v) for k, v in t.items()} for t in d["band_tags"]),
+            colorinterp=tuple(ColorInterp[str(v)].name for v in d["colorinterp"]),
+            domains={str(ns): {str(k): str(v) for k, v in t.items()}
+                     for ns, t in d.get("domains", {}).items()},
+        )
+        for name in ("scales", "offsets", "units", "band_tags", "colorinterp"):
+            if len(getattr(meta, name)) != count:
+                raise ValueError(f"metadata {name} does not list {count} bands")
+        return meta
+
+    def apply(self, ds: DatasetWriter) -> None:
+        """Write the non-default parts onto a dataset open for writing."""
+        n = ds.count
+        if self.scales != (1.0,) * n or self.offsets != (0.0,) * n:
+            ds.scales, ds.offsets = self.scales, self.offsets
+        if any(self.units):
+            ds.units = self.units
+        for i, tags in enumerate(self.band_tags, start=1):
+            if tags:
+                ds.update_tags(i, **tags)
+        if self.colorinterp != BandMeta.default(n).colorinterp:
+            ds.colorinterp = [ColorInterp[c] for c in self.colorinterp]
+        for ns, tags in self.domains.items():
+            if tags:
+                ds.update_tags(ns=ns, **tags)
 
 
 class GeoTIFFWriter:
@@ -239,8 +339,10 @@ class GeoTIFFWriter:
         tags: Mapping[str, str] | None = None,
         cog: bool = False,
         compress: str = "deflate",
+        meta: BandMeta | None = None,
     ) -> None:
         self.path = check_output(path)
+        self.meta = meta
         self.grid = grid
         self.count = count
         self.dtype = np.dtype(dtype)
@@ -273,9 +375,12 @@ class GeoTIFFWriter:
             **self.options,
         }
         if self.count >= 3 and self.dtype == np.uint8:
-            profile["photometric"] = "MINISBLACK"
+            rgb = self.meta is not None and self.meta.colorinterp[:3] == ("red", "green", "blue")
+            profile["photometric"] = "RGB" if rgb else "MINISBLACK"
         try:
             self._ds = rasterio.open(self._tmp, "w", **profile)
+            if self.meta is not None:
+                self.meta.apply(self._ds)
             if self.descriptions:
                 for i, desc in enumerate(self.descriptions, start=1):
                     if desc:
@@ -341,7 +446,7 @@ class GeoTIFFWriter:
                     raise
                 self._tmp.unlink()
                 self._tmp = final
-            os.replace(self._tmp, self.path)
+            replace(self._tmp, self.path)
             self._tmp = None
         except Exception:
             self._abort()

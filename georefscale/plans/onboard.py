@@ -29,6 +29,7 @@ from georefscale.raster.align import align_window, overlaps, scene_shift
 from georefscale.raster.grid import Grid
 from georefscale.raster.io import (
     GDAL_CACHE_BYTES,
+    BandMeta,
     GeoTIFFWriter,
     check_output,
     from_float,
@@ -123,6 +124,7 @@ class OnboardPlan:
             raise InputError(f"{target_name}: model {model.name} needs a reference image")
         if not model.uses_reference:
             fallback_model = None
+        meta = BandMeta.from_dataset(target)
         if shift is None:
             shift = ((0.0, 0.0), None)
             if datasets and options.correct_shift:
@@ -141,6 +143,7 @@ class OnboardPlan:
             halo=options.tiling.halo,
             bands=tuple(d or "" for d in target.descriptions) if any(target.descriptions) else (),
             fallback_model=fallback_model.name if fallback_model is not None else None,
+            meta=None if meta.is_default() else meta,
         )
         info.tiling()  # tile and halo must fit the factor
         return cls(model, fallback_model, info, options.fallback)
@@ -229,6 +232,7 @@ def write_lr(plan: OnboardPlan, target: DatasetReader, out: PathLike, tiles: Ite
             descriptions=target.descriptions,
             tags={**target.tags(), **info.to_tags()},
             cog=cog,
+            meta=info.meta,
         ) as writer,
     ):
         stitcher = Stitcher(

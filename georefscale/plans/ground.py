@@ -127,6 +127,9 @@ class GroundPlan:
             raise InputError(
                 f"{lr_name}: LR grid does not match the recorded target grid x{info.factor}"
             )
+        for m in (model, fallback_model):
+            if m is not None:
+                _check_model(m, info, lr.count, lr_name)
         if model.uses_reference and not datasets:
             raise InputError(f"{lr_name}: model {model.name} needs the reference it was made with")
         for ds, name in zip(datasets, info.reference_ids, strict=False):
@@ -224,7 +227,7 @@ def write_hr(plan: GroundPlan, lr: DatasetReader, tiles: Iterable[HRTile], *,
             check_output(out)
             writer = stack.enter_context(GeoTIFFWriter(
                 out, grid, count=lr.count, dtype=dtype, nodata=nodata,
-                descriptions=descriptions, cog=plan.options.cog,
+                descriptions=descriptions, cog=plan.options.cog, meta=info.meta,
                 tags={**tags, **prefixed({"PRODUCT": "HR reconstruction", **base,
                                           "ALPHA": plan.options.alpha,
                                           "SEED": plan.options.seed})},
@@ -265,6 +268,30 @@ def make_hr(plan: GroundPlan, lr: DatasetReader, datasets: Sequence[DatasetReade
             check_output(p)
     write_hr(plan, lr, plan.tiles(lr, datasets, progress=progress), out=out,
              relevance_out=relevance_out, lr_name=lr_name)
+
+
+def _check_model(model: Rescaler, info: LRInfo, count: int, lr_name: str) -> None:
+    """The model must fit the product: factor, band count, dtype and DN scale.
+
+    Raises:
+        InputError: naming the mismatch and the shipped models that would fit.
+    """
+    problems = []
+    if model.factor != info.factor:
+        problems.append(f"factor {model.factor}, not {info.factor}")
+    if model.bands is not None and model.bands != count:
+        problems.append(f"{model.bands} bands, not {count}")
+    if model.dtype is not None and model.dtype != info.source_dtype:
+        problems.append(f"data type {model.dtype}, not {info.source_dtype}")
+    if model.scale is not None and float(model.scale) != info.scale:
+        problems.append(f"scale {model.scale:g}, not {info.scale:g}")
+    if problems:
+        from georefscale.engine.cards import models_for
+
+        fits = models_for(count, info.source_dtype, info.factor)
+        raise InputError(f"{lr_name}: model {model.name} does not fit the product ("
+                         + "; ".join(problems) + "); models that fit: "
+                         + (", ".join(fits) or "none shipped"))
 
 
 def _alpha_warning(lr_name: str, alpha: float, model: Rescaler) -> str:

@@ -1,0 +1,360 @@
+"""A standing suite of hostile and careless inputs on real data: every case must end in a clear
+error naming the file and the problem, destroy nothing and leave nothing half-written.
+
+Numbers in the test names are the defects of the reliability issue they keep fixed."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import stat
+
+import numpy as np
+import pytest
+import rasterio
+from click.testing import CliRunner
+
+from georefscale.api import ground, onboard
+from georefscale.archive import process_archive
+from georefscale.archive.plan import folder_name
+from georefscale.catalog import Catalog, ingest
+from georefscale.cli import main
+from georefscale.errors import InputError
+from georefscale.options import ClusterOptions, OnboardOptions, TilingOptions
+from georefscale.raster.align import overlaps
+from georefscale.raster.grid import Grid
+from georefscale.raster.io import open_raster, sha256_file, write_geotiff
+
+FAST = OnboardOptions(model="bicubic", tiling=TilingOptions(128, 16))
+
+
+def _cli(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture
+def rio(oscd_dir, tmp_path):
+    """Copies of the rio pair (the tests may try to destroy them)."""
+    out = []
+    for name in ("rio_20171011.tif", "rio_20160424.tif"):
+        dst = tmp_path / name
+        dst.write_bytes((oscd_dir / name).read_bytes())
+        out.append(dst)
+    return out
+
+
+@pytest.fixture
+def rio_lr(rio, tmp_path):
+    lr = tmp_path / "lr.tif"
+    onboard(rio[0], rio[1], out=lr, options=FAST)
+    return lr
+
+
+# -- 1. ids from catalogs never escape the output folder ---------------------------------------
+
+
+@pytest.mark.parametrize("rid", ["./../../victim", "../x", "/etc/passwd", "a/b", "..", ".hidden",
+                                 "x" * 300, "tab\there"])
+def test_01_folder_names_from_ids_stay_inside(rid):
+    name = folder_name(rid)
+    assert "/" not in name and not name.startswith(".") and len(name) <= 100
+    assert folder_name(rid) == name and folder_name(rid + "y") != name
+
+
+def test_01_archive_with_a_hostile_id_writes_inside(oscd_dir, tmp_path):
+    records = ingest([oscd_dir / "rio_20160424.tif", oscd_dir / "rio_20171011.tif"]).records
+    hostile = [dataclasses.replace(r, id="./../../victim" if "2017" in r.id else r.id)
+               for r in records]
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("precious")
+    out = tmp_path / "a" / "b" / "out"
+    result = process_archive(Catalog.from_records(hostile), out, onboard=FAST,
+                             cluster=ClusterOptions(workers=0), progress=False)
+    assert not result.failed, result.failed
+    assert (victim / "keep.txt").read_text() == "precious"
+    (folder,) = [p for p in out.iterdir() if p.is_dir()]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["id"] == "./../../victim" and folder.parent == out
+
+
+# -- 2. an output never replaces an input -------------------------------------------------------
+
+
+def test_02_outputs_that_are_inputs_are_refused(rio, rio_lr, tmp_path):
+    target, ref = rio
+    before = {p: sha256_file(p) for p in (target, ref, rio_lr)}
+    cases = [
+        ("onboard", target, "-r", ref, "-m", "bicubic", "-o", target),
+        ("onboard", target, "-r", ref, "-m", "bicubic", "-o", ref),
+        ("ground", rio_lr, "-r", ref, "-o", rio_lr),
+        ("ground", rio_lr, "-r", ref, "-o", tmp_path / "hr.tif", "--relevance", rio_lr),
+        ("ground", rio_lr, "-r", ref, "-o", tmp_path / "hr.tif", "--relevance",
+         tmp_path / "hr.tif"),
+    ]
+    link = tmp_path / "alias.tif"
+    link.symlink_to(target)
+    cases.append(("onboard", target, "-r", ref, "-m", "bicubic", "-o", link))
+    for args in cases:
+        res = _cli(*args)
+        assert res.exit_code == 1, (args, res.output)
+        assert "georefscale: error:" in res.output
+        assert "would be destroyed" in res.output or "two outputs" in res.output or (
+            "symbolic link" in res.output), res.output
+    assert {p: sha256_file(p) for p in before} == before
+    assert not (tmp_path / "hr.tif").exists()
+
+
+def test_02_catalog_build_onto_a_raster(rio, tmp_path):
+    before = sha256_file(rio[0])
+    res = _cli("catalog", "build", tmp_path, "-o", rio[0], "--fresh")
+    assert res.exit_code == 1 and "would be destroyed" in res.output
+    assert sha256_file(rio[0]) == before
+
+
+# -- 3. only regular files are replaced ---------------------------------------------------------
+
+
+def test_03_a_device_is_never_replaced(rio, tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    res = _cli("onboard", rio[0], "-r", rio[1], "-m", "bicubic", "-o", fifo)
+    assert res.exit_code == 1 and "not a regular file" in res.output
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    res = _cli("onboard", rio[0], "-r", rio[1], "-m", "bicubic", "-o", "/dev/null")
+    assert res.exit_code == 1 and "not a regular file" in res.output
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+# -- 4. the archive's output is apart from the imagery ------------------------------------------
+
+
+def test_04_archive_out_inside_or_around_the_imagery(oscd_dir, tmp_path):
+    data = tmp_path / "data"
+    for name in ("rio_20160424", "rio_20171011"):  # folder per item, as STAC archives are
+        (data / name).mkdir(parents=True)
+        (data / name / f"{name}.tif").write_bytes((oscd_dir / f"{name}.tif").read_bytes())
+    cat = Catalog.from_records(ingest([data]).records)
+    for out in (data, data / "rio_20171011", data / "rio_20160424" / "out"):
+        with pytest.raises(InputError, match="overlaps the folder"):
+            process_archive(cat, out, onboard=FAST, cluster=ClusterOptions(workers=0),
+                            progress=False)
+    assert sorted(p.name for p in (data / "rio_20171011").iterdir()) == ["rio_20171011.tif"]
+
+
+# -- 6. crafted product tags are refused before any work ---------------------------------------
+
+
+@pytest.mark.parametrize("tag, value, match", [
+    ("TILE", "400000000", "tile"),
+    ("HALO", "40000000", "halo"),
+    ("FALLBACK_MODEL", "noref-s2-x4", None),
+    ("SOURCE_DTYPE", "not_a_dtype", "SOURCE_DTYPE"),
+    ("SOURCE_DTYPE", "complex64", "SOURCE_DTYPE"),
+    ("SHIFT", "[1, 2, 3]", "SHIFT"),
+    ("SHIFT", "[NaN, 0]", "SHIFT"),
+    ("SHIFT", "[1e9, 0]", "SHIFT"),
+    ("SCALE", "-10000", "SCALE"),
+    ("TARGET_WIDTH", "427", "TARGET_WIDTH"),
+    ("FORMAT", "99", "FORMAT"),
+    ("MODEL", "/tmp/evil.safetensors", "not a model name"),
+    ("MODEL", "evil.safetensors", "not a model name"),
+    ("REFERENCE_SHA256", "zz", "REFERENCE_SHA256"),
+])
+def test_06_crafted_tags(rio, rio_lr, tmp_path, tag, value, match):
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(rio_lr.read_bytes())
+    with rasterio.open(bad, "r+") as ds:
+        tags = {f"GEOREFSCALE_{tag}": value}
+        if tag == "FALLBACK_MODEL":  # two billion fallback tiles
+            tags["GEOREFSCALE_FALLBACK_TILES"] = "0-2000000000"
+            match = "bad tile range"
+        ds.update_tags(**tags)
+    with pytest.raises(InputError, match="bad.tif: georefscale tags are incomplete or invalid") \
+            as err:
+        ground(bad, rio[1], out=tmp_path / "hr.tif")
+    assert match.lower() in str(err.value).lower()
+    assert not (tmp_path / "hr.tif").exists()
+
+
+# -- 7. the model must fit the product ----------------------------------------------------------
+
+
+def test_07_model_of_another_family_is_refused(rio, tmp_path):
+    lr = tmp_path / "lr.tif"
+    onboard(rio[0], rio[1], out=lr, options=OnboardOptions(model="noref-s2-x4",
+                                                           tiling=TilingOptions(128, 16)))
+    with rasterio.open(lr, "r+") as ds:
+        ds.update_tags(GEOREFSCALE_MODEL="noref-naip-x4")
+    with pytest.raises(InputError, match="model noref-naip-x4 does not fit the product .*"
+                                         "data type uint8, not uint16.*models that fit: "):
+        ground(lr, None, out=tmp_path / "hr.tif")
+    assert not (tmp_path / "hr.tif").exists()
+
+
+# -- 10. special files never hang ---------------------------------------------------------------
+
+
+def test_10_special_files_as_inputs(rio, tmp_path):
+    fifo = tmp_path / "ref.fifo"
+    os.mkfifo(fifo)
+    zero = tmp_path / "zero.tif"
+    zero.symlink_to("/dev/zero")
+    for bad in (fifo, zero):
+        res = _cli("onboard", rio[0], "-r", bad, "-m", "bicubic", "-o", tmp_path / "lr.tif")
+        assert res.exit_code == 1 and "not a regular file" in res.output, res.output
+        res = _cli("onboard", bad, "-r", rio[1], "-m", "bicubic", "-o", tmp_path / "lr.tif")
+        assert res.exit_code == 1 and "not a regular file" in res.output, res.output
+    assert not (tmp_path / "lr.tif").exists()
+
+
+# -- 11. option values are checked where they are defined ---------------------------------------
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--tile", "4"], "tile 4 must be an integer"),
+    (["--min-agreement", "nan"], "min_agreement"),
+    (["--min-agreement", "5"], "min_agreement"),
+])
+def test_11_bad_onboard_options(rio, tmp_path, args, match):
+    res = _cli("onboard", rio[0], "-r", rio[1], "-m", "bicubic", "-o", tmp_path / "lr.tif",
+               *args)
+    assert res.exit_code == 1 and match in res.output
+    assert not (tmp_path / "lr.tif").exists()
+
+
+@pytest.mark.parametrize("alpha", ["nan", "inf", "-1"])
+def test_11_bad_alpha(rio, rio_lr, tmp_path, alpha):
+    res = _cli("ground", rio_lr, "-r", rio[1], "-o", tmp_path / "hr.tif", "--alpha", alpha)
+    assert res.exit_code == 1 and "alpha must be a finite number" in res.output
+    assert not (tmp_path / "hr.tif").exists()
+
+
+# -- 9. a killed run's temporaries are removed by the next one ----------------------------------
+
+
+def test_09_stale_temporaries_are_removed(rio, tmp_path):
+    lr = tmp_path / "lr.tif"
+    stale = [tmp_path / ".lr.tif.abc123.tmp.tif", tmp_path / ".lr.tif.def456.cog.tmp.tif"]
+    for p in stale:
+        p.write_bytes(b"half")
+    other = tmp_path / ".other.tif.abc.tmp.tif"
+    other.write_bytes(b"not ours")
+    onboard(rio[0], rio[1], out=lr, options=FAST)
+    assert not any(p.exists() for p in stale) and other.exists()
+
+
+# -- 15. grids of every orientation -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flip", ["south-up", "west-left", "rot180"])
+def test_15_unusual_orientations_overlap(rio, tmp_path, flip):
+    with rasterio.open(rio[0]) as ds:
+        arr, grid = ds.read(), Grid.from_dataset(ds)
+    t = grid.transform
+    if flip == "south-up":
+        transform = t * rasterio.Affine.translation(0, grid.height) * rasterio.Affine.scale(1, -1)
+        arr = arr[:, ::-1]
+    elif flip == "west-left":
+        transform = t * rasterio.Affine.translation(grid.width, 0) * rasterio.Affine.scale(-1, 1)
+        arr = arr[:, :, ::-1]
+    else:
+        transform = t * rasterio.Affine.translation(grid.width, grid.height) * \
+            rasterio.Affine.scale(-1, -1)
+        arr = arr[:, ::-1, ::-1]
+    g = Grid(crs=grid.crs, transform=transform, width=grid.width, height=grid.height)
+    path = write_geotiff(tmp_path / f"{flip}.tif", np.ascontiguousarray(arr), g)
+    with open_raster(path) as ds:
+        assert overlaps(ds, grid) and overlaps(ds, g)
+
+
+# -- 16. the archive checks the target's checksum -----------------------------------------------
+
+
+def test_16_target_edited_after_cataloguing(rio, tmp_path):
+    cat = Catalog.from_records(ingest(rio).records)
+    with rasterio.open(rio[0], "r+") as ds:
+        ds.write(ds.read(1, window=((0, 1), (0, 1))) + 1, 1, window=((0, 1), (0, 1)))
+    result = process_archive(cat, tmp_path / "out", onboard=FAST,
+                             cluster=ClusterOptions(workers=0), progress=False)
+    (failed,) = result.failed
+    assert "target rio_20171011 changed since it was catalogued" in failed["error"]
+
+
+# -- 17. a product made with a trained model file is grounded from the CLI ---------------------
+
+
+def test_17_ground_with_a_model_file(rio, tmp_path):
+    torch = pytest.importorskip("torch")
+    from georefscale.engine import NetConfig, RefScaleNet
+    from georefscale.engine.weights import save_model
+
+    torch.manual_seed(0)
+    net = RefScaleNet(NetConfig(bands=4, factor=4, hidden=8, blocks=1, use_reference=False))
+    weights = save_model(net, {"name": "noref-mine-x4", "dtype": "uint16", "scale": 10000.0},
+                         tmp_path / "models")
+    lr = tmp_path / "lr.tif"
+    res = _cli("onboard", rio[0], "-m", weights, "--tile", "128", "--halo", "16", "-o", lr, "-q")
+    assert res.exit_code == 0, res.output
+    res = _cli("ground", lr, "-o", tmp_path / "hr.tif", "-q")
+    assert res.exit_code == 1 and "unknown model 'noref-mine-x4'" in res.output
+    res = _cli("ground", lr, "-m", weights, "-o", tmp_path / "hr.tif", "-q")
+    assert res.exit_code == 0, res.output
+
+
+# -- 18. a full disk is one line ----------------------------------------------------------------
+
+
+def test_18_file_size_limit_is_one_line(rio, tmp_path):
+    import multiprocessing
+
+    def run(q):
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+        res = _cli("onboard", rio[0], "-r", rio[1], "-m", "bicubic", "-o", tmp_path / "lr.tif")
+        q.put((res.exit_code, res.output))
+
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=run, args=(q,))
+    p.start()
+    code, output = q.get(timeout=120)
+    p.join(timeout=30)
+    assert code == 1 and output.startswith("georefscale: error:"), output
+    assert "Traceback" not in output and len(output.strip().splitlines()) == 1
+    assert [f for f in os.listdir(tmp_path) if f.startswith((".lr", "lr"))] == []
+
+
+# -- bad inputs that already had clear errors (kept) -------------------------------------------
+
+
+def test_known_bad_inputs(rio, rio_lr, tmp_path):
+    target, ref = rio
+    text = tmp_path / "notes.tif"
+    text.write_text("not a raster")
+    cases = [
+        (("onboard", tmp_path / "missing.tif", "-r", ref, "-o", tmp_path / "o.tif"),
+         "target file does not exist"),
+        (("onboard", text, "-r", ref, "-o", tmp_path / "o.tif"), "not a raster GDAL can read"),
+        (("onboard", target, "-r", text, "-m", "bicubic", "-o", tmp_path / "o.tif"),
+         "not a raster GDAL can read"),
+        (("onboard", target, "-r", ref, "-o", tmp_path / "nodir" / "o.tif"),
+         "does not exist"),
+        (("onboard", target, "-r", ref, "-f", "3", "-o", tmp_path / "o.tif"),
+         "factor must be 2 or 4"),
+        (("ground", target, "-r", ref, "-o", tmp_path / "o.tif"), "not a georefscale LR product"),
+        (("ground", rio_lr, "-o", tmp_path / "o.tif"), "made with 1 reference(s)"),
+        (("ground", rio_lr, "-r", target, "-o", tmp_path / "o.tif"), "differs from reference"),
+        (("onboard", target, "-r", ref, "--codec", "nope", "-o", tmp_path / "o.tif"), "codec"),
+        (("onboard", target, "-r", ref, "--quality", "5", "-o", tmp_path / "o.tif"),
+         "a quality needs a codec"),
+    ]
+    for args, match in cases:
+        res = _cli(*args)
+        assert res.exit_code == 1 and match in res.output, (args, res.output)
+    assert not (tmp_path / "o.tif").exists()
+
