@@ -19,7 +19,7 @@ from georefscale.raster.align import align_window
 from georefscale.raster.grid import Grid
 from georefscale.raster.io import default_scale
 
-__all__ = ["block_all", "dn_scale", "normalise", "reference_tile"]
+__all__ = ["block_all", "dn_scale", "fill_nodata", "normalise", "reference_tile"]
 
 
 def dn_scale(model, dtype: str, name: str) -> float:
@@ -57,3 +57,30 @@ def block_all(mask: np.ndarray, f: int) -> np.ndarray:
     """``(C, H, W)`` -> ``(C, H/f, W/f)``: True where all f x f pixels are True."""
     c, h, w = mask.shape
     return mask.reshape(c, h // f, f, w // f, f).all(axis=(2, 4))
+
+
+def fill_nodata(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Fill the masked samples of a tile with the nearest valid sample of the same band.
+
+    The network sees no hard 0-valued holes, so a hole's edge does not ring into the valid
+    pixels around it; the masked samples are set back to nodata on output.
+
+    Args:
+        x: float32 ``(bands, rows, cols)``.
+        mask: True where ``x`` is nodata (same shape).
+
+    Returns:
+        ``x`` filled (a new array when anything was filled; bands with no valid sample keep
+        their values).
+    """
+    if not mask.any():
+        return x
+    from scipy.ndimage import distance_transform_edt
+
+    out = x.copy()
+    for b in range(x.shape[0]):
+        m = mask[b]
+        if m.any() and not m.all():
+            idx = distance_transform_edt(m, return_distances=False, return_indices=True)
+            out[b] = x[b][idx[0], idx[1]]
+    return out

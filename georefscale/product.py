@@ -9,6 +9,7 @@ fell back to the no-reference model (a compact tile-range text, see :func:`encod
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -32,6 +33,10 @@ FORMAT_VERSION = "1"
 #: What a model name recorded in a product may look like (never a path).
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}(?<!\.safetensors)")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+#: The tag holding :func:`tags_digest`; products without it (older versions) are read unchecked.
+DIGEST_TAG = "TAGS_SHA256"
+#: Tags outside the digest: itself, and the link codec's, added after the product was made.
+_UNSIGNED = {DIGEST_TAG, "CODEC", "QUALITY"}
 
 
 @dataclass(frozen=True)
@@ -104,7 +109,9 @@ class LRInfo:
         if self.fallback_model is not None:
             tags["FALLBACK_MODEL"] = self.fallback_model
             tags["FALLBACK_TILES"] = encode_ranges(self.fallback_tiles)
-        return prefixed(tags)
+        text = {k: str(v) for k, v in tags.items()}
+        text[DIGEST_TAG] = tags_digest(text)
+        return prefixed(text)
 
     @classmethod
     def from_dataset(cls, ds: DatasetReader, path: str | os.PathLike) -> LRInfo:
@@ -124,6 +131,9 @@ class LRInfo:
         tags = georefscale_tags(ds)
         if not tags:
             raise InputError(f"{path}: not a georefscale LR product (no GEOREFSCALE_* tags)")
+        if DIGEST_TAG in tags and tags[DIGEST_TAG] != tags_digest(tags):
+            raise InputError(f"{path}: georefscale tags were changed after the product was made "
+                             f"({DIGEST_TAG} does not match)")
         try:
             info = cls._parse(tags, ds)
         except (KeyError, ValueError, TypeError, InputError) as exc:
@@ -190,6 +200,14 @@ class LRInfo:
             fallback_tiles=decode_ranges(tags.get("FALLBACK_TILES", ""), limit=len(tiles)),
             meta=BandMeta.from_json(tags["META"], ds.count) if tags.get("META") else None,
         )
+
+
+def tags_digest(tags: dict[str, str]) -> str:
+    """SHA-256 of a product's describing tags (unprefixed; empty ones, which GDAL drops, and
+    those added later by the link codec left out): catches tags edited or damaged after the
+    product was made. An integrity check, not a signature."""
+    body = {k: v for k, v in tags.items() if v != "" and k not in _UNSIGNED}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def _numbers(text: str, n: int, name: str) -> list[float]:

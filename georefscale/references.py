@@ -54,8 +54,10 @@ class Reference:
             InputError: the file does not exist.
         """
         p = Path(path)
-        if not p.is_file():
+        if not p.exists():
             raise InputError(f"{p}: reference file does not exist")
+        if not p.is_file() or p.is_char_device() or p.is_block_device():
+            raise InputError(f"{p}: reference is not a regular file")
         return cls(id or p.stem, p, sha256_file(p), str(p))
 
     @classmethod

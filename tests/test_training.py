@@ -1,8 +1,10 @@
-"""Training on real Sentinel-2 pairs: a few steps on tiny crops, resume equivalence, configs."""
+"""Training on real Sentinel-2 pairs: a few steps on tiny crops, resume equivalence, checkpoints
+that cannot run code, configs."""
 
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,8 @@ from safetensors.torch import load_file
 from georefscale.engine import NetConfig, load
 from georefscale.errors import InputError
 from georefscale.training import TrainConfig, load_config, train
+from georefscale.training import checkpoint as checkpoint_module
+from georefscale.training.checkpoint import load_checkpoint
 from georefscale.training.data import PairCrops, site_pairs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,6 +39,7 @@ def _cfg(oscd_dir: Path, steps: int) -> TrainConfig:
         val_crop=64,
         ckpt_every=1,
         threads=2,
+        compile=False,  # compiling costs minutes once per machine; these runs are 4 steps
     )
 
 
@@ -63,7 +68,7 @@ def test_resumed_training_equals_uninterrupted(oscd_dir, tmp_path):
     run = {"progress": False, "device": "cpu"}
     full = train(_cfg(oscd_dir, 4), tmp_path / "full", **run)
     part = train(_cfg(oscd_dir, 4), tmp_path / "part", max_steps=2, **run)
-    assert part.name == "checkpoint.pt"
+    assert part.name == "checkpoint.sft"
     resumed = train(_cfg(oscd_dir, 4), tmp_path / "part", **run)
     a, b = load_file(str(full)), load_file(str(resumed))
     assert a.keys() == b.keys()
@@ -86,11 +91,75 @@ def test_resume_refuses_a_changed_recipe(oscd_dir, tmp_path):
     run = {"progress": False, "device": "cpu", "max_steps": 1}
     train(_cfg(oscd_dir, 4), tmp_path / "run", **run)
     longer = _cfg(oscd_dir, 8)
-    with pytest.raises(InputError, match=r"checkpoint.pt: made with another recipe \(steps differ"):
+    with pytest.raises(InputError, match=r"checkpoint.sft: made with another recipe \(steps"):
         train(longer, tmp_path / "run", **run)
     same = _cfg(oscd_dir, 4)
     same.threads, same.val_every = 1, 3  # bookkeeping may change between calls
-    assert train(same, tmp_path / "run", **run).name == "checkpoint.pt"
+    assert train(same, tmp_path / "run", **run).name == "checkpoint.sft"
+
+
+class _Payload:
+    """Unpickling this creates ``marker``: stands for code planted in a pickled checkpoint."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_planted_pickle_checkpoint_is_refused_not_run(oscd_dir, tmp_path):
+    marker = tmp_path / "payload-ran"
+    payload = pickle.dumps({"net": _Payload(marker), "step": 3})
+    pickle.loads(payload)  # the payload is live: unpickling it runs code
+    assert marker.exists()
+    marker.unlink()
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.pt").write_bytes(payload)
+    with pytest.raises(InputError, match=r"run/checkpoint.pt: a pickled checkpoint .* not loaded"):
+        train(_cfg(oscd_dir, 4), run, progress=False, device="cpu")
+    assert not marker.exists()
+    assert not (run / "checkpoint.sft").exists()  # refused before any training
+
+
+def test_a_corrupted_or_foreign_checkpoint_is_a_clear_error(oscd_dir, tmp_path):
+    run = {"progress": False, "device": "cpu"}
+    ckpt = train(_cfg(oscd_dir, 4), tmp_path / "run", max_steps=1, **run)
+    good = ckpt.read_bytes()
+    ckpt.write_bytes(good[: len(good) // 2])  # truncated
+    with pytest.raises(InputError, match=r"checkpoint.sft: not a readable training checkpoint"):
+        train(_cfg(oscd_dir, 4), tmp_path / "run", **run)
+    # finished weights dropped in as the checkpoint: valid safetensors, no training state
+    weights = train(_cfg(oscd_dir, 1), tmp_path / "done", **run)
+    ckpt.write_bytes(weights.read_bytes())
+    with pytest.raises(InputError, match=r"checkpoint.sft: a safetensors file without"):
+        train(_cfg(oscd_dir, 4), tmp_path / "run", **run)
+
+
+def test_interrupted_while_checkpointing_resumes_from_the_last_whole_checkpoint(
+        oscd_dir, tmp_path, monkeypatch):
+    run = {"progress": False, "device": "cpu"}
+    full = train(_cfg(oscd_dir, 4), tmp_path / "full", **run)
+    real_save, saves = checkpoint_module.save_file, []
+
+    def interrupted_third_save(tensors, filename, metadata=None):
+        saves.append(filename)
+        if len(saves) == 3:  # Ctrl-C half way through writing the step-3 checkpoint
+            Path(filename).write_bytes(b"half a checkpoint")
+            raise KeyboardInterrupt
+        real_save(tensors, filename, metadata=metadata)
+
+    monkeypatch.setattr(checkpoint_module, "save_file", interrupted_third_save)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(oscd_dir, 4), tmp_path / "part", **run)
+    monkeypatch.undo()
+    part = tmp_path / "part"
+    assert sorted(p.name for p in part.iterdir()) == ["checkpoint.sft", "log.jsonl"]
+    assert load_checkpoint(part / "checkpoint.sft")[1]["step"] == 2
+    resumed = train(_cfg(oscd_dir, 4), part, **run)
+    a, b = load_file(str(full)), load_file(str(resumed))
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_shipped_configs_load(tmp_path):
@@ -122,6 +191,7 @@ def test_config_with_catalog_trains(data_dir, tmp_path):
         "train_sites: [pisa_20180211]\n"
         "net: {bands: 4, factor: 2, blocks: 1, hidden: 8, ref_features: 4}\n"
         "steps: 2\nbatch: 2\ncrop: 32\nwarmup: 1\nval_every: 2\nval_crop: 64\nthreads: 1\n"
+        "compile: false\n"
     )
     conf = load_config(cfg, data_root=data_dir)
     assert conf.archive == str(data_dir) and conf.folder is None

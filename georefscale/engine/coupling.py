@@ -10,6 +10,10 @@ Each subnet sees the reference features ``r`` through a learned per-pixel gate i
 from its own input and ``r``: where the reference disagrees with the scene (changed land, clouds,
 misregistration) the gate closes and the block falls back to the no-reference path. The gate only
 depends on the half that is passed through unchanged, so the block stays exactly invertible.
+
+Mixed precision (training only): under ``torch.autocast(..., dtype=torch.bfloat16)`` the subnet
+convolutions run in bf16 but return in the dtype of their input, so the coupling itself (the
+additions, ``exp`` and ``sigmoid`` of the scale) is computed in fp32 as in inference.
 """
 
 from __future__ import annotations
@@ -41,11 +45,14 @@ class GatedSubnet(nn.Module):
         self.last_gate: torch.Tensor | None = None
 
     def forward(self, h: torch.Tensor, ref: torch.Tensor | None) -> torch.Tensor:
+        """The subnet's output for input ``h`` and reference features ``ref``, in the dtype of
+        ``h``: under bf16 autocast (training) the convolutions run in bf16 while the coupling
+        arithmetic around them stays in fp32; in fp32 the cast is a no-op."""
         if not self.ref_ch:
-            return self.body(h)
+            return self.body(h).to(h.dtype)
         g = torch.sigmoid(self.gate(torch.cat([h, ref], dim=1)))
         self.last_gate = g.detach()
-        return self.body(torch.cat([h, g * ref], dim=1))
+        return self.body(torch.cat([h, g * ref], dim=1)).to(h.dtype)
 
 
 class CouplingBlock(nn.Module):

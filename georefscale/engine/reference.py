@@ -46,6 +46,6 @@ class ReferenceEncoder(nn.Module):
         for level in range(self.levels):
             raw = squeeze(raw)
             inp = raw if learned is None else torch.cat([raw, squeeze(learned)], dim=1)
-            learned = self.convs[level](inp)
+            learned = self.convs[level](inp).to(ref.dtype)  # fp32 under bf16 autocast
             out.append(torch.cat([raw, learned], dim=1))
         return out

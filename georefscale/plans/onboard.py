@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,7 +24,7 @@ from georefscale.convention import block_all, dn_scale, normalise
 from georefscale.errors import InputError
 from georefscale.metrics import detail_agreement
 from georefscale.options import FallbackPolicy, OnboardOptions, check_factor
-from georefscale.product import LRInfo, encode_ranges
+from georefscale.product import LRInfo
 from georefscale.raster.align import align_window, overlaps, scene_shift
 from georefscale.raster.grid import Grid
 from georefscale.raster.io import (
@@ -247,7 +247,7 @@ def write_lr(plan: OnboardPlan, target: DatasetReader, out: PathLike, tiles: Ite
             stitcher.add(tiling.tile(t.row, t.col, "lr"), t.y)
         stitcher.close()
         if fallback:  # known only now; GDAL writes the tags when the file is closed
-            writer.update_tags(GEOREFSCALE_FALLBACK_TILES=encode_ranges(fallback))
+            writer.update_tags(**replace(info, fallback_tiles=tuple(fallback)).to_tags())
     return tuple(fallback)
 
 

@@ -24,6 +24,60 @@ class LossWeights:
     latent: float = 0.001
 
 
+def latent_noise(net: RefScaleNet, x: torch.Tensor) -> torch.Tensor:
+    """A sample of z ~ N(0, 1) in the shape of the forward latent of the HR batch ``x``, drawn
+    from the default generator of ``x``'s device (the same numbers as ``torch.randn_like(z)``).
+
+    Args:
+        net: the network being trained.
+        x: HR batch (N, C, H, W).
+
+    Returns:
+        float32 tensor (N, latent channels, H / factor, W / factor) on ``x``'s device.
+    """
+    f = net.cfg.factor
+    shape = (x.shape[0], net.latent_channels(), x.shape[-2] // f, x.shape[-1] // f)
+    return torch.randn(shape, device=x.device)
+
+
+def loss_terms(
+    net: RefScaleNet,
+    x: torch.Tensor,
+    ref: torch.Tensor | None,
+    noise: torch.Tensor,
+    scale: float,
+    dtype: str,
+    weights: LossWeights,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Total loss and its parts for one batch, as tensors (no host synchronisation, so the
+    trainer can hand this function to ``torch.compile`` whole).
+
+    Args:
+        net: the network being trained.
+        x: HR batch (N, C, H, W) in the normalised range.
+        ref: reference batch of the same shape, or None for a no-reference network.
+        noise: the latent sample the inverse gets, see :func:`latent_noise`.
+        scale: DN per 1.0 of the normalised range.
+        dtype: the source dtype the LR image is quantised into.
+        weights: weights of the three losses.
+
+    Returns:
+        The weighted total and the ``guidance``, ``reconstruction`` and ``latent`` losses,
+        0-dim fp32 tensors.
+    """
+    y, z = net(x, ref)
+    guidance = torch.mean((y - bicubic_downscale(x, net.cfg.factor)) ** 2)
+    latent = torch.mean(z**2)
+    x_hat = net.inverse(quantize(y, scale, dtype), noise, ref)
+    reconstruction = torch.mean(torch.abs(x_hat - x))
+    total = (
+        weights.guidance * guidance
+        + weights.reconstruction * reconstruction
+        + weights.latent * latent
+    )
+    return total, {"guidance": guidance, "reconstruction": reconstruction, "latent": latent}
+
+
 def irn_losses(
     net: RefScaleNet,
     x: torch.Tensor,
@@ -32,20 +86,18 @@ def irn_losses(
     dtype: str,
     weights: LossWeights,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Total loss and its parts for one batch."""
-    y, z = net(x, ref)
-    guidance = torch.mean((y - bicubic_downscale(x, net.cfg.factor)) ** 2)
-    latent = torch.mean(z**2)
-    x_hat = net.inverse(quantize(y, scale, dtype), torch.randn_like(z), ref)
-    reconstruction = torch.mean(torch.abs(x_hat - x))
-    total = (
-        weights.guidance * guidance
-        + weights.reconstruction * reconstruction
-        + weights.latent * latent
-    )
-    parts = {
-        "guidance": guidance.item(),
-        "reconstruction": reconstruction.item(),
-        "latent": latent.item(),
-    }
-    return total, parts
+    """Total loss and its parts (as floats) for one batch, the latent sample drawn here.
+
+    Args:
+        net: the network being trained.
+        x: HR batch (N, C, H, W) in the normalised range.
+        ref: reference batch of the same shape, or None for a no-reference network.
+        scale: DN per 1.0 of the normalised range.
+        dtype: the source dtype the LR image is quantised into.
+        weights: weights of the three losses.
+
+    Returns:
+        The weighted total (a tensor to call ``backward`` on) and the three losses as floats.
+    """
+    total, parts = loss_terms(net, x, ref, latent_noise(net, x), scale, dtype, weights)
+    return total, {k: v.item() for k, v in parts.items()}

@@ -1,9 +1,14 @@
 """Training loop: AdamW, warm-up + cosine schedule, gradient clipping, resumable checkpoints,
-periodic validation PSNR, a progress bar; CPU first, CUDA (bf16 autocast) when present.
+periodic validation PSNR, a progress bar; CPU first, CUDA when present.
+
+The training step runs its convolutions in bf16 autocast (``mixed_precision``, the same mechanism
+on the CPU and on CUDA) with the coupling, the Haar transform and the losses in fp32, and is
+compiled with ``torch.compile`` (``compile``); validation, the model card's measurements and the
+saved weights are plain fp32.
 
 A run is described by a YAML config (see ``configs/`` in the repository); its output folder holds
-``checkpoint.pt`` (resumed automatically), ``log.jsonl`` and, at the end, the model files
-(``<name>.safetensors`` + ``<name>.json`` card).
+``checkpoint.sft`` (resumed automatically; :mod:`georefscale.training.checkpoint`), ``log.jsonl``
+and, at the end, the model files (``<name>.safetensors`` + ``<name>.json`` card).
 """
 
 from __future__ import annotations
@@ -25,8 +30,14 @@ from georefscale.engine.rescaler import quantize
 from georefscale.engine.weights import save_model
 from georefscale.errors import InputError
 from georefscale.metrics import psnr
+from georefscale.training.checkpoint import (
+    CHECKPOINT,
+    load_checkpoint,
+    refuse_legacy,
+    save_checkpoint,
+)
 from georefscale.training.data import PairCrops, catalog_pairs, site_pairs
-from georefscale.training.losses import LossWeights, irn_losses
+from georefscale.training.losses import LossWeights, latent_noise, loss_terms
 
 
 @dataclass
@@ -58,6 +69,12 @@ class TrainConfig:
     val_crop: int = 256
     ckpt_every: int = 50
     threads: int | None = None
+    #: bf16 autocast for the convolutions of the training step, on the CPU and on CUDA alike
+    #: (the coupling, Haar transform and losses stay fp32; validation and weights are fp32)
+    mixed_precision: bool = True
+    #: ``torch.compile`` the training step's forward, inverse and losses (needs a C++ compiler on
+    #: the CPU, Triton on CUDA; costs about a minute once per process)
+    compile: bool = True
     loss: LossWeights = field(default_factory=LossWeights)
     description: str = ""
 
@@ -98,8 +115,9 @@ def training_pairs(cfg: TrainConfig) -> tuple[list, list]:
     )
 
 
-#: fields that do not change the weights a run produces (names, paths, threads, bookkeeping)
-_NOT_RECIPE = {"name", "description", "band_names", "folder", "archive", "threads",
+#: fields that do not change what a run trains (names, paths, bookkeeping, and how fast it runs:
+#: ``threads`` and ``compile`` move the weights in the last bits only)
+_NOT_RECIPE = {"name", "description", "band_names", "folder", "archive", "threads", "compile",
                "ckpt_every", "val_every", "val_crop"}
 
 
@@ -189,11 +207,65 @@ def temperature(net: RefScaleNet, cfg: TrainConfig, x: torch.Tensor, ref: torch.
     return out
 
 
+def _checkpoint_tensors(net: RefScaleNet, opt: torch.optim.Optimizer,
+                        device: str) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint: ``net/<key>`` weights, ``opt/<param>/<name>`` optimiser
+    state, ``rng/torch`` (and ``rng/cuda`` on a GPU) generator states."""
+    tensors = {f"net/{k}": v for k, v in net.state_dict().items()}
+    for pid, entry in opt.state_dict()["state"].items():
+        tensors.update({f"opt/{pid}/{name}": v for name, v in entry.items()})
+    tensors["rng/torch"] = torch.get_rng_state()
+    if device.startswith("cuda"):
+        tensors["rng/cuda"] = torch.cuda.get_rng_state()
+    return tensors
+
+
+def _restore(path: Path, tensors: dict[str, torch.Tensor], state: dict, net: RefScaleNet,
+             opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
+             data: PairCrops, device: str) -> tuple[int, float, list]:
+    """Put a checkpoint's states into the run's objects and return its step, wall time and
+    validation history; InputError naming ``path`` if they do not fit (a checkpoint of another
+    network, a tampered file)."""
+    opt_state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("opt/"):
+            _, pid, name = key.split("/")
+            opt_state.setdefault(int(pid), {})[name] = value
+    try:
+        # tensors stay on the CPU (RNG states must); load_state_dict moves them to the device
+        net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net/")})
+        opt.load_state_dict({"state": opt_state, "param_groups": state["opt_groups"]})
+        sched.load_state_dict(state["sched"])
+        data.rng.bit_generator.state = state["data_rng"]
+        torch.set_rng_state(tensors["rng/torch"])
+        if device.startswith("cuda") and "rng/cuda" in tensors:
+            torch.cuda.set_rng_state(tensors["rng/cuda"])
+        return int(state["step"]), float(state["wall"]), list(state["history"])
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: does not fit this run ({first}); move it away to restart "
+                         "the run from step 0") from exc
+
+
 def train(cfg: TrainConfig, out_dir: str | Path, *, device: str | None = None,
           progress: bool = True, max_steps: int | None = None) -> Path:
-    """Train (or resume) the run in ``out_dir``; returns the path of the saved weights.
+    """Train (or resume) the run in ``out_dir``.
 
-    ``max_steps`` stops early after that many steps in this call (the checkpoint stays resumable).
+    Args:
+        cfg: the run's config.
+        out_dir: run folder (checkpoint, ``log.jsonl``, the finished model); resumed from its
+            checkpoint when it has one.
+        device: ``"cpu"``, ``"cuda"``, ...; default a CUDA GPU when there is one.
+        progress: show a tqdm progress bar.
+        max_steps: stop after that many steps in this call (the checkpoint stays resumable).
+
+    Returns:
+        The saved weights (``<name>.safetensors``) when the run is finished, else the
+        checkpoint.
+
+    Raises:
+        InputError: for a pickled checkpoint of an older version in ``out_dir`` (never
+            opened), an unreadable checkpoint, or one made with another recipe.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -209,40 +281,27 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, device: str | None = None,
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg))
     step, wall, history = 0, 0.0, []
-    ckpt = out / "checkpoint.pt"
+    refuse_legacy(out)
+    ckpt = out / CHECKPOINT
     run_recipe = recipe(cfg)
     if ckpt.exists():
-        # tensors stay on the CPU (RNG states must); load_state_dict moves them to the device
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        made_with = state.get("recipe") or run_recipe  # none in checkpoints before 2026-11-27
-        changed = sorted(k for k, v in run_recipe.items() if made_with.get(k) != v)
+        tensors, state = load_checkpoint(ckpt)
+        changed = sorted(k for k, v in run_recipe.items() if state.get("recipe", {}).get(k) != v)
         if changed:
             raise InputError(
                 f"{ckpt}: made with another recipe ({', '.join(changed)} differ from "
                 f"{cfg.name}'s config); resuming would train neither; move the run folder away "
                 "or give another --out")
-        net.load_state_dict(state["net"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        step, wall, history = state["step"], state["wall"], state["history"]
-        data.rng.bit_generator.state = state["data_rng"]
-        torch.set_rng_state(state["torch_rng"])
-        if device.startswith("cuda") and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"])
+        step, wall, history = _restore(ckpt, tensors, state, net, opt, sched, data, device)
 
-    def save_checkpoint() -> None:
-        tmp = ckpt.with_suffix(".pt.tmp")
-        torch.save(
-            {"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-             "step": step, "wall": wall, "history": history, "recipe": run_recipe,
-             "data_rng": data.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-             "cuda_rng": torch.cuda.get_rng_state() if device.startswith("cuda") else None},
-            tmp,
-        )
-        tmp.replace(ckpt)
+    def checkpoint() -> None:
+        save_checkpoint(ckpt, _checkpoint_tensors(net, opt, device), {
+            "step": step, "wall": wall, "history": history, "recipe": run_recipe,
+            "sched": sched.state_dict(), "opt_groups": opt.state_dict()["param_groups"],
+            "data_rng": data.rng.bit_generator.state})
 
     ref_on = cfg.net.use_reference
-    amp = device.startswith("cuda")
+    terms = torch.compile(loss_terms) if cfg.compile else loss_terms
     stop = cfg.steps if max_steps is None else min(cfg.steps, step + max_steps)
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=cfg.name)
     log = (out / "log.jsonl").open("a")
@@ -251,10 +310,11 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, device: str | None = None,
         t0 = time.perf_counter()
         x, ref = data.batch(cfg.batch)
         x, ref = x.to(device), ref.to(device)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-            loss, parts = irn_losses(
-                net, x, ref if ref_on else None, cfg.scale, cfg.dtype, cfg.loss
-            )
+        noise = latent_noise(net, x)
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16,
+                            enabled=cfg.mixed_precision):
+            loss, parts = terms(net, x, ref if ref_on else None, noise, cfg.scale, cfg.dtype,
+                                cfg.loss)
         if not torch.isfinite(loss):
             raise RuntimeError(f"{cfg.name}: loss became {loss.item()} at step {step}")
         opt.zero_grad(set_to_none=True)
@@ -263,10 +323,13 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, device: str | None = None,
         opt.step()
         sched.step()
         step += 1
-        wall += time.perf_counter() - t0
+        parts = {k: v.item() for k, v in parts.items()}
+        seconds = time.perf_counter() - t0
+        wall += seconds
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}", rec=f"{parts['reconstruction']:.4f}")
-        record = {"step": step, "loss": loss.item(), **parts, "lr": sched.get_last_lr()[0]}
+        record = {"step": step, "loss": loss.item(), **parts, "lr": sched.get_last_lr()[0],
+                  "seconds": seconds}
         if step % cfg.val_every == 0 or step == cfg.steps:
             record.update(validate(net, cfg, val_x, val_ref))
             history.append(validation_entry(record))
@@ -278,7 +341,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, device: str | None = None,
         log.write(json.dumps(record) + "\n")
         if step % cfg.ckpt_every == 0 or step == stop:
             log.flush()
-            save_checkpoint()
+            checkpoint()
     bar.close()
     log.close()
     if step < cfg.steps:
