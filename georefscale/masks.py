@@ -19,7 +19,7 @@ from rasterio.windows import Window
 
 from georefscale.raster.io import nodata_mask
 
-__all__ = ["MaskRows", "encode_mask"]
+__all__ = ["MaskRows", "check_mask", "encode_mask"]
 
 #: Target rows read at a time while encoding.
 CHUNK_ROWS = 256
@@ -46,6 +46,33 @@ def encode_mask(ds: DatasetReader) -> str | None:
         return None
     parts.append(comp.flush())
     return base64.b64encode(b"".join(parts)).decode("ascii")
+
+
+def check_mask(text: str, bands: int, width: int, height: int) -> None:
+    """Check that ``text`` decodes to exactly a ``bands x height x width`` mask, decompressing in
+    bounded pieces (a crafted tag can neither allocate without bound nor fail mid-write).
+
+    Raises:
+        ValueError: it does not.
+    """
+    try:
+        data = base64.b64decode(text.encode("ascii"), validate=True)
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise ValueError(f"NODATA_MASK is not base64 ({exc})") from None
+    want = height * _row_bytes(bands, width)
+    dec = zlib.decompressobj()
+    got = 0
+    try:
+        chunk = dec.decompress(data, 1 << 20)
+        while chunk:
+            got += len(chunk)
+            if got > want:
+                break
+            chunk = dec.decompress(dec.unconsumed_tail, 1 << 20)
+    except zlib.error as exc:
+        raise ValueError(f"NODATA_MASK is not a compressed mask ({exc})") from None
+    if got != want or not dec.eof:
+        raise ValueError(f"NODATA_MASK does not hold a {bands} x {height} x {width} mask")
 
 
 class MaskRows:

@@ -21,6 +21,7 @@ from affine import Affine
 from rasterio.io import DatasetReader
 
 from georefscale.errors import InputError
+from georefscale.masks import check_mask
 from georefscale.options import TilingOptions, check_factor
 from georefscale.raster.grid import Grid
 from georefscale.raster.io import DEFAULT_SCALES, BandMeta, georefscale_tags, prefixed
@@ -63,6 +64,9 @@ class LRInfo:
     #: the target's scale / offset, units, band tags, colour interpretation, other tag domains
     #: (None: all default); kept on the LR and the HR, also through codecs that drop them
     meta: BandMeta | None = None
+    #: the target's exact per-sample nodata mask, encoded (:mod:`georefscale.masks`); None
+    #: when the target has no nodata sample
+    nodata_mask: str | None = None
 
     def tiling(self, tiling: TilingOptions | None = None) -> Tiling:
         """The product's tiling: the recorded tile and halo, or those of ``tiling``.
@@ -106,6 +110,8 @@ class LRInfo:
             tags["BANDS"] = json.dumps(list(self.bands))
         if self.meta is not None:
             tags["META"] = self.meta.to_json()
+        if self.nodata_mask is not None:
+            tags["NODATA_MASK"] = self.nodata_mask
         if self.fallback_model is not None:
             tags["FALLBACK_MODEL"] = self.fallback_model
             tags["FALLBACK_TILES"] = encode_ranges(self.fallback_tiles)
@@ -178,6 +184,8 @@ class LRInfo:
             raise ValueError("REFERENCE_ID and REFERENCE_SHA256 differ in length")
         if any(not _HEX64.fullmatch(h) for h in reference_sha256):
             raise ValueError("REFERENCE_SHA256 must be hex SHA-256 digests")
+        if tags.get("NODATA_MASK"):
+            check_mask(tags["NODATA_MASK"], ds.count, width, height)
         fallback_model = tags.get("FALLBACK_MODEL") or None
         for name in (tags["MODEL"], fallback_model):
             if name is not None and not _MODEL_NAME.fullmatch(name):
@@ -199,6 +207,7 @@ class LRInfo:
             fallback_model=fallback_model,
             fallback_tiles=decode_ranges(tags.get("FALLBACK_TILES", ""), limit=len(tiles)),
             meta=BandMeta.from_json(tags["META"], ds.count) if tags.get("META") else None,
+            nodata_mask=tags.get("NODATA_MASK") or None,
         )
 
 

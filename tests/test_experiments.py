@@ -204,7 +204,8 @@ def test_training_curves_read_the_same_history_from_run_and_card(oscd_dir, tmp_p
                       band_names=["B02", "B03", "B04", "B08"],
                       net=NetConfig(factor=4, blocks=1, hidden=8, ref_features=4),
                       train_sites=["pisa"], val_sites=["bercy"], steps=4, batch=2, crop=32,
-                      warmup=2, val_every=2, val_crop=64, ckpt_every=4, threads=2)
+                      warmup=2, val_every=2, val_crop=64, ckpt_every=4, threads=2,
+                      compile=False)
     train(cfg, tmp_path, progress=False, device="cpu")
     from_log = training_curves.history(str(tmp_path))
     from_card = training_curves.history(str(tmp_path / "tiny.json"))

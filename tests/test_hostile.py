@@ -398,3 +398,41 @@ def test_13_band_metadata_reaches_lr_and_hr(naip_dir, tmp_path, codec):
             assert ds.tags(1)["WAVELENGTH"] == "0.65" and ds.tags(4)["WAVELENGTH"] == "0.83"
             assert ds.tags(ns="ACQUISITION") == {"SENSOR": "NAIP"}
             assert [c.name for c in ds.colorinterp][:3] == ["red", "green", "blue"]
+
+
+# -- 12. the HR nodata mask is the target's, exactly, and holes do not ring ---------------------
+
+
+@pytest.mark.parametrize("nodata, dtype, model, codec", [
+    (0, "uint16", "noref-s2-x4", None),
+    (65535, "uint16", "noref-s2-x4", "jpeg2000"),
+    (float("nan"), "float32", "bicubic", None),
+])
+def test_12_nodata_mask_is_exact(oscd_dir, tmp_path, nodata, dtype, model, codec):
+    from scipy.ndimage import binary_dilation
+
+    from georefscale.options import CodecChoice
+
+    with rasterio.open(oscd_dir / "rio_20171011.tif") as ds:
+        a, grid = ds.read().astype(dtype), Grid.from_dataset(ds)
+    if dtype == "float32":
+        a /= 10000
+    yy, xx = np.mgrid[: a.shape[1], : a.shape[2]]
+    hole = (yy - 150) ** 2 + (xx - 200) ** 2 < 61**2  # not aligned to 4 x 4 blocks
+    b = a.copy()
+    b[:, hole] = nodata
+    b[2, 10:13, 30:37] = nodata  # one band only
+    target = write_geotiff(tmp_path / "t.tif", b, grid, nodata=nodata)
+    options = OnboardOptions(model=model, factor=4, codec=CodecChoice(codec, 20 if codec else None))
+    lr = onboard(target, None, out=tmp_path / "lr.tif", options=options)
+    hr = ground(lr, None, out=tmp_path / "hr.tif")
+    with rasterio.open(hr) as ds:
+        h = ds.read()
+    want = np.isnan(b) if np.isnan(nodata) else b == nodata
+    got = np.isnan(h) if np.isnan(nodata) else h == nodata
+    np.testing.assert_array_equal(got, want)
+    if model != "bicubic":  # valid pixels beside the hole are not much worse than elsewhere
+        err = (h.astype(float) - a) ** 2
+        ring = binary_dilation(hole, iterations=6) & ~hole
+        far = ~binary_dilation(hole, iterations=30)
+        assert np.sqrt(err[:, ring].mean()) < 1.6 * np.sqrt(err[:, far].mean())

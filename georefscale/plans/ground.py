@@ -20,8 +20,9 @@ import numpy as np
 import rasterio
 from rasterio.io import DatasetReader
 
-from georefscale.convention import reference_tile
+from georefscale.convention import fill_nodata, reference_tile
 from georefscale.errors import InputError
+from georefscale.masks import MaskRows
 from georefscale.options import GroundOptions
 from georefscale.product import LRInfo, encode_ranges
 from georefscale.raster.io import (
@@ -171,6 +172,7 @@ class GroundPlan:
         y, mask = to_float(read_window(lr, tiling.tile(row, col, "lr").window), info.scale,
                            self.nodata)
         hr_mask = np.repeat(np.repeat(mask, f, axis=1), f, axis=2)
+        y = fill_nodata(y, mask)
         use_fallback = row * tiling.n_cols + col in info.fallback_tiles
         m, ref = (self.fallback_model, None) if use_fallback else (self.model, None)
         if not use_fallback and m.uses_reference:
@@ -215,7 +217,7 @@ def write_hr(plan: GroundPlan, lr: DatasetReader, tiles: Iterable[HRTile], *,
         lr_name: the product, for messages and the output tags.
     """
     info, tiling = plan.info, plan.tiling
-    grid, dtype, scale, nodata = info.target_grid, info.source_dtype, info.scale, plan.nodata
+    grid, dtype, nodata = info.target_grid, info.source_dtype, plan.nodata
     descriptions = lr.descriptions if any(lr.descriptions) else (info.bands or None)
     tags = {k: v for k, v in lr.tags().items() if not k.startswith("GEOREFSCALE_")}
     base = {"MODEL": info.model, "FACTOR": info.factor,
@@ -232,12 +234,7 @@ def write_hr(plan: GroundPlan, lr: DatasetReader, tiles: Iterable[HRTile], *,
                                           "ALPHA": plan.options.alpha,
                                           "SEED": plan.options.seed})},
             ))
-            hr_stitch = Stitcher(
-                tiling,
-                lr.count,
-                lambda rows, r0: writer.write_rows(from_float(rows, dtype, scale, nodata), r0),
-                level="hr",
-            )
+            hr_stitch = Stitcher(tiling, lr.count, _sink(writer, info, dtype, nodata), level="hr")
         if relevance_out is not None:
             check_output(relevance_out)
             rel_writer = stack.enter_context(GeoTIFFWriter(
@@ -257,6 +254,21 @@ def write_hr(plan: GroundPlan, lr: DatasetReader, tiles: Iterable[HRTile], *,
         for s in (hr_stitch, rel_stitch):
             if s is not None:
                 s.close()
+
+
+def _sink(writer: GeoTIFFWriter, info: LRInfo, dtype: str, nodata: float | None):
+    """Finished HR rows -> DN, with the target's exact nodata mask when the product has one."""
+    scale = info.scale
+    if info.nodata_mask is None or nodata is None:
+        return lambda rows, r0: writer.write_rows(from_float(rows, dtype, scale, nodata), r0)
+    g = info.target_grid
+    exact = MaskRows(info.nodata_mask, writer.count, g.width, g.height)
+
+    def sink(rows: np.ndarray, r0: int) -> None:
+        mask = exact.rows(r0, rows.shape[1])
+        writer.write_rows(from_float(rows, dtype, scale, nodata, mask=mask), r0)
+
+    return sink
 
 
 def make_hr(plan: GroundPlan, lr: DatasetReader, datasets: Sequence[DatasetReader], *,

@@ -20,8 +20,9 @@ import numpy as np
 import rasterio
 from rasterio.io import DatasetReader
 
-from georefscale.convention import block_all, dn_scale, normalise
+from georefscale.convention import block_all, dn_scale, fill_nodata, normalise
 from georefscale.errors import InputError
+from georefscale.masks import encode_mask
 from georefscale.metrics import detail_agreement
 from georefscale.options import FallbackPolicy, OnboardOptions, check_factor
 from georefscale.product import LRInfo
@@ -144,6 +145,7 @@ class OnboardPlan:
             bands=tuple(d or "" for d in target.descriptions) if any(target.descriptions) else (),
             fallback_model=fallback_model.name if fallback_model is not None else None,
             meta=None if meta.is_default() else meta,
+            nodata_mask=encode_mask(target),
         )
         info.tiling()  # tile and halo must fit the factor
         return cls(model, fallback_model, info, options.fallback)
@@ -181,6 +183,7 @@ class OnboardPlan:
         info, model, fallback = self.info, self.model, self.fallback_model
         t = self.tiling.tile(row, col, "hr")
         x, mask = to_float(read_window(target, t.window), info.scale, target.nodata)
+        x = fill_nodata(x, mask)
         y = None
         if model.uses_reference:
             raw = align_window(datasets, info.target_grid, t.window, info.shift)
