@@ -436,3 +436,17 @@ def test_12_nodata_mask_is_exact(oscd_dir, tmp_path, nodata, dtype, model, codec
         ring = binary_dilation(hole, iterations=6) & ~hole
         far = ~binary_dilation(hole, iterations=30)
         assert np.sqrt(err[:, ring].mean()) < 1.6 * np.sqrt(err[:, far].mean())
+
+
+def test_11_evaluate_and_rd_refuse_empty_results(oscd_dir, tmp_path):
+    pairs = tmp_path / "pairs"
+    pairs.mkdir()
+    for day in ("20200101", "20210101"):
+        (pairs / f"x_{day}.tif").write_text("not a raster")
+    res = _cli("evaluate", "--pairs", pairs, "--include-seen", "--json", tmp_path / "e.json")
+    assert res.exit_code == 1 and "no site could be scored" in res.output, res.output
+    res = _cli("rd", "--pairs", pairs, "--include-seen", "--json", tmp_path / "r.json")
+    assert res.exit_code == 1 and "x_20210101.tif: target is not a raster" in res.output
+    res = _cli("rd", "--pairs", oscd_dir, "--bpp", "-1,0", "--json", tmp_path / "r.json")
+    assert res.exit_code == 1 and "--bpp values must be positive" in res.output, res.output
+    assert not (tmp_path / "e.json").exists() and not (tmp_path / "r.json").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import click
@@ -44,9 +45,12 @@ def rd_cmd(pairs, factor, codec, methods, bpp, qualities, json_out, sites, inclu
     from georefscale.atomic import write_json
     from georefscale.errors import InputError
     from georefscale.evaluation import ratedistortion as rd
+    from georefscale.options import check_factor
 
-    if factor not in (2, 4):
-        raise InputError(f"--factor must be 2 or 4, got {factor}")
+    check_factor(factor)
+    for name, values in (("--bpp", _floats(bpp)), ("--qualities", _floats(qualities))):
+        if values and not all(math.isfinite(v) and v > 0 for v in values):
+            raise InputError(f"{name} values must be positive numbers, got {values}")
     for out in (json_out, plot_out):
         if out is not None and not Path(out).resolve().parent.is_dir():
             raise InputError(f"{out}: directory does not exist")
@@ -59,6 +63,9 @@ def rd_cmd(pairs, factor, codec, methods, bpp, qualities, json_out, sites, inclu
     result = rd.evaluate(pairs, factor, codec, [m for m in methods.split(",") if m],
                          sites=list(sites) or None, include_seen=include_seen, **kwargs)
     echo_skipped_seen(result)
+    if not result["sites"]:
+        raise InputError(f"{pairs}: no site could be scored (see the warnings); "
+                         f"{json_out} not written")
     write_json(json_out, result)
     if plot_out:
         rd.plot(result, plot_out)

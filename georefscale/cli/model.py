@@ -89,6 +89,11 @@ def evaluate_cmd(pairs, factor, model, noref, family, sites, include_seen, seed,
     result = evaluate(pairs, int(factor), methods, sites=list(sites) or None, seed=seed,
                       alpha=alpha, include_seen=include_seen)
     echo_skipped_seen(result)
+    if not any(row["psnr"] for row in result["sites"]):
+        from georefscale.errors import InputError
+
+        raise InputError(f"{pairs}: no site could be scored"
+                         + (f"; {json_out} not written" if json_out else ""))
     labels = list(result["mean"]["psnr"])
     click.echo(f"{'site':<14}" + "".join(f"{m:>12}" for m in labels) + "   (PSNR dB / SSIM)")
     for row in result["sites"] + [{"site": "mean", **result["mean"]}]:

@@ -272,6 +272,19 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, device: str | None = None,
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    # the checkpoint is checked before the data are loaded, so a bad one fails at once
+    refuse_legacy(out)
+    ckpt = out / CHECKPOINT
+    run_recipe = recipe(cfg)
+    saved = load_checkpoint(ckpt) if ckpt.exists() else None
+    if saved is not None:
+        changed = sorted(k for k, v in run_recipe.items()
+                         if saved[1].get("recipe", {}).get(k) != v)
+        if changed:
+            raise InputError(
+                f"{ckpt}: made with another recipe ({', '.join(changed)} differ from "
+                f"{cfg.name}'s config); resuming would train neither; move the run folder away "
+                "or give another --out")
     torch.manual_seed(cfg.seed)
     pairs, val_pairs = training_pairs(cfg)
     data = PairCrops(pairs, cfg.scale, cfg.crop, cfg.seed)
@@ -281,18 +294,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, device: str | None = None,
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg))
     step, wall, history = 0, 0.0, []
-    refuse_legacy(out)
-    ckpt = out / CHECKPOINT
-    run_recipe = recipe(cfg)
-    if ckpt.exists():
-        tensors, state = load_checkpoint(ckpt)
-        changed = sorted(k for k, v in run_recipe.items() if state.get("recipe", {}).get(k) != v)
-        if changed:
-            raise InputError(
-                f"{ckpt}: made with another recipe ({', '.join(changed)} differ from "
-                f"{cfg.name}'s config); resuming would train neither; move the run folder away "
-                "or give another --out")
-        step, wall, history = _restore(ckpt, tensors, state, net, opt, sched, data, device)
+    if saved is not None:
+        step, wall, history = _restore(ckpt, *saved, net, opt, sched, data, device)
 
     def checkpoint() -> None:
         save_checkpoint(ckpt, _checkpoint_tensors(net, opt, device), {
