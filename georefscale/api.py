@@ -34,7 +34,7 @@ from georefscale.product import LRInfo
 from georefscale.raster.io import check_output, open_raster
 from georefscale.references import Reference, ReferenceSet, as_catalog
 from georefscale.report import describe_lr, reconstruction_error
-from georefscale.xarray_io import from_geotiff, is_dataarray, label, to_geotiff
+from georefscale.xarray_io import from_geotiff, is_dataarray, is_decoded, label, to_geotiff
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -121,6 +121,8 @@ class Workspace:
     def __init__(self) -> None:
         self._tmp: tempfile.TemporaryDirectory | None = None
         self._n = 0
+        #: a DataArray given was decoded with a scale / offset: results come back decoded
+        self.decoded = False
 
     def __enter__(self) -> Workspace:
         return self
@@ -139,6 +141,7 @@ class Workspace:
     def source(self, obj: Source, what: str) -> tuple[Path, str, bool, str | None]:
         """(path, label for messages, was a DataArray, content SHA-256 of a DataArray)."""
         if is_dataarray(obj):
+            self.decoded |= is_decoded(obj)
             stem = str(obj.name) if obj.name is not None else what.replace(" ", "_")
             path, sha = to_geotiff(obj, self.path(f"{stem}.tif"), what)
             return path, label(obj, what), True, sha
@@ -328,7 +331,8 @@ def onboard(
     options = onboard_options(options, **keywords)
     with Workspace() as ws:
         done = _onboard(ws, target, reference, out, catalog, archive, options, when, progress)
-        return from_geotiff(done.path, "lr") if done.as_da else done.path
+        return (from_geotiff(done.path, "lr", mask_and_scale=ws.decoded) if done.as_da
+                else done.path)
 
 
 def ground(
@@ -378,7 +382,7 @@ def ground(
         path, _, as_da = _ground(ws, lr, reference, out=out, relevance_out=relevance_out,
                                  catalog=catalog, archive=archive, options=options,
                                  models=(model, noref_model), progress=progress)
-        return from_geotiff(path, "hr") if as_da else path
+        return from_geotiff(path, "hr", mask_and_scale=ws.decoded) if as_da else path
 
 
 def relevance_map(
@@ -487,6 +491,7 @@ def roundtrip(
         if relevance_out is not None:
             summary["relevance"] = str(relevance_out)
         if as_da:
-            summary["lr"], summary["hr"] = from_geotiff(lr, "lr"), from_geotiff(hr, "hr")
+            summary["lr"] = from_geotiff(lr, "lr", mask_and_scale=ws.decoded)
+            summary["hr"] = from_geotiff(hr, "hr", mask_and_scale=ws.decoded)
         return summary
 

@@ -10,6 +10,7 @@ xarray / rioxarray are imported only when a DataArray is actually handled.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import sys
@@ -20,7 +21,7 @@ import numpy as np
 
 from georefscale.errors import InputError
 from georefscale.raster.grid import Grid
-from georefscale.raster.io import write_geotiff
+from georefscale.raster.io import BandMeta, write_geotiff
 
 if TYPE_CHECKING:  # imported only when a DataArray is handled
     import xarray as xr
@@ -67,7 +68,19 @@ def to_geotiff(da: xr.DataArray, path: str | os.PathLike, what: str = "input") -
     encoded = da.rio.encoded_nodata
     enc_dtype = da.encoding.get("dtype") or da.encoding.get("rasterio_dtype")
     int_encoded = enc_dtype is not None and np.dtype(enc_dtype).kind in "ui"
-    if encoded is not None and arr.dtype.kind == "f" and int_encoded:
+    factor, offset = da.encoding.get("scale_factor"), da.encoding.get("add_offset")
+    meta = None
+    if (factor is not None or offset is not None) and arr.dtype.kind == "f" and int_encoded:
+        # decoded by mask_and_scale: back to the stored DN, scale and offset kept as metadata
+        factor, offset = float(factor or 1.0), float(offset or 0.0)
+        fill = encoded if encoded is not None else da.encoding.get("_FillValue")
+        raw = np.rint((arr.astype(np.float64) - offset) / factor)
+        arr = np.where(np.isnan(arr), 0 if fill is None else fill, raw).astype(enc_dtype)
+        nodata = None if fill is None else float(fill)
+        n = arr.shape[0]
+        meta = dataclasses.replace(BandMeta.default(n), scales=(factor,) * n,
+                                   offsets=(offset,) * n)
+    elif encoded is not None and arr.dtype.kind == "f" and int_encoded:
         arr = np.where(np.isnan(arr), encoded, np.rint(arr)).astype(enc_dtype)
         nodata = float(encoded)
     elif nodata is not None and np.isnan(nodata) and arr.dtype.kind != "f":
@@ -95,16 +108,38 @@ def to_geotiff(da: xr.DataArray, path: str | os.PathLike, what: str = "input") -
     h.update(f"{arr.dtype.name}{arr.shape}{grid.crs.to_wkt()}{tuple(grid.transform)}".encode())
     h.update(np.ascontiguousarray(arr).tobytes())
     write_geotiff(path, np.ascontiguousarray(arr), grid, nodata=nodata,
-                  descriptions=descriptions, tags=tags)
+                  descriptions=descriptions, tags=tags, meta=meta)
     return Path(path), h.hexdigest()
 
 
-def from_geotiff(path: str | os.PathLike, name: str | None = None) -> xr.DataArray:
-    """Load a GeoTIFF (or any GDAL raster) fully into memory as a rioxarray DataArray."""
-    import rioxarray
+def is_decoded(da: xr.DataArray) -> bool:
+    """Whether ``da`` was decoded with a scale / offset (``open_rasterio(mask_and_scale=True)``),
+    so results should come back decoded the same way."""
+    return da.encoding.get("scale_factor") is not None or da.encoding.get("add_offset") is not None
 
-    with rioxarray.open_rasterio(path) as da:
-        out = da.load()
-    out.name = name
-    out.encoding.pop("source", None)
+
+def from_geotiff(path: str | os.PathLike, name: str | None = None, *,
+                 mask_and_scale: bool = False) -> xr.DataArray:
+    """Load a GeoTIFF fully into memory as a rioxarray DataArray that does not refer to the
+    file (it may be deleted): values, coordinates, attributes, CRS, transform and nodata.
+
+    Args:
+        path: the raster.
+        name: the DataArray's name.
+        mask_and_scale: decode the file's scale / offset and nodata as rioxarray does.
+    """
+    import rioxarray
+    import xarray as xr
+
+    with rioxarray.open_rasterio(path, mask_and_scale=mask_and_scale) as da:
+        da = da.load()
+        crs, transform = da.rio.crs, da.rio.transform()
+        nodata = da.rio.encoded_nodata if mask_and_scale else da.rio.nodata
+        coords = {k: v.values for k, v in da.coords.items() if k != "spatial_ref"}
+        out = xr.DataArray(np.asarray(da.values), coords=coords, dims=da.dims,
+                           attrs=dict(da.attrs), name=name)
+        encoding = {k: v for k, v in da.encoding.items() if k not in ("source", "grid_mapping")}
+    out = out.rio.write_crs(crs).rio.write_transform(transform)
+    out = out.rio.write_nodata(nodata, encoded=mask_and_scale)
+    out.encoding.update(encoding)
     return out

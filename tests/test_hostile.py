@@ -450,3 +450,31 @@ def test_11_evaluate_and_rd_refuse_empty_results(oscd_dir, tmp_path):
     res = _cli("rd", "--pairs", oscd_dir, "--bpp", "-1,0", "--json", tmp_path / "r.json")
     assert res.exit_code == 1 and "--bpp values must be positive" in res.output, res.output
     assert not (tmp_path / "e.json").exists() and not (tmp_path / "r.json").exists()
+
+
+# -- 14. DataArrays decoded with scale / offset, and results that outlive their files ----------
+
+
+def test_14_dataarrays(oscd_dir, tmp_path):
+    rioxarray = pytest.importorskip("rioxarray")
+    import georefscale
+    from georefscale.options import GroundOptions
+
+    with rasterio.open(oscd_dir / "rio_20171011.tif") as ds:
+        a, grid = ds.read(), Grid.from_dataset(ds)
+    path = tmp_path / "scaled.tif"
+    profile = {"driver": "GTiff", "width": grid.width, "height": grid.height, "count": 4,
+               "dtype": "uint16", "crs": grid.crs, "transform": grid.transform, "nodata": 0}
+    with rasterio.open(path, "w", **profile) as ds:
+        ds.write(a)
+        ds.scales, ds.offsets = (0.0001,) * 4, (-0.1,) * 4
+    da = rioxarray.open_rasterio(path, mask_and_scale=True).load()
+    res = georefscale.roundtrip(da, None, options=(FAST, GroundOptions()))
+    hr = res["hr"]
+    assert hr.dtype == np.float32 and res["psnr_db"] > 25
+    assert abs(float(hr.mean()) - float(da.mean())) < 0.01  # same decoded convention
+    lr = georefscale.onboard(rioxarray.open_rasterio(oscd_dir / "rio_20171011.tif").load(), None,
+                             options=FAST)
+    assert lr.rio.nodata is None  # no longer refers to a deleted temporary file
+    lr.rio.to_raster(tmp_path / "lr_again.tif")
+    hr.rio.to_raster(tmp_path / "hr_again.tif")

@@ -499,6 +499,7 @@ def write_geotiff(
     tags: Mapping[str, str] | None = None,
     cog: bool = False,
     compress: str = "deflate",
+    meta: BandMeta | None = None,
 ) -> Path:
     """Write a whole ``(bands, rows, cols)`` array atomically; returns the output path."""
     if array.ndim != 3 or array.shape[1:] != grid.shape:
@@ -513,6 +514,7 @@ def write_geotiff(
         tags=tags,
         cog=cog,
         compress=compress,
+        meta=meta,
     ) as w:
         w.write(array, Window(0, 0, grid.width, grid.height))
     return Path(path)
