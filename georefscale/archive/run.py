@@ -37,16 +37,15 @@ from georefscale.archive.plan import SceneJob, plan_archive
 from georefscale.archive.scene import (
     code_lr,
     decoded_lr,
-    describe,
-    finish_scene,
+    guarded,
     hr_path,
     lr_path,
     run_scene,
     scene_entry,
-    staging_folder,
 )
 from georefscale.errors import InputError
 from georefscale.options import ClusterOptions, GroundOptions, OnboardOptions
+from georefscale.references import ReferenceSet
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -66,33 +65,19 @@ def run_split_scene(client: Client, job: SceneJob, out: PathLike,
     each stitched here by one writer (memory: one band plus the stitcher's rows). Same bytes and
     manifest as :func:`~georefscale.archive.scene.run_scene`; bands finished by an interrupted
     run are reused. Never raises for a scene fault."""
-    from georefscale.engine.run import single_threaded
-
-    t0 = time.perf_counter()
     out = Path(out)
-    staging = None
-    try:
-        job.target.check("target")
-        refs = job.reference_set()
+
+    def work(refs: ReferenceSet, staging: Path) -> None:
         parts = out / f".{job.folder}.parts-{job.key()[:16]}"
         parts.mkdir(exist_ok=True)
-        staging = staging_folder(out, job.folder)
-        with single_threaded():
-            split_onboard(client, job, refs, lr_path(staging, job), parts, band_rows)
-            code_lr(job, staging)
-            if job.ground is not None:
-                split_ground(client, job, refs, decoded_lr(job, staging),
-                             hr_path(staging, job), parts, band_rows)
-            finish_scene(job, staging, out)
-        staging = None
+        split_onboard(client, job, refs, lr_path(staging, job), parts, band_rows)
+        code_lr(job, staging)
+        if job.ground is not None:
+            split_ground(client, job, refs, decoded_lr(job, staging), hr_path(staging, job),
+                         parts, band_rows)
         shutil.rmtree(parts, ignore_errors=True)
-        status, error = "done", None
-    except Exception as exc:  # reported per scene
-        status, error = "failed", describe(exc)
-    finally:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
-    return scene_entry(job, status, error, time.perf_counter() - t0, split=True)
+
+    return guarded(job, out, work, split=True)
 
 
 #: process_archive keywords of the first releases -> where they went

@@ -14,7 +14,7 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -130,12 +130,22 @@ def staging_folder(out: Path, scene_id: str) -> Path:
     return staging
 
 
-def run_scene(job: SceneJob, out: PathLike) -> dict[str, Any]:
-    """Process one scene into ``out/<id>/`` (atomically) in this process.
+def guarded(job: SceneJob, out: PathLike, work: Callable[[ReferenceSet, Path], None],
+            **extra: Any) -> dict[str, Any]:
+    """Run one scene's ``work`` into a fresh staging folder and publish it as ``out/<folder>``.
+
+    The target and references are checked against the catalog first; torch and BLAS run on one
+    thread (the products' bytes must not depend on the thread count).
+
+    Args:
+        job: the scene.
+        out: the archive's output folder.
+        work: makes the products in the staging folder, given the checked references.
+        **extra: added to the archive entry.
 
     Returns:
-        Its archive entry; a scene fault is reported as ``status: failed`` with the error,
-        never raised.
+        The scene's archive entry; a scene fault is reported as ``status: failed`` with the
+        error, never raised.
     """
     from georefscale.engine.run import single_threaded
 
@@ -147,13 +157,7 @@ def run_scene(job: SceneJob, out: PathLike) -> dict[str, Any]:
         refs = job.reference_set()
         staging = staging_folder(out, job.folder)
         with single_threaded():
-            with open_scene(job, refs) as (tds, rdss):
-                plan = onboard_plan(job, refs, tds, rdss)
-                make_lr(plan, tds, rdss, lr_path(staging, job), cog=job.onboard.cog,
-                        target_name=job.target.href)
-            code_lr(job, staging)
-            if job.ground is not None:
-                ground_scene(job, refs, staging)
+            work(refs, staging)
             finish_scene(job, staging, out)
         staging = None
         status, error = "done", None
@@ -162,7 +166,23 @@ def run_scene(job: SceneJob, out: PathLike) -> dict[str, Any]:
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
-    return scene_entry(job, status, error, time.perf_counter() - t0)
+    return scene_entry(job, status, error, time.perf_counter() - t0, **extra)
+
+
+def run_scene(job: SceneJob, out: PathLike) -> dict[str, Any]:
+    """Process one scene into ``out/<folder>/`` (atomically) in this process (see
+    :func:`guarded`)."""
+
+    def work(refs: ReferenceSet, staging: Path) -> None:
+        with open_scene(job, refs) as (tds, rdss):
+            plan = onboard_plan(job, refs, tds, rdss)
+            make_lr(plan, tds, rdss, lr_path(staging, job), cog=job.onboard.cog,
+                    target_name=job.target.href)
+        code_lr(job, staging)
+        if job.ground is not None:
+            ground_scene(job, refs, staging)
+
+    return guarded(job, out, work)
 
 
 def ground_scene(job: SceneJob, refs: ReferenceSet, staging: Path) -> None:

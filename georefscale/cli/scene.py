@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -19,6 +20,14 @@ from georefscale.cli.options import (
     refs_opt,
     seed_opt,
 )
+
+
+def target_inputs(command: Callable) -> Callable:
+    """Decorator: TARGET and where its reference comes from (``-r`` / ``--catalog`` /
+    ``--archive``)."""
+    for opt in (archive_opt, catalog_opt, refs_opt, click.argument("target", type=click.Path())):
+        command = opt(command)
+    return command
 
 
 def register(group: click.Group) -> None:
@@ -57,10 +66,7 @@ def _lr_lines(s: dict) -> list[str]:
 
 
 @click.command("onboard")
-@click.argument("target", type=click.Path())
-@refs_opt
-@catalog_opt
-@archive_opt
+@target_inputs
 @click.option(
     "-o",
     "--output",
@@ -142,10 +148,7 @@ def ground_cmd(lr, references, catalog, archive, output, relevance, alpha, seed,
 
 
 @click.command("roundtrip")
-@click.argument("target", type=click.Path())
-@refs_opt
-@catalog_opt
-@archive_opt
+@target_inputs
 @click.option(
     "-o",
     "--output-dir",

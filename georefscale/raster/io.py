@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -489,32 +490,22 @@ def _to_cog(src: Path, dst: Path, options: dict) -> None:
     )
 
 
-def write_geotiff(
-    path: str | os.PathLike,
-    array: np.ndarray,
-    grid: Grid,
-    *,
-    nodata: float | None = None,
-    descriptions: Sequence[str | None] | None = None,
-    tags: Mapping[str, str] | None = None,
-    cog: bool = False,
-    compress: str = "deflate",
-    meta: BandMeta | None = None,
-) -> Path:
-    """Write a whole ``(bands, rows, cols)`` array atomically; returns the output path."""
+def write_geotiff(path: str | os.PathLike, array: np.ndarray, grid: Grid,
+                  **options: Any) -> Path:
+    """Write a whole ``(bands, rows, cols)`` array atomically.
+
+    Args:
+        path: the GeoTIFF to write.
+        array: the pixels, of the output's dtype.
+        grid: the output grid (its shape must be the array's).
+        **options: :class:`GeoTIFFWriter` options (``nodata``, ``descriptions``, ``tags``,
+            ``cog``, ``compress``, ``meta``).
+
+    Returns:
+        ``path``.
+    """
     if array.ndim != 3 or array.shape[1:] != grid.shape:
         raise ValueError(f"array shape {array.shape} does not match grid {grid.shape}")
-    with GeoTIFFWriter(
-        path,
-        grid,
-        count=array.shape[0],
-        dtype=array.dtype,
-        nodata=nodata,
-        descriptions=descriptions,
-        tags=tags,
-        cog=cog,
-        compress=compress,
-        meta=meta,
-    ) as w:
+    with GeoTIFFWriter(path, grid, count=array.shape[0], dtype=array.dtype, **options) as w:
         w.write(array, Window(0, 0, grid.width, grid.height))
     return Path(path)
