@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from georefscale.atomic import guard_outputs
 from georefscale.errors import InputError, NoCandidateError
+from georefscale.layers import Layered, describe, enhancement_path, ground_layered, write_layered
 from georefscale.link import codec_spec, encode_lr, exact_lr, probe_codec
-from georefscale.options import AUTO, GroundOptions, ModelLike, OnboardOptions
+from georefscale.options import AUTO, CodecChoice, GroundOptions, ModelLike, OnboardOptions
 from georefscale.plans.ground import GroundPlan, make_hr
 from georefscale.plans.onboard import OnboardPlan, make_lr
 from georefscale.product import LRInfo
@@ -173,13 +174,15 @@ class Workspace:
 @dataclass(frozen=True)
 class _Onboarded:
     """What :func:`_onboard` did: product path, whether the target was a DataArray, the
-    target's file, the model and the no-reference fallback model used."""
+    target's file, the model and the no-reference fallback model used, and the two layers
+    chosen for a rate target."""
 
     path: Path
     as_da: bool
     target: Path
     model: Rescaler
     fallback: Rescaler | None
+    layered: Layered | None = None
 
 
 def _onboard(ws: Workspace, target: Source, reference: Source | Sequence[Source] | None,
@@ -190,7 +193,8 @@ def _onboard(ws: Workspace, target: Source, reference: Source | Sequence[Source]
     from georefscale.engine.cards import noref_name
     from georefscale.engine.run import noref_twin, resolve_model
 
-    spec = codec_spec(options.codec)
+    layered = options.rate is not None
+    spec = codec_spec(CodecChoice("jpeg2000") if layered else options.codec)
     tpath, tname, as_da, _ = ws.source(target, "target")
     if out is None:
         if not as_da:
@@ -226,22 +230,32 @@ def _onboard(ws: Workspace, target: Source, reference: Source | Sequence[Source]
             )
         m = twin
     fallback = noref_twin(m, noref)
-    guard_outputs([out], [tpath, *(r.path for r in refs)])
+    guard_outputs([out, enhancement_path(out) if layered else None],
+                  [tpath, *(r.path for r in refs)])
     lr_file = ws.path("lr.tif") if spec is not None else out
     with open_raster(tpath, "target") as tds, refs.open() as rdss:
         plan = OnboardPlan.make(tds, rdss, refs, model=m, fallback_model=fallback,
                                 options=options, target_name=tname)
+        if layered:
+            plan = replace(plan, info=replace(plan.info, layers=2))
         make_lr(plan, tds, rdss, lr_file, cog=options.cog, progress=progress, target_name=tname)
-    if spec is not None:
+    choice = None
+    if layered:
+        with open_raster(lr_file, "LR product") as lds:
+            info = LRInfo.from_dataset(lds, lr_file)
+        choice = write_layered(lr_file, out, tpath, info, refs, (m, fallback), options.rate,
+                               ws.path)
+    elif spec is not None:
         encode_lr(lr_file, out, options.codec)
-    return _Onboarded(out, as_da, tpath, m, fallback)
+    return _Onboarded(out, as_da, tpath, m, fallback, choice)
 
 
 def _ground(ws: Workspace, lr: Source, reference: Source | Sequence[Source] | None, *,
             out: PathLike | None, relevance_out: PathLike | None, catalog: CatalogLike | None,
             archive: PathLike | None, options: GroundOptions,
             models: tuple[ModelLike | None, ModelLike | None],
-            progress: bool | None) -> tuple[Path, Path | None, bool]:
+            progress: bool | None, enhancement: PathLike | None = None
+            ) -> tuple[Path, Path | None, bool]:
     """:func:`ground` / :func:`relevance_map` inside a workspace (``out`` None: relevance
     only); returns (HR path, relevance path, LR was a DataArray)."""
     from georefscale.engine.run import given_model
@@ -255,6 +269,7 @@ def _ground(ws: Workspace, lr: Source, reference: Source | Sequence[Source] | No
             check_output(p)
     if catalog is not None and reference is not None:
         raise InputError(f"{lname}: give a reference or a catalog, not both")
+    received = lpath
     lpath = exact_lr(lpath, ws.path("lr.tif"))
     outputs = frozenset({"hr"} if out is not None else set()) | frozenset(
         {"relevance"} if relevance_out is not None else set())
@@ -273,10 +288,22 @@ def _ground(ws: Workspace, lr: Source, reference: Source | Sequence[Source] | No
             fallback = given_model(models[1], info.fallback_model, info.factor,
                                    "no-reference model", lname)
         with refs.open() as rdss:
-            plan = GroundPlan.make(lds, rdss, info, model=m, fallback_model=fallback,
-                                   options=options, outputs=outputs, lr_name=lname)
-            make_hr(plan, lds, rdss, out=out, relevance_out=relevance_out, lr_name=lname,
-                    progress=progress)
+            if info.layers == 2 and out is not None and not options.base_only:
+                fallback = fallback or (given_model(models[1], info.fallback_model, info.factor,
+                                                    "no-reference model", lname)
+                                        if info.fallback_model else None)
+                ground_layered(lds, rdss, info, models=(m, fallback), base_file=received,
+                               enhancement=enhancement, options=options, out=Path(out),
+                               scratch=ws.path)
+                outputs, out_hr, out = outputs - {"hr"}, out, None
+            else:
+                out_hr = None
+            if outputs:
+                plan = GroundPlan.make(lds, rdss, info, model=m, fallback_model=fallback,
+                                       options=options, outputs=outputs, lr_name=lname)
+                make_hr(plan, lds, rdss, out=out, relevance_out=relevance_out, lr_name=lname,
+                        progress=progress)
+            out = out if out_hr is None else out_hr
     return (Path(out) if out is not None else None,
             Path(relevance_out) if relevance_out is not None else None, as_da)
 
@@ -346,6 +373,7 @@ def ground(
     relevance_out: PathLike | None = None,
     model: ModelLike | None = None,
     noref_model: ModelLike | None = None,
+    enhancement: PathLike | None = None,
     progress: bool | None = False,
     **keywords: Any,
 ) -> Product:
@@ -363,6 +391,9 @@ def ground(
         relevance_out: also write the relevance map (see :func:`relevance_map`).
         model: a ready rescaler to use instead of loading the recorded name (names must match).
         noref_model: the same for the recorded no-reference model.
+        enhancement: the enhancement layer of a two-layer product (default: beside the base,
+            ``<stem>.enh.jp2``); its residual is added to the base rebuilt with the recorded
+            latent rule (alpha 0, seed 0). ``options.base_only`` ignores it.
         progress: progress bar (None: only on a terminal).
         **keywords: the first releases' option keywords (deprecated; see
             :class:`~georefscale.options.GroundOptions`).
@@ -381,7 +412,8 @@ def ground(
         out = out if out is not None else ws.path("hr.tif")
         path, _, as_da = _ground(ws, lr, reference, out=out, relevance_out=relevance_out,
                                  catalog=catalog, archive=archive, options=options,
-                                 models=(model, noref_model), progress=progress)
+                                 models=(model, noref_model), progress=progress,
+                                 enhancement=enhancement)
         return from_geotiff(path, "hr", mask_and_scale=ws.decoded) if as_da else path
 
 
@@ -486,6 +518,11 @@ def roundtrip(
                            options=replace(gr, cog=on.cog),
                            models=(done.model, done.fallback), progress=progress)
         summary = describe_lr(lr)
+        if done.layered is not None:
+            summary["layers"] = describe(done.layered)
+            summary["bytes"] = done.layered.total_bytes
+            summary["bits_per_pixel"] = 8 * done.layered.total_bytes / (
+                done.layered.rebuild.shape[1] * done.layered.rebuild.shape[2])
         summary.update(reconstruction_error(done.target, hr, summary["scale"]))
         summary["hr"] = str(hr)
         if relevance_out is not None:

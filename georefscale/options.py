@@ -27,6 +27,7 @@ __all__ = [
     "GroundOptions",
     "ModelLike",
     "OnboardOptions",
+    "RateTarget",
     "TilingOptions",
     "check_factor",
 ]
@@ -143,6 +144,45 @@ class CodecChoice:
 
 
 @dataclass(frozen=True)
+class RateTarget:
+    """What the operator asks of the downlink product; exactly one field is set. With a rate
+    target the product has two layers (see :mod:`georefscale.layers`): the RefScale base layer
+    (JPEG 2000) and an enhancement layer (the residual to the target, JPEG 2000).
+
+    Attributes:
+        max_bytes: the best PSNR whose whole product (both files) is at most this many bytes.
+        bpp: the same, as bits per HR pixel (all bands together).
+        target_psnr: the fewest bytes whose reconstruction reaches this PSNR (dB, peak = the
+            model's DN scale, valid pixels only).
+        max_error: every valid HR sample within this many DN of the target (0: lossless); the
+            residual is quantised with step ``2 * max_error + 1`` and coded losslessly.
+    """
+
+    max_bytes: int | None = None
+    bpp: float | None = None
+    target_psnr: float | None = None
+    max_error: int | None = None
+
+    def __post_init__(self) -> None:
+        given = [k for k in ("max_bytes", "bpp", "target_psnr", "max_error")
+                 if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise InputError("give exactly one of max_bytes, bpp, target_psnr, max_error "
+                             f"(got {', '.join(given) or 'none'})")
+        if self.max_bytes is not None and (isinstance(self.max_bytes, bool) or not isinstance(
+                self.max_bytes, int) or self.max_bytes < 1):
+            raise InputError(f"max_bytes must be a positive integer, got {self.max_bytes}")
+        if self.bpp is not None:
+            _finite("bpp", self.bpp, 1e-6, 64.0)
+        if self.target_psnr is not None:
+            _finite("target_psnr", self.target_psnr, 1.0, 200.0)
+        if self.max_error is not None and (isinstance(self.max_error, bool) or not isinstance(
+                self.max_error, int) or self.max_error < 0):
+            raise InputError(f"max_error must be a non-negative integer (DN), got "
+                             f"{self.max_error}")
+
+
+@dataclass(frozen=True)
 class OnboardOptions:
     """Everything that decides how a target becomes an LR product (besides its reference).
 
@@ -152,6 +192,8 @@ class OnboardOptions:
         tiling: tile and halo.
         fallback: the per-tile no-reference fallback.
         codec: the link codec (default: a lossless GeoTIFF).
+        rate: a rate target: makes the two-layer product (the base layer is then JPEG 2000 at a
+            rate the encoder chooses; ``codec`` must be None or ``jpeg2000`` without quality).
         correct_shift: estimate and correct the reference's residual shift.
         allow_noref: with no usable reference, use the model's no-reference twin instead of
             failing.
@@ -163,12 +205,20 @@ class OnboardOptions:
     tiling: TilingOptions = field(default_factory=TilingOptions)
     fallback: FallbackPolicy = field(default_factory=FallbackPolicy)
     codec: CodecChoice = field(default_factory=CodecChoice)
+    rate: RateTarget | None = None
     correct_shift: bool = True
     allow_noref: bool = False
     cog: bool = False
 
     def __post_init__(self) -> None:
         check_factor(self.factor)
+        if self.rate is not None and (self.codec.name not in (None, "jpeg2000")
+                                      or self.codec.quality is not None):
+            raise InputError(
+                f"a rate target codes the base layer with JPEG 2000 at a rate it chooses; it "
+                f"contradicts codec {self.codec.name!r}"
+                + (f" at quality {self.codec.quality:g}" if self.codec.quality is not None
+                   else ""))
 
 
 @dataclass(frozen=True)
@@ -182,6 +232,8 @@ class GroundOptions:
         tile: tile core size in HR pixels, None for the one recorded in the product.
         halo: tile overlap in HR pixels, None for the one recorded in the product.
         cog: write Cloud-Optimized GeoTIFFs.
+        base_only: of a two-layer product, rebuild the base layer alone (its enhancement
+            layer is then not needed).
     """
 
     alpha: float = 1.0
@@ -189,6 +241,7 @@ class GroundOptions:
     tile: int | None = None
     halo: int | None = None
     cog: bool = False
+    base_only: bool = False
 
     def __post_init__(self) -> None:
         _finite("alpha", self.alpha, 0.0, 10.0)

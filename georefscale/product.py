@@ -67,6 +67,8 @@ class LRInfo:
     #: the target's exact per-sample nodata mask, encoded (:mod:`georefscale.masks`); None
     #: when the target has no nodata sample
     nodata_mask: str | None = None
+    #: 2 for the base layer of a two-layer product (an enhancement layer belongs to it)
+    layers: int = 1
 
     def tiling(self, tiling: TilingOptions | None = None) -> Tiling:
         """The product's tiling: the recorded tile and halo, or those of ``tiling``.
@@ -112,6 +114,8 @@ class LRInfo:
             tags["META"] = self.meta.to_json()
         if self.nodata_mask is not None:
             tags["NODATA_MASK"] = self.nodata_mask
+        if self.layers != 1:
+            tags["LAYERS"] = self.layers
         if self.fallback_model is not None:
             tags["FALLBACK_MODEL"] = self.fallback_model
             tags["FALLBACK_TILES"] = encode_ranges(self.fallback_tiles)
@@ -208,6 +212,7 @@ class LRInfo:
             fallback_tiles=decode_ranges(tags.get("FALLBACK_TILES", ""), limit=len(tiles)),
             meta=BandMeta.from_json(tags["META"], ds.count) if tags.get("META") else None,
             nodata_mask=tags.get("NODATA_MASK") or None,
+            layers=_layers(tags.get("LAYERS", "1")),
         )
 
 
@@ -217,6 +222,12 @@ def tags_digest(tags: dict[str, str]) -> str:
     product was made. An integrity check, not a signature."""
     body = {k: v for k, v in tags.items() if v != "" and k not in _UNSIGNED}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _layers(text: str) -> int:
+    if text not in ("1", "2"):
+        raise ValueError(f"LAYERS {text!r} must be 1 or 2")
+    return int(text)
 
 
 def _numbers(text: str, n: int, name: str) -> list[float]:
