@@ -293,7 +293,8 @@ def _ground(ws: Workspace, lr: Source, reference: Source | Sequence[Source] | No
                                                     "no-reference model", lname)
                                         if info.fallback_model else None)
                 ground_layered(lds, rdss, info, models=(m, fallback), base_file=received,
-                               enhancement=enhancement, options=options, out=Path(out),
+                               enhancement=None if enhancement is None else Path(enhancement),
+                               options=options, out=Path(out),
                                scratch=ws.path)
                 outputs, out_hr, out = outputs - {"hr"}, out, None
             else:
@@ -519,10 +520,7 @@ def roundtrip(
                            models=(done.model, done.fallback), progress=progress)
         summary = describe_lr(lr)
         if done.layered is not None:
-            summary["layers"] = describe(done.layered)
-            summary["bytes"] = done.layered.total_bytes
-            summary["bits_per_pixel"] = 8 * done.layered.total_bytes / (
-                done.layered.rebuild.shape[1] * done.layered.rebuild.shape[2])
+            summary["search"] = describe(done.layered)
         summary.update(reconstruction_error(done.target, hr, summary["scale"]))
         summary["hr"] = str(hr)
         if relevance_out is not None:

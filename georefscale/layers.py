@@ -270,6 +270,7 @@ def choose_layers(target: np.ndarray, nodata: float | None, make_base: BaseMaker
     else:
         rates = list(BASE_RATES)
     best: Layered | None = None
+    overflow: InputError | None = None
     rebuilds = encodes = 0
     smallest_base = math.inf
     for q1 in rates:
@@ -283,8 +284,12 @@ def choose_layers(target: np.ndarray, nodata: float | None, make_base: BaseMaker
             return codecs.encode(q, codec, quality, profile=profile,
                                  tags=make_tags(base, rebuild, step, quality))
 
-        trial = _enhance(target, valid, rebuild, residual, base, q1, rate, budget, peak, code,
-                         name)
+        try:
+            trial = _enhance(target, valid, rebuild, residual, base, q1, rate, budget, peak,
+                             code, name)
+        except InputError as exc:  # this base leaves a residual outside 16 bits
+            overflow = exc
+            continue
         if trial is None:
             continue
         encodes += trial.trials[1]
@@ -294,7 +299,7 @@ def choose_layers(target: np.ndarray, nodata: float | None, make_base: BaseMaker
         if budget is not None:
             raise InputError(f"{name}: a byte budget of {budget} is too small for even the base "
                              f"layer (the smallest tried takes {smallest_base:.0f} bytes)")
-        raise InputError(f"{name}: no product meets the request")
+        raise overflow or InputError(f"{name}: no product meets the request")
     return Layered(best.base_quality, best.base, best.enhancement, best.step, best.quality,
                    best.rebuild, best.psnr_db, best.max_error_dn, (rebuilds, encodes))
 

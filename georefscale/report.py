@@ -29,7 +29,9 @@ def describe_lr(lr: PathLike) -> dict:
     Returns:
         ``lr``, ``bytes``, ``bits_per_pixel`` (per HR pixel, all bands together), ``codec``,
         ``quality``, ``model``, ``factor``, ``scale`` (DN per 1.0), ``references`` (ids),
-        ``shift_px``, ``tiles``, ``fallback_model``, ``fallback_tiles`` (count).
+        ``shift_px``, ``tiles``, ``fallback_model``, ``fallback_tiles`` (count); for the base of
+        a two-layer product also ``layers``, ``base_bytes``, ``enhancement``,
+        ``enhancement_bytes`` (``bytes`` counts both files).
 
     Raises:
         InputError: not a georefscale product.
@@ -41,6 +43,15 @@ def describe_lr(lr: PathLike) -> dict:
         info = LRInfo.from_dataset(ds, path)
         tags = georefscale_tags(ds)
     nbytes = path.stat().st_size
+    layers = {}
+    if info.layers == 2:
+        from georefscale.layers import enhancement_path
+
+        enh = enhancement_path(path)
+        enh_bytes = enh.stat().st_size if enh.is_file() else 0
+        layers = {"layers": 2, "base_bytes": nbytes, "enhancement": str(enh),
+                  "enhancement_bytes": enh_bytes}
+        nbytes += enh_bytes
     return {
         "lr": str(path),
         "bytes": nbytes,
@@ -57,6 +68,7 @@ def describe_lr(lr: PathLike) -> dict:
         "tiles": len(info.tiling()),
         "fallback_model": info.fallback_model,
         "fallback_tiles": len(info.fallback_tiles),
+        **layers,
     }
 
 

@@ -16,6 +16,7 @@ from georefscale.options import (
     FallbackPolicy,
     GroundOptions,
     OnboardOptions,
+    RateTarget,
     TilingOptions,
 )
 
@@ -118,6 +119,28 @@ no_shift_opt = click.option("--no-shift", is_flag=True,
                             help="Do not estimate/correct the reference shift.")
 
 
+rate_opts = [
+    click.option("--max-bytes", type=int, default=None,
+                 help="Two-layer product: the best quality in at most this many bytes (both "
+                 "files)."),
+    click.option("--bpp", type=float, default=None,
+                 help="Two-layer product: the same as bits per HR pixel."),
+    click.option("--target-psnr", type=float, default=None,
+                 help="Two-layer product: the fewest bytes reaching this PSNR (dB)."),
+    click.option("--max-error", type=int, default=None,
+                 help="Two-layer product: every valid pixel within this many DN of the target "
+                 "(0: lossless)."),
+]
+
+
+def _rate(max_bytes: int | None, bpp: float | None, target_psnr: float | None,
+          max_error: int | None) -> RateTarget | None:
+    if (max_bytes, bpp, target_psnr, max_error) == (None, None, None, None):
+        return None
+    return RateTarget(max_bytes=max_bytes, bpp=bpp, target_psnr=target_psnr,
+                      max_error=max_error)
+
+
 def onboard_option_group(*, allow_noref: bool = True) -> Callable:
     """Decorator: the on-board options (model, factor, codec, fallback, shift, tiling, COG) as
     click options, handed to the command as one ``options`` :class:`OnboardOptions`.
@@ -125,7 +148,7 @@ def onboard_option_group(*, allow_noref: bool = True) -> Callable:
     Args:
         allow_noref: also offer ``--allow-noref``.
     """
-    opts = [model_opt, factor_opt, codec_opt, quality_opt,
+    opts = [model_opt, factor_opt, codec_opt, quality_opt, *rate_opts,
             *([allow_noref_opt] if allow_noref else []), no_fallback_opt, min_agreement_opt,
             no_shift_opt, tile_opt, halo_opt, cog_opt]
 
@@ -140,6 +163,8 @@ def onboard_option_group(*, allow_noref: bool = True) -> Callable:
                     noref_model=None if kw.pop("no_fallback") else FALLBACK.noref_model,
                     min_agreement=kw.pop("min_agreement")),
                 codec=CodecChoice(kw.pop("codec"), kw.pop("quality")),
+                rate=_rate(kw.pop("max_bytes"), kw.pop("bpp"), kw.pop("target_psnr"),
+                           kw.pop("max_error")),
                 correct_shift=not kw.pop("no_shift"),
                 allow_noref=kw.pop("allow_noref", False),
                 cog=kw.pop("cog"),

@@ -57,6 +57,9 @@ def _lr_lines(s: dict) -> list[str]:
         f"     {s['codec']}, {s['bytes']:,} bytes = {s['bits_per_pixel']:.3f} bits per HR pixel",
         f"     model {s['model']} x{s['factor']}, reference {refs}",
     ]
+    if s.get("layers") == 2:
+        lines.append(f"     base layer {s['base_bytes']:,} bytes + enhancement layer "
+                     f"{s['enhancement_bytes']:,} bytes ({s['enhancement']})")
     if s["fallback_model"]:
         lines.append(
             f"     {s['fallback_tiles']} of {s['tiles']} tiles without the reference "
@@ -119,11 +122,15 @@ def onboard_cmd(target, references, catalog, archive, output, options, quiet, as
               "name must be the recorded one; default: the recorded shipped model).")
 @click.option("--noref-model", "noref_file", type=click.Path(), default=None,
               help="The same for the recorded no-reference model.")
+@click.option("--enhancement", type=click.Path(), default=None,
+              help="Enhancement layer of a two-layer product (default: LR's <stem>.enh.jp2).")
+@click.option("--base-only", is_flag=True,
+              help="Of a two-layer product, rebuild the base layer alone.")
 @cog_opt
 @quiet_opt
 @json_opt
 def ground_cmd(lr, references, catalog, archive, output, relevance, alpha, seed, tile, halo,
-               model_file, noref_file, cog, quiet, as_json):
+               model_file, noref_file, enhancement, base_only, cog, quiet, as_json):
     """On the ground: rebuild the full-resolution scene from the LR product LR.
 
     Needs the same reference as on board: give it with --reference, or --catalog to find it by
@@ -137,13 +144,28 @@ def ground_cmd(lr, references, catalog, archive, output, relevance, alpha, seed,
     from georefscale.api import ground
     from georefscale.options import GroundOptions
 
-    options = GroundOptions(alpha=alpha, seed=seed, tile=tile, halo=halo, cog=cog)
+    options = GroundOptions(alpha=alpha, seed=seed, tile=tile, halo=halo, cog=cog,
+                            base_only=base_only)
     out = ground(lr, list(references) or None, out=output, catalog=catalog, archive=archive,
                  options=options, relevance_out=relevance, model=model_file,
-                 noref_model=noref_file, progress=_progress(quiet))
+                 noref_model=noref_file, enhancement=enhancement, progress=_progress(quiet))
     summary = {"lr": str(lr), "hr": str(out), "alpha": alpha, "seed": seed,
                "relevance": str(relevance) if relevance else None}
+    import rasterio
+
+    with rasterio.open(out) as ds:
+        tags = ds.tags()
+    if tags.get("GEOREFSCALE_LAYERS") == "2":
+        bound = tags.get("GEOREFSCALE_MAX_ERROR")
+        summary.update(layers=2, enhancement=tags.get("GEOREFSCALE_ENHANCEMENT"),
+                       max_error_dn=int(bound) if bound else None,
+                       alpha=float(tags["GEOREFSCALE_ALPHA"]),
+                       seed=int(tags["GEOREFSCALE_SEED"]))
     lines = [f"HR   {out}"] + ([f"relevance {relevance}"] if relevance else [])
+    if summary.get("layers") == 2:
+        lines.append(f"     base + enhancement {summary['enhancement']}"
+                     + (f", every valid pixel within {summary['max_error_dn']} DN"
+                        if summary["max_error_dn"] is not None else ""))
     _report(summary, quiet, as_json, lines)
 
 
