@@ -39,8 +39,11 @@ def _floats(text: str | None) -> tuple[float, ...] | None:
               help="Also score sites whose target a model was trained or validated on.")
 @click.option("--plot", "plot_out", default=None, type=click.Path(dir_okay=False),
               help="Write a PNG of PSNR vs bits per HR pixel.")
+@click.option("--layered", is_flag=True,
+              help="Add the two-layer product (RefScale base + residual enhancement layer), "
+              "bit savings at 36/40/44 dB and the near-lossless table.")
 def rd_cmd(pairs, factor, codec, methods, bpp, qualities, json_out, sites, include_seen,
-           plot_out):
+           plot_out, layered):
     """PSNR vs bits per HR pixel of direct coding and rescale + code, and BD-rates."""
     from georefscale.atomic import write_json
     from georefscale.errors import InputError
@@ -61,7 +64,8 @@ def rd_cmd(pairs, factor, codec, methods, bpp, qualities, json_out, sites, inclu
     if _floats(qualities):
         kwargs["qualities"] = _floats(qualities)
     result = rd.evaluate(pairs, factor, codec, [m for m in methods.split(",") if m],
-                         sites=list(sites) or None, include_seen=include_seen, **kwargs)
+                         sites=list(sites) or None, include_seen=include_seen, layered=layered,
+                         **kwargs)
     echo_skipped_seen(result)
     if not result["sites"]:
         raise InputError(f"{pairs}: no site could be scored (see the warnings); "
@@ -74,6 +78,14 @@ def rd_cmd(pairs, factor, codec, methods, bpp, qualities, json_out, sites, inclu
         click.echo(f"{site:<14}" + "".join(f"{_percent(s['bd_rate'].get(m)):>16}"
                                            for m in result["bd_rate"]))
     click.echo(f"BD-rate vs direct {codec} (negative = fewer bits); JSON: {json_out}")
+    if layered:
+        for name, row in result["savings"].items():
+            click.echo(f"{name:<16} bits saved vs direct at " + ", ".join(
+                f"{p} dB {_percent(v)}" for p, v in row.items()))
+        for e, row in result["near_lossless"].items():
+            click.echo(f"max error {e:>3} DN: layered {row['layered_bpp']:.3f} bpp, saves "
+                       f"{_percent(row['saving_vs_lossless'])} vs lossless and "
+                       f"{_percent(row['saving_vs_quantised'])} vs quantised direct")
 
 
 def _percent(fraction: float | None) -> str:

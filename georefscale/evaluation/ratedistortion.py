@@ -54,6 +54,8 @@ __all__ = [
 ]
 
 DEFAULT_BPP = (0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.45, 0.7, 1.0, 1.5, 2.2, 3.2)
+#: Rates added to the ladder for the layered comparison, which reaches high PSNRs.
+HIGH_BPP = (4.5, 6.4, 9.0, 12.8, 18.0)
 #: Quality ladder for codecs controlled by a quality number (jpeg, webp).
 DEFAULT_QUALITIES = (5, 10, 20, 35, 50, 65, 80, 90, 95)
 
@@ -221,7 +223,8 @@ def load_methods(names: Sequence[str], factor: int) -> dict:
 def evaluate(pairs: str | Path, factor: int, codec: str, methods: Sequence[str],
              bpp: Sequence[float] = DEFAULT_BPP,
              qualities: Sequence[float] = DEFAULT_QUALITIES, *,
-             sites: list[str] | None = None, include_seen: bool = False) -> dict:
+             sites: list[str] | None = None, include_seen: bool = False,
+             layered: bool = False) -> dict:
     """Run the rate-distortion comparison over the sites of ``pairs`` (optionally only
     ``sites``; those whose target a method's model was trained or validated on are left out
     unless ``include_seen``, and listed under ``skipped_seen``); the JSON-ready result.
@@ -230,14 +233,25 @@ def evaluate(pairs: str | Path, factor: int, codec: str, methods: Sequence[str],
     fraction}, "sites": {site: {"curves", "bd_rate", "ceiling"}}}``.  The top-level curves are the
     per-rate-step means over sites (bpp and PSNR averaged), the top-level BD-rate the mean of
     the per-site BD-rates (null where a site's curves do not overlap in PSNR).
+
+    With ``layered`` (JPEG 2000 only) the two-layer product of the first method that uses a
+    reference is added as the method ``layered`` (see :mod:`georefscale.evaluation.layered`),
+    the direct ladder is extended to the rates high PSNRs need, and each site (and the mean)
+    gains ``savings`` (bits saved against direct coding at 36, 40 and 44 dB, per method) and
+    ``near_lossless`` (bytes for every valid sample within E DN, against lossless and quantised
+    direct coding).
     """
     spec = codecs.get_codec(codec)
     if spec.lossless:
         raise InputError(f"codec {codec!r} is lossless: no rate-distortion curve to sweep")
     if factor not in (2, 4):
         raise InputError(f"factor must be 2 or 4, got {factor}")
+    if layered and codec != "jpeg2000":
+        raise InputError("the layered product codes both layers with jpeg2000 (--codec jpeg2000)")
     chosen, skipped = evaluation_sites(pairs, methods, sites, include_seen)
     models = load_methods(methods, factor)
+    if layered:
+        bpp = tuple(bpp) + tuple(b for b in HIGH_BPP if b > max(bpp))
     per_site: dict[str, dict] = {}
     for site in chosen:
         target, valid, profile = _load_target(site, factor)
@@ -262,7 +276,20 @@ def evaluate(pairs: str | Path, factor: int, codec: str, methods: Sequence[str],
             q = None if spec.name == "jpeg2000" else list(qualities)
             curves[name], ceiling[name] = method_curve(model, target, valid, ref, codec, peak,
                                                        q, bpp, profile)
+        extra = {}
+        if layered:
+            from georefscale.evaluation.layered import FIXED_PSNR, layered_site
+
+            ref_model = next((m for m in models.values() if m.uses_reference), None)
+            if ref_model is None:
+                raise InputError("--layered needs a RefScale method (one that uses a reference)")
+            lay = layered_site(ref_model, target, valid, ref, peak, profile)
+            curves["layered"] = lay["layered"]
+            extra = {"near_lossless": lay["near_lossless"], "savings": {
+                name: {f"{p:g}": _saving(curves["direct"], c, p) for p in FIXED_PSNR}
+                for name, c in curves.items() if name != "direct"}}
         per_site[site.name] = {
+            **extra,
             "curves": curves,
             "bd_rate": {n: _bd(curves["direct"], c) for n, c in curves.items() if n != "direct"},
             "ceiling": ceiling,
@@ -271,7 +298,7 @@ def evaluate(pairs: str | Path, factor: int, codec: str, methods: Sequence[str],
             "reference": site.reference.name,
         }
         log.info("%s: %s", site.name, per_site[site.name]["bd_rate"])
-    return {
+    result = {
         "codec": codec,
         "factor": factor,
         "psnr": PSNR_CONVENTION,
@@ -280,6 +307,30 @@ def evaluate(pairs: str | Path, factor: int, codec: str, methods: Sequence[str],
         "sites": per_site,
         "skipped_seen": skipped,
     }
+    if layered and per_site:
+        result["savings"] = _mean_nested(s["savings"] for s in per_site.values())
+        result["near_lossless"] = _mean_nested(s["near_lossless"] for s in per_site.values())
+    return result
+
+
+def _saving(direct: list, test: list, psnr_db: float) -> float | None:
+    from georefscale.evaluation.layered import savings_at
+
+    return savings_at(direct, test, psnr_db)
+
+
+def _mean_nested(rows) -> dict:
+    """Mean of the numbers of nested dicts of the same shape (None values left out)."""
+    rows = list(rows)
+    out: dict = {}
+    for key in rows[0]:
+        values = [r[key] for r in rows if key in r]
+        if isinstance(values[0], dict):
+            out[key] = _mean_nested(values)
+        else:
+            nums = [v for v in values if isinstance(v, int | float)]
+            out[key] = float(np.mean(nums)) if nums else None
+    return out
 
 
 def _mean_curves(per_site: dict[str, dict]) -> dict[str, list[list[float]]]:
