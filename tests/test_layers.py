@@ -130,3 +130,24 @@ def test_cli_target_psnr(scene, tmp_path):
                                     "40", "-o", str(tmp_path), "--json"])
     assert res.exit_code == 0, res.output
     assert '"layers": 2' in res.output
+
+
+def test_archive_makes_two_layer_products(oscd_dir, tmp_path):
+    from georefscale.archive import process_archive
+    from georefscale.catalog import Catalog, ingest
+    from georefscale.options import ClusterOptions, TilingOptions
+
+    cat = Catalog.from_records(ingest([oscd_dir / "norcia_20150711.tif",
+                                       oscd_dir / "norcia_20171018.tif"]).records)
+    options = OnboardOptions(model=MODEL, tiling=TilingOptions(128, 16),
+                             rate=RateTarget(max_error=10))
+    result = process_archive(cat, tmp_path / "out", onboard=options, ground=GroundOptions(),
+                             cluster=ClusterOptions(workers=0), progress=False)
+    assert not result.failed, result.failed
+    folder = tmp_path / "out" / "norcia_20171018"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "manifest.json", "norcia_20171018_hr.tif", "norcia_20171018_lr.enh.jp2",
+        "norcia_20171018_lr.jp2"]
+    with rasterio.open(oscd_dir / "norcia_20171018.tif") as t, \
+            rasterio.open(folder / "norcia_20171018_hr.tif") as h:
+        assert np.abs(t.read().astype(int) - h.read()).max() <= 10

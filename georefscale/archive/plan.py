@@ -8,6 +8,7 @@ scene is made with.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -173,6 +174,8 @@ def _non_default(o: OnboardOptions) -> dict[str, Any]:
                            "min_coverage": f.min_coverage}
     if o.correct_shift != default.correct_shift:
         out["correct_shift"] = o.correct_shift
+    if o.rate is not None:
+        out["rate"] = {k: v for k, v in dataclasses.asdict(o.rate).items() if v is not None}
     return out
 
 

@@ -37,6 +37,7 @@ from georefscale.archive.plan import SceneJob, plan_archive
 from georefscale.archive.scene import (
     code_lr,
     decoded_lr,
+    ground_scene,
     guarded,
     hr_path,
     lr_path,
@@ -71,8 +72,10 @@ def run_split_scene(client: Client, job: SceneJob, out: PathLike,
         parts = out / f".{job.folder}.parts-{job.key()[:16]}"
         parts.mkdir(exist_ok=True)
         split_onboard(client, job, refs, lr_path(staging, job), parts, band_rows)
-        code_lr(job, staging)
-        if job.ground is not None:
+        code_lr(job, refs, staging)
+        if job.ground is not None and job.onboard.rate is not None:
+            ground_scene(job, refs, staging)  # the two layers are made and added whole
+        elif job.ground is not None:
             split_ground(client, job, refs, decoded_lr(job, staging), hr_path(staging, job),
                          parts, band_rows)
         shutil.rmtree(parts, ignore_errors=True)

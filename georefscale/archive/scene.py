@@ -9,6 +9,7 @@ the references' catalog ids recorded in the product.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import socket
@@ -23,8 +24,9 @@ from georefscale.archive.manifest import MANIFEST, scene_manifest
 from georefscale.archive.plan import SceneJob
 from georefscale.atomic import write_json
 from georefscale.errors import GeoRefScaleError
+from georefscale.layers import enhancement_path, ground_layered, write_layered
 from georefscale.link import codec_spec, encode_lr, exact_lr
-from georefscale.options import GroundOptions
+from georefscale.options import CodecChoice, GroundOptions
 from georefscale.plans.ground import GroundPlan, make_hr
 from georefscale.plans.onboard import OnboardPlan, make_lr
 from georefscale.product import LRInfo
@@ -69,16 +71,34 @@ def lr_path(folder: Path, job: SceneJob) -> Path:
 
 def product_path(folder: Path, job: SceneJob) -> Path:
     """The LR product as published: the GeoTIFF, or the coded file with the codec."""
-    spec = codec_spec(job.onboard.codec)
+    layered = job.onboard.rate is not None
+    spec = codec_spec(CodecChoice("jpeg2000") if layered else job.onboard.codec)
     return lr_path(folder, job).with_suffix(spec.ext) if spec else lr_path(folder, job)
 
 
-def code_lr(job: SceneJob, staging: Path) -> None:
-    """With a codec, replace the staged LR GeoTIFF by the coded product."""
-    if job.onboard.codec.name is None:
+def code_lr(job: SceneJob, refs: ReferenceSet, staging: Path) -> None:
+    """With a codec, replace the staged LR GeoTIFF by the coded product; with a rate target, by
+    the two layers (:func:`~georefscale.layers.write_layered`)."""
+    lr = lr_path(staging, job)
+    if job.onboard.rate is not None:
+        with open_raster(lr, "LR product") as lds:
+            info = LRInfo.from_dataset(lds, lr)
+        write_layered(lr, product_path(staging, job), Path(job.target.href), info, refs,
+                      models(job), job.onboard.rate, scratch(staging))
+    elif job.onboard.codec.name is not None:
+        encode_lr(lr, product_path(staging, job), job.onboard.codec)
+    else:
         return
-    encode_lr(lr_path(staging, job), product_path(staging, job), job.onboard.codec)
-    lr_path(staging, job).unlink()
+    lr.unlink()
+
+
+def scratch(staging: Path):
+    """Fresh temporary paths by name in a hidden folder of ``staging`` (removed before the scene
+    is published)."""
+    folder = staging / ".scratch"
+    folder.mkdir(exist_ok=True)
+    counter = iter(range(1 << 30))
+    return lambda name: folder / f"{next(counter)}_{name}"
 
 
 def decoded_lr(job: SceneJob, staging: Path) -> Path:
@@ -106,8 +126,11 @@ def onboard_plan(job: SceneJob, refs: ReferenceSet, tds: DatasetReader, rdss: li
     """The scene's :class:`~georefscale.plans.onboard.OnboardPlan` (the shift estimated unless
     given)."""
     model, fallback = models(job)
-    return OnboardPlan.make(tds, rdss, refs, model=model, fallback_model=fallback,
+    plan = OnboardPlan.make(tds, rdss, refs, model=model, fallback_model=fallback,
                             options=job.onboard, target_name=job.target.href, shift=shift)
+    if job.onboard.rate is not None:  # the base of two layers
+        plan = dataclasses.replace(plan, info=dataclasses.replace(plan.info, layers=2))
+    return plan
 
 
 def ground_plan(job: SceneJob, lds: DatasetReader, info: LRInfo, rdss: list) -> GroundPlan:
@@ -178,7 +201,7 @@ def run_scene(job: SceneJob, out: PathLike) -> dict[str, Any]:
             plan = onboard_plan(job, refs, tds, rdss)
             make_lr(plan, tds, rdss, lr_path(staging, job), cog=job.onboard.cog,
                     target_name=job.target.href)
-        code_lr(job, staging)
+        code_lr(job, refs, staging)
         if job.ground is not None:
             ground_scene(job, refs, staging)
 
@@ -192,6 +215,12 @@ def ground_scene(job: SceneJob, refs: ReferenceSet, staging: Path) -> None:
     with open_raster(lr, "LR product") as lds, refs.open() as rdss:
         info = LRInfo.from_dataset(lds, name)
         refs.verify(info, name)
+        if info.layers == 2:
+            ground_layered(lds, rdss, info, models=models(job),
+                           base_file=product_path(staging, job), enhancement=None,
+                           options=GroundOptions(cog=job.onboard.cog),
+                           out=hr_path(staging, job), scratch=scratch(staging))
+            return
         plan = ground_plan(job, lds, info, rdss)
         make_hr(plan, lds, rdss, out=hr_path(staging, job), lr_name=name)
 
@@ -199,7 +228,10 @@ def ground_scene(job: SceneJob, refs: ReferenceSet, staging: Path) -> None:
 def finish_scene(job: SceneJob, staging: Path, out: Path) -> None:
     """Verify the products, write the scene manifest, publish ``staging`` as ``out/<id>``."""
     (staging / f".{job.folder}_lr.decoded.tif").unlink(missing_ok=True)
+    shutil.rmtree(staging / ".scratch", ignore_errors=True)
     products = {"lr": product_path(staging, job)}
+    if job.onboard.rate is not None:
+        products["enhancement"] = enhancement_path(products["lr"])
     if job.ground is not None:
         products["hr"] = hr_path(staging, job)
     write_json(staging / MANIFEST, scene_manifest(job, products), sort_keys=True)
