@@ -32,10 +32,13 @@ def demo_cmd(out_dir, archive, factor, quality, crop, as_json):
     for label, res in results.items():
         click.echo(f"{label}: target {res['target']}")
         click.echo(f"  reference {', '.join(res['references'])}, model {res['model']}")
-        for method in ("refscale", "bicubic"):
+        for method in ("refscale", "bicubic", "layered"):
+            if method not in res:
+                continue
             r = res[method]
             click.echo(f"  {method:>9}: {r['bytes']:>7} bytes ({r['bpp_hr']:.3f} bits/HR pixel), "
-                       f"PSNR {r['psnr']:.2f} dB, SSIM {r['ssim']:.3f}")
+                       f"PSNR {r['psnr']:.2f} dB, SSIM {r['ssim']:.3f}"
+                       + (f" (asked: {r['target_psnr']:g} dB)" if "target_psnr" in r else ""))
     click.echo(f"wrote {out_dir}/metrics.json and {out_dir}/demo.png")
 
 
