@@ -478,3 +478,26 @@ def test_14_dataarrays(oscd_dir, tmp_path):
     assert lr.rio.nodata is None  # no longer refers to a deleted temporary file
     lr.rio.to_raster(tmp_path / "lr_again.tif")
     hr.rio.to_raster(tmp_path / "hr_again.tif")
+
+
+def test_15_gcp_raster_is_named_and_rotated_grids_overlap(rio, tmp_path):
+    from rasterio.control import GroundControlPoint
+
+    with rasterio.open(rio[0]) as ds:
+        arr, grid = ds.read(), Grid.from_dataset(ds)
+    gcp_path = tmp_path / "gcps.tif"
+    profile = {"driver": "GTiff", "width": grid.width, "height": grid.height, "count": 4,
+               "dtype": "uint16"}
+    with rasterio.open(gcp_path, "w", **profile) as ds:
+        ds.write(arr)
+        corners = [(0, 0), (0, grid.width), (grid.height, 0), (grid.height, grid.width)]
+        gcps = [GroundControlPoint(r, c, *(grid.transform * (c, r))) for r, c in corners]
+        ds.gcps = (gcps, grid.crs)
+    with pytest.raises(InputError, match="georeferenced by GCPs only"):
+        open_raster(gcp_path, "target").close()
+    t = grid.transform  # turned by 90 degrees about the top-left corner
+    turned = rasterio.Affine(0, -t.e, t.c, t.a, 0, t.f) if t.b == 0 else t
+    g90 = Grid(crs=grid.crs, transform=turned, width=grid.height, height=grid.width)
+    path = write_geotiff(tmp_path / "rot90.tif", np.ascontiguousarray(arr.transpose(0, 2, 1)), g90)
+    with open_raster(path) as ds:
+        assert overlaps(ds, Grid(crs=grid.crs, transform=turned, width=10, height=10))

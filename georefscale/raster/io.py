@@ -57,15 +57,16 @@ def open_raster(path: str | os.PathLike, what: str = "raster") -> rasterio.Datas
             ds = rasterio.open(p)
         except RasterioIOError as exc:
             raise InputError(f"{p}: {what} is not a raster GDAL can read") from exc
-    if ds.transform.is_identity and not ds.gcps[0]:
+    if ds.transform.is_identity and ds.gcps[0]:
+        ds.close()
+        raise InputError(f"{p}: {what} is georeferenced by GCPs only; warp it to a grid first "
+                         "(e.g. gdalwarp)")
+    if ds.transform.is_identity:
         ds.close()
         raise InputError(f"{p}: {what} has no geotransform (not georeferenced)")
     if ds.crs is None:
         ds.close()
         raise InputError(f"{p}: {what} has no CRS")
-    if ds.transform.is_identity:
-        ds.close()
-        raise InputError(f"{p}: {what} is georeferenced by GCPs only; warp it to a grid first")
     return ds
 
 
