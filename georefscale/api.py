@@ -33,7 +33,7 @@ from georefscale.plans.ground import GroundPlan, make_hr
 from georefscale.plans.onboard import OnboardPlan, make_lr
 from georefscale.product import LRInfo
 from georefscale.raster.io import check_output, open_raster
-from georefscale.references import Reference, ReferenceSet, as_catalog
+from georefscale.references import Reference, ReferenceSet, as_catalog, identity_of
 from georefscale.report import describe_lr, reconstruction_error
 from georefscale.xarray_io import from_geotiff, is_dataarray, is_decoded, label, to_geotiff
 
@@ -139,17 +139,16 @@ class Workspace:
         self._n += 1
         return Path(self._tmp.name) / f"{self._n}_{name}"
 
-    def source(self, obj: Source, what: str) -> tuple[Path, str, bool, str | None]:
-        """(path, label for messages, was a DataArray, content SHA-256 of a DataArray)."""
+    def source(self, obj: Source, what: str) -> tuple[Path, str, bool]:
+        """(path, label for messages, was a DataArray)."""
         if is_dataarray(obj):
             self.decoded |= is_decoded(obj)
             stem = str(obj.name) if obj.name is not None else what.replace(" ", "_")
-            path, sha = to_geotiff(obj, self.path(f"{stem}.tif"), what)
-            return path, label(obj, what), True, sha
+            return to_geotiff(obj, self.path(f"{stem}.tif"), what), label(obj, what), True
         if not isinstance(obj, str | os.PathLike):
             raise InputError(f"{what}: expected a file path or an xarray DataArray, got "
                              f"{type(obj).__name__}")
-        return Path(obj), str(obj), False, None
+        return Path(obj), str(obj), False
 
     def references(self, reference: Source | Sequence[Source] | None) -> ReferenceSet:
         """The given references (paths or DataArrays) as a :class:`ReferenceSet`."""
@@ -159,10 +158,10 @@ class Workspace:
             reference) else list(reference)
         refs = []
         for i, obj in enumerate(items):
-            path, name, as_da, sha = self.source(obj, "reference")
-            if as_da:
+            path, name, as_da = self.source(obj, "reference")
+            if as_da:  # identified by content, like the file it may have been read from
                 rid = str(obj.name) if obj.name is not None else f"dataarray-{i + 1}"
-                refs.append(Reference(rid, path, sha, name))
+                refs.append(Reference(rid, path, identity_of(path), name))
             else:
                 refs.append(Reference.from_file(path))
         return ReferenceSet(tuple(refs))
@@ -195,7 +194,7 @@ def _onboard(ws: Workspace, target: Source, reference: Source | Sequence[Source]
 
     layered = options.rate is not None
     spec = codec_spec(CodecChoice("jpeg2000") if layered else options.codec)
-    tpath, tname, as_da, _ = ws.source(target, "target")
+    tpath, tname, as_da = ws.source(target, "target")
     if out is None:
         if not as_da:
             raise InputError(f"{tname}: out (the LR product to write) is required")
@@ -260,7 +259,7 @@ def _ground(ws: Workspace, lr: Source, reference: Source | Sequence[Source] | No
     only); returns (HR path, relevance path, LR was a DataArray)."""
     from georefscale.engine.run import given_model
 
-    lpath, lname, as_da, _ = ws.source(lr, "LR product")
+    lpath, lname, as_da = ws.source(lr, "LR product")
     if out is None and relevance_out is None:
         if not as_da:
             raise InputError(f"{lname}: out (the GeoTIFF to write) is required")

@@ -106,7 +106,7 @@ class EnhancementInfo:
 
     Attributes:
         base_sha256: SHA-256 of the base layer file it belongs to.
-        reference_sha256: the references' checksums (as in the base).
+        reference_identity: the references' identities (as in the base).
         step: quantisation step of the residual (``2E + 1``), or 0 for a lossy-coded residual.
         quality: JPEG 2000 quality of a lossy residual (None when lossless).
         rows_sha256: digests of the on-board base rebuild, one per tile row (see
@@ -115,7 +115,7 @@ class EnhancementInfo:
     """
 
     base_sha256: str
-    reference_sha256: tuple[str, ...]
+    reference_identity: tuple[str, ...]
     step: int
     quality: float | None
     rows_sha256: tuple[str, ...]
@@ -129,7 +129,7 @@ class EnhancementInfo:
     def to_tags(self) -> dict[str, str]:
         return prefixed({
             "PRODUCT": "enhancement layer", "ENH_BASE_SHA256": self.base_sha256,
-            "ENH_REFERENCE_SHA256": ";".join(self.reference_sha256) or "none",
+            "ENH_REFERENCE_IDENTITY": ";".join(self.reference_identity) or "none",
             "ENH_STEP": self.step, "ENH_QUALITY": "" if self.quality is None else self.quality,
             "ENH_ROWS_SHA256": ";".join(self.rows_sha256), "ENH_TILE": self.tile,
             "ENH_ALPHA": ALPHA, "ENH_SEED": SEED,
@@ -148,8 +148,8 @@ class EnhancementInfo:
         try:
             step, tile = int(t["ENH_STEP"]), int(t["ENH_TILE"])
             rows = tuple(t["ENH_ROWS_SHA256"].split(";"))
-            refs = () if t["ENH_REFERENCE_SHA256"] == "none" else tuple(
-                t["ENH_REFERENCE_SHA256"].split(";"))
+            refs = () if t["ENH_REFERENCE_IDENTITY"] == "none" else tuple(
+                t["ENH_REFERENCE_IDENTITY"].split(";"))
             quality = float(t["ENH_QUALITY"]) if t.get("ENH_QUALITY") else None
             if step < 0 or step > 2**15 or (step and step % 2 == 0) or tile < 1:
                 raise ValueError("bad step or tile")
@@ -399,7 +399,7 @@ def read_enhancement(path: PathLike, info: LRInfo, base_file: PathLike,
     if enh.base_sha256 != sha256_file(base_file):
         raise InputError(f"{p}: enhancement layer belongs to another base layer than "
                          f"{base_file} (SHA-256)")
-    if tuple(references) != enh.reference_sha256:
+    if tuple(references) != enh.reference_identity:
         raise InputError(f"{p}: enhancement layer was made with other references")
     residual = codecs.read_compressed(p).array
     if residual.shape != shape or residual.dtype != np.int16:
@@ -468,7 +468,7 @@ def write_layered(lr_file: Path, out: Path, target: Path, info: LRInfo,
 
     def make_tags(base: bytes, rebuild: np.ndarray, step: int,
                   quality: float | None) -> dict[str, str]:
-        return EnhancementInfo(hashlib.sha256(base).hexdigest(), info.reference_sha256, step,
+        return EnhancementInfo(hashlib.sha256(base).hexdigest(), info.reference_identity, step,
                                quality, row_digests(rebuild, info.tile), info.tile).to_tags()
 
     layered = choose_layers(scene, nodata, make_base, make_tags, rate, factor=info.factor,
@@ -505,7 +505,7 @@ def ground_layered(lr: DatasetReader, datasets: list[DatasetReader], info: LRInf
             from the one made on board.
     """
     enh_file = enhancement or enhancement_path(base_file)
-    enh, residual = read_enhancement(enh_file, info, base_file, info.reference_sha256)
+    enh, residual = read_enhancement(enh_file, info, base_file, info.reference_identity)
     plan = GroundPlan.make(lr, datasets, info, model=models[0],
                            fallback_model=models[1] if info.fallback_tiles else None,
                            options=GroundOptions(alpha=ALPHA, seed=SEED), lr_name=base_file.name)

@@ -33,7 +33,7 @@ __all__ = ["FORMAT_VERSION", "LRInfo", "decode_ranges", "encode_ranges"]
 FORMAT_VERSION = "1"
 #: What a model name recorded in a product may look like (never a path).
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}(?<!\.safetensors)")
-_HEX64 = re.compile(r"[0-9a-f]{64}")
+_IDENTITY = re.compile(r"(px1:)?[0-9a-f]{64}")
 #: The tag holding :func:`tags_digest`; products without it (older versions) are read unchecked.
 DIGEST_TAG = "TAGS_SHA256"
 #: Tags outside the digest: itself, and the link codec's, added after the product was made.
@@ -47,7 +47,7 @@ class LRInfo:
     factor: int
     model: str
     reference_ids: tuple[str, ...]
-    reference_sha256: tuple[str, ...]
+    reference_identity: tuple[str, ...]
     shift: tuple[float, float]  # (dx, dy) in target pixels, applied to the reference grid
     shift_error: float | None
     source_dtype: str
@@ -97,7 +97,7 @@ class LRInfo:
             "FACTOR": self.factor,
             "MODEL": self.model,
             "REFERENCE_ID": ";".join(self.reference_ids),
-            "REFERENCE_SHA256": ";".join(self.reference_sha256),
+            "REFERENCE_IDENTITY": ";".join(self.reference_identity),
             "SHIFT": json.dumps(list(self.shift)),
             "SHIFT_ERROR": "" if self.shift_error is None else repr(self.shift_error),
             "SOURCE_DTYPE": self.source_dtype,
@@ -181,13 +181,15 @@ class LRInfo:
         if not isinstance(bands, list) or (bands and len(bands) != ds.count):
             raise ValueError(f"BANDS must list the {ds.count} band names")
         # GDAL drops empty tags: no reference -> no REFERENCE_* tags
-        ids, shas = tags.get("REFERENCE_ID", ""), tags.get("REFERENCE_SHA256", "")
+        # products of earlier versions recorded the references' byte SHA-256 instead
+        ids = tags.get("REFERENCE_ID", "")
+        shas = tags.get("REFERENCE_IDENTITY", tags.get("REFERENCE_SHA256", ""))
         reference_ids = tuple(ids.split(";")) if ids else ()
-        reference_sha256 = tuple(shas.split(";")) if shas else ()
-        if len(reference_ids) != len(reference_sha256):
-            raise ValueError("REFERENCE_ID and REFERENCE_SHA256 differ in length")
-        if any(not _HEX64.fullmatch(h) for h in reference_sha256):
-            raise ValueError("REFERENCE_SHA256 must be hex SHA-256 digests")
+        reference_identity = tuple(shas.split(";")) if shas else ()
+        if len(reference_ids) != len(reference_identity):
+            raise ValueError("REFERENCE_ID and REFERENCE_IDENTITY differ in length")
+        if any(not _IDENTITY.fullmatch(h) for h in reference_identity):
+            raise ValueError("REFERENCE_IDENTITY must be content identities or SHA-256 digests")
         if tags.get("NODATA_MASK"):
             check_mask(tags["NODATA_MASK"], ds.count, width, height)
         fallback_model = tags.get("FALLBACK_MODEL") or None
@@ -199,7 +201,7 @@ class LRInfo:
             factor=factor,
             model=tags["MODEL"],
             reference_ids=reference_ids,
-            reference_sha256=reference_sha256,
+            reference_identity=reference_identity,
             shift=(shift[0], shift[1]),
             shift_error=shift_error,
             source_dtype=dtype,

@@ -2,8 +2,16 @@
 
 A reference keeps one form from where it is chosen (given files, a catalog, the ids recorded in a
 product) to where it is recorded in the LR tags and checked on the ground: its id (the catalog
-record id, or the file stem for a file given directly), its file, its SHA-256 and a label for
-messages.
+record id, or the file stem for a file given directly), its file, its content identity and a
+label for messages.
+
+**Identity rule**: a reference is identified by its content
+(:func:`~georefscale.raster.io.content_identity`: grid, data types, nodata, decoded pixels and
+validity masks), the same way for files and DataArrays, so an archive may re-encode its holdings
+(compression, tiling, COG, tags) without orphaning the products made with them, while a single
+changed pixel makes a different reference. Products of earlier versions recorded the SHA-256 of
+the reference file's bytes (tag ``REFERENCE_SHA256``); they stay readable: such a record is
+checked against the file's bytes, as it was made.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from typing import TYPE_CHECKING
 from rasterio.io import DatasetReader
 
 from georefscale.errors import InputError, NoCandidateError, ReferenceMismatchError
-from georefscale.raster.io import open_raster, sha256_file
+from georefscale.raster.io import IDENTITY_PREFIX, content_identity, open_raster, sha256_file
 
 if TYPE_CHECKING:
     from georefscale.catalog import Catalog, Record
@@ -37,13 +45,13 @@ class Reference:
     Attributes:
         id: the id recorded in the LR tags (catalog record id, or the file stem).
         path: the GeoTIFF read (a temporary file for a DataArray).
-        sha256: SHA-256 recorded in the LR tags (of the file, or of a DataArray's content).
+        identity: the content identity recorded in the LR tags.
         label: how messages name it.
     """
 
     id: str
     path: Path
-    sha256: str
+    identity: str
     label: str
 
     @classmethod
@@ -58,7 +66,7 @@ class Reference:
             raise InputError(f"{p}: reference file does not exist")
         if not p.is_file() or p.is_char_device() or p.is_block_device():
             raise InputError(f"{p}: reference is not a regular file")
-        return cls(id or p.stem, p, sha256_file(p), str(p))
+        return cls(id or p.stem, p, identity_of(p), str(p))
 
     @classmethod
     def from_record(cls, rec: Record, catalog: Catalog, *, check_sha: bool = True) -> Reference:
@@ -82,7 +90,7 @@ class Reference:
                 f"({rec.sha256[:16]}...): the file changed since {catalog_name(catalog)} was "
                 "built"
             )
-        return cls(rec.id, path, sha, str(path))
+        return cls(rec.id, path, identity_of(path), str(path))
 
 
 @dataclass(frozen=True)
@@ -102,8 +110,8 @@ class ReferenceSet:
         return tuple(r.id for r in self.references)
 
     @property
-    def sha256(self) -> tuple[str, ...]:
-        return tuple(r.sha256 for r in self.references)
+    def identity(self) -> tuple[str, ...]:
+        return tuple(r.identity for r in self.references)
 
     @classmethod
     def from_files(cls, paths: Sequence[PathLike]) -> ReferenceSet:
@@ -163,22 +171,25 @@ class ReferenceSet:
         return cls(tuple(refs))
 
     def verify(self, info: LRInfo, product: PathLike) -> None:
-        """Check that these are the references recorded in ``info``, by SHA-256 and count.
+        """Check that these are the references recorded in ``info``, in count and identity
+        (a legacy byte SHA-256 record against the file's bytes).
 
         Raises:
-            ReferenceMismatchError: another count or another file.
+            ReferenceMismatchError: another count or another reference.
         """
-        if len(self) != len(info.reference_sha256):
+        if len(self) != len(info.reference_identity):
             want = ", ".join(info.reference_ids) or "none"
             raise ReferenceMismatchError(
-                f"{product}: made with {len(info.reference_sha256)} reference(s) ({want}), "
+                f"{product}: made with {len(info.reference_identity)} reference(s) ({want}), "
                 f"got {len(self)}"
             )
-        for ref, rid, sha in zip(self, info.reference_ids, info.reference_sha256, strict=True):
-            if ref.sha256 != sha:
+        for ref, rid, want in zip(self, info.reference_ids, info.reference_identity,
+                                  strict=True):
+            got = ref.identity if want.startswith(IDENTITY_PREFIX) else sha256_file(ref.path)
+            if got != want:
                 raise ReferenceMismatchError(
-                    f"{ref.label}: SHA-256 {ref.sha256[:16]}... differs from reference {rid} "
-                    f"({sha[:16]}...) recorded in {product}"
+                    f"{ref.label}: content {got[:20]}... differs from reference {rid} "
+                    f"({want[:20]}...) recorded in {product}"
                 )
 
     @contextmanager
@@ -186,6 +197,12 @@ class ReferenceSet:
         """The open datasets, in order; all are closed on exit."""
         with ExitStack() as stack:
             yield [stack.enter_context(open_raster(r.path, "reference")) for r in self]
+
+
+def identity_of(path: PathLike) -> str:
+    """The content identity of a raster file (see the module docstring)."""
+    with open_raster(path, "reference") as ds:
+        return content_identity(ds)
 
 
 def catalog_name(catalog: Catalog) -> str:

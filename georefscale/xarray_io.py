@@ -11,7 +11,6 @@ xarray / rioxarray are imported only when a DataArray is actually handled.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import sys
 from pathlib import Path
@@ -42,9 +41,8 @@ def label(da: xr.DataArray, what: str) -> str:
     return f"{what} DataArray {da.name!r}" if da.name is not None else f"{what} DataArray"
 
 
-def to_geotiff(da: xr.DataArray, path: str | os.PathLike, what: str = "input") -> tuple[Path, str]:
-    """Write ``da`` as a GeoTIFF at ``path``; returns ``(path, sha256)`` where the SHA-256 is of
-    the pixel values, dtype, shape, CRS and transform (stable across GDAL versions).
+def to_geotiff(da: xr.DataArray, path: str | os.PathLike, what: str = "input") -> Path:
+    """Write ``da`` as a GeoTIFF at ``path``; returns ``path``.
 
     InputError when the DataArray has no CRS, is not 2-D / 3-D, or has no x/y dimensions.
     """
@@ -104,12 +102,9 @@ def to_geotiff(da: xr.DataArray, path: str | os.PathLike, what: str = "input") -
                 height=arr.shape[1])
     if grid.transform.is_identity:
         raise InputError(f"{name}: has no geotransform (x/y coordinates missing)")
-    h = hashlib.sha256()
-    h.update(f"{arr.dtype.name}{arr.shape}{grid.crs.to_wkt()}{tuple(grid.transform)}".encode())
-    h.update(np.ascontiguousarray(arr).tobytes())
     write_geotiff(path, np.ascontiguousarray(arr), grid, nodata=nodata,
                   descriptions=descriptions, tags=tags, meta=meta)
-    return Path(path), h.hexdigest()
+    return Path(path)
 
 
 def is_decoded(da: xr.DataArray) -> bool:

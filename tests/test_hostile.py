@@ -163,7 +163,7 @@ def test_04_archive_out_inside_or_around_the_imagery(oscd_dir, tmp_path):
     ("FORMAT", "99", "FORMAT"),
     ("MODEL", "/tmp/evil.safetensors", "not a model name"),
     ("MODEL", "evil.safetensors", "not a model name"),
-    ("REFERENCE_SHA256", "zz", "REFERENCE_SHA256"),
+    ("REFERENCE_IDENTITY", "zz", "REFERENCE_IDENTITY"),
 ])
 def test_06_crafted_tags(rio, rio_lr, tmp_path, tag, value, match):
     bad = tmp_path / "bad.tif"

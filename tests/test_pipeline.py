@@ -19,7 +19,7 @@ from georefscale.plans.onboard import OnboardPlan, make_lr
 from georefscale.product import LRInfo
 from georefscale.raster.grid import Grid
 from georefscale.raster.io import open_raster, sha256_file, write_geotiff
-from georefscale.references import Reference, ReferenceSet
+from georefscale.references import Reference, ReferenceSet, identity_of
 
 NAIP = "m_4709963_se_14_1_{}.tif"
 
@@ -55,7 +55,7 @@ def test_onboard_writes_scaled_grid_and_tags(paris, paris_lr):
     assert desc == tdesc and tags["ACQUISITION_DATE"] == ttags["ACQUISITION_DATE"]
     assert tags["GEOREFSCALE_FACTOR"] == "4" and tags["GEOREFSCALE_MODEL"] == "bicubic"
     assert tags["GEOREFSCALE_REFERENCE_ID"] == "paris_20161130"
-    assert tags["GEOREFSCALE_REFERENCE_SHA256"] == sha256_file(ref)
+    assert tags["GEOREFSCALE_REFERENCE_IDENTITY"] == identity_of(ref)
     with rasterio.open(paris_lr) as ds:
         info = LRInfo.from_dataset(ds, paris_lr)
     assert info.target_grid == tgrid and info.source_dtype == "uint16" and info.scale == 10000
@@ -130,7 +130,7 @@ def test_reference_model_path_is_deterministic(paris, tmp_path):
     net = RefScaleNet(NetConfig(bands=4, factor=2, blocks=1, hidden=8, ref_features=4))
     model = InvertibleRescaler("refscale-test", net, dtype="uint16", scale=10000.0)
     target, ref = paris
-    refs = ReferenceSet((Reference("paris_20161130", ref, sha256_file(ref), str(ref)),))
+    refs = ReferenceSet((Reference("paris_20161130", ref, identity_of(ref), str(ref)),))
     lr = tmp_path / "lr.tif"
     with open_raster(target) as t, open_raster(ref) as r:
         options = OnboardOptions(tiling=TilingOptions(128, 8))
@@ -244,21 +244,37 @@ def test_output_directory_not_writable(paris, paris_lr, tmp_path):
 def test_ground_refuses_another_reference(paris, paris_lr, oscd_dir, tmp_path):
     other = oscd_dir / "paris_20171107.tif"
     msg = _cli(["ground", paris_lr, "-r", other, "-o", tmp_path / "hr.tif"])
-    assert "paris_20171107.tif" in msg and "SHA-256" in msg and "paris_20161130" in msg
+    assert "paris_20171107.tif" in msg and "content" in msg and "paris_20161130" in msg
     assert _no_outputs(tmp_path)
     with pytest.raises(ReferenceMismatchError):
         ground(paris_lr, other, out=tmp_path / "hr.tif")
 
 
 def test_ground_refuses_a_modified_reference(paris, paris_lr, tmp_path):
-    """Same name, one byte different: the checksum catches it."""
+    """Same name, one pixel different: the content identity catches it."""
     copy = tmp_path / paris[1].name
-    data = bytearray(paris[1].read_bytes())
-    data[-1] ^= 1
-    copy.write_bytes(bytes(data))
-    with pytest.raises(ReferenceMismatchError, match="SHA-256"):
+    copy.write_bytes(paris[1].read_bytes())
+    with rasterio.open(copy, "r+") as ds:
+        ds.write(ds.read(2, window=((5, 6), (7, 8))) + 1, 2, window=((5, 6), (7, 8)))
+    with pytest.raises(ReferenceMismatchError, match="content"):
         ground(paris_lr, copy, out=tmp_path / "hr.tif")
     assert not (tmp_path / "hr.tif").exists()
+
+
+@pytest.mark.parametrize("driver_options", [
+    {"driver": "GTiff", "compress": "LZW"},
+    {"driver": "COG", "compress": "ZSTD"},
+])
+def test_ground_accepts_a_re_encoded_reference(paris, paris_lr, tmp_path, driver_options):
+    """Another compression, a COG, an edited tag: the same pixels and grid, the same reference."""
+    import rasterio.shutil
+
+    copy = tmp_path / paris[1].name
+    rasterio.shutil.copy(paris[1], copy, **driver_options)
+    with rasterio.open(copy, "r+", IGNORE_COG_LAYOUT_BREAK="YES") as ds:
+        ds.update_tags(PROCESSED_BY="archive migration")
+    assert sha256_file(copy) != sha256_file(paris[1])
+    assert ground(paris_lr, copy, out=tmp_path / "hr.tif").is_file()
 
 
 def test_ground_needs_georefscale_tags(paris, tmp_path):
@@ -316,3 +332,22 @@ def test_reference_tile_is_mirrored_like_the_target_at_the_edges(paris):
             ref = align_window([ds], grid, window, (0.0, 0.0))
             assert np.isfinite(ref).all()
             np.testing.assert_array_equal(ref, read_window(ds, window).astype(np.float32))
+
+
+def test_products_of_earlier_versions_check_the_reference_bytes(paris, paris_lr, tmp_path):
+    """A product that recorded the reference file's SHA-256 (before content identities) is
+    still grounded, against the file's bytes."""
+    old = tmp_path / "old_lr.tif"
+    with rasterio.open(paris_lr) as src:
+        tags = {k: v for k, v in src.tags().items()
+                if k not in ("GEOREFSCALE_REFERENCE_IDENTITY", "GEOREFSCALE_TAGS_SHA256")}
+        with rasterio.open(old, "w", **src.profile) as dst:
+            dst.write(src.read())
+            dst.update_tags(**tags, GEOREFSCALE_REFERENCE_SHA256=sha256_file(paris[1]))
+    with rasterio.open(old) as ds:
+        assert LRInfo.from_dataset(ds, old).reference_identity == (sha256_file(paris[1]),)
+    assert ground(old, paris[1], out=tmp_path / "hr.tif").is_file()
+    copy = tmp_path / paris[1].name
+    copy.write_bytes(paris[1].read_bytes() + b"\0")  # same pixels, other bytes
+    with pytest.raises(ReferenceMismatchError, match="differs from reference"):
+        ground(old, copy, out=tmp_path / "hr2.tif")

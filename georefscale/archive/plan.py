@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from georefscale.errors import InputError, NoCandidateError
 from georefscale.options import DEFAULT_MODEL, ClusterOptions, GroundOptions, OnboardOptions
-from georefscale.references import Reference, ReferenceSet
+from georefscale.references import Reference, ReferenceSet, identity_of
 
 if TYPE_CHECKING:
     from georefscale.catalog import Catalog, Record
@@ -110,7 +110,9 @@ class SceneJob:
 
     def reference_set(self) -> ReferenceSet:
         """The references with their catalog ids, each file checked against the catalog."""
-        return ReferenceSet(tuple(Reference(r.id, Path(r.href), r.check("reference"), r.href)
+        for r in self.references:
+            r.check("reference")
+        return ReferenceSet(tuple(Reference(r.id, Path(r.href), identity_of(r.href), r.href)
                                   for r in self.references))
 
     def spec(self) -> dict[str, Any]:

@@ -134,7 +134,7 @@ class OnboardPlan:
             factor=model.factor,
             model=model.name,
             reference_ids=references.ids,
-            reference_sha256=references.sha256,
+            reference_identity=references.identity,
             shift=tuple(shift[0]),
             shift_error=shift[1],
             source_dtype=dtype,

@@ -194,6 +194,40 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+#: Prefix of a content identity (version 1), which tells it from a file's byte SHA-256.
+IDENTITY_PREFIX = "px1:"
+#: Rows decoded at a time while computing a content identity.
+IDENTITY_ROWS = 256
+
+
+def content_identity(ds: DatasetReader) -> str:
+    """The identity of a raster by its content: SHA-256 of its grid (CRS, transform, size),
+    data types, nodata value, and every band's decoded pixels and validity mask, in that order,
+    read in strips of rows (bounded memory).
+
+    Re-encoding the file (another compression, tiling, a COG, an edited tag) keeps the identity;
+    any changed pixel, mask sample or grid parameter changes it. A DataArray written to a
+    GeoTIFF has the identity of the file it was read from when pixels and grid are the same.
+
+    Args:
+        ds: an open raster.
+
+    Returns:
+        ``"px1:"`` followed by 64 hex digits.
+    """
+    h = hashlib.sha256()
+    header = {"crs": ds.crs.to_wkt() if ds.crs else None, "transform": list(ds.transform[:6]),
+              "width": ds.width, "height": ds.height, "dtypes": list(ds.dtypes),
+              "nodata": None if ds.nodata is None else repr(float(ds.nodata))}
+    h.update(json.dumps(header, sort_keys=True).encode())
+    for r0 in range(0, ds.height, IDENTITY_ROWS):
+        win = Window(0, r0, ds.width, min(IDENTITY_ROWS, ds.height - r0))
+        data = ds.read(window=win)
+        h.update(np.ascontiguousarray(data.astype(data.dtype.newbyteorder("<"))).tobytes())
+        h.update(np.packbits(ds.read_masks(window=win) > 0).tobytes())
+    return IDENTITY_PREFIX + h.hexdigest()
+
+
 def georefscale_tags(ds: DatasetReader) -> dict[str, str]:
     """georefscale's tags of an open dataset, without the ``GEOREFSCALE_`` prefix."""
     return {k[len(TAG_PREFIX) :]: v for k, v in ds.tags().items() if k.startswith(TAG_PREFIX)}
