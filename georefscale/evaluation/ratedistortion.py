@@ -334,7 +334,9 @@ def _mean_nested(rows) -> dict:
 
 
 def _mean_curves(per_site: dict[str, dict]) -> dict[str, list[list[float]]]:
-    names = {n for s in per_site.values() for n in s["curves"]}
+    """Per-rate-step means of the curves swept on the common ladder (the layered envelopes are
+    not on one ladder: they are compared per site)."""
+    names = {n for s in per_site.values() for n in s["curves"]} - {"layered"}
     out = {}
     for name in sorted(names, key=lambda n: (n != "direct", n)):
         curves = [s["curves"][name] for s in per_site.values() if name in s["curves"]]
