@@ -32,7 +32,7 @@ from georefscale.options import AUTO, CodecChoice, GroundOptions, ModelLike, Onb
 from georefscale.plans.ground import GroundPlan, make_hr
 from georefscale.plans.onboard import OnboardPlan, make_lr
 from georefscale.product import LRInfo
-from georefscale.raster.io import check_output, open_raster
+from georefscale.raster.io import check_output, is_url, open_raster
 from georefscale.references import Reference, ReferenceSet, as_catalog, identity_of
 from georefscale.report import describe_lr, reconstruction_error
 from georefscale.xarray_io import from_geotiff, is_dataarray, is_decoded, label, to_geotiff
@@ -139,14 +139,16 @@ class Workspace:
         self._n += 1
         return Path(self._tmp.name) / f"{self._n}_{name}"
 
-    def source(self, obj: Source, what: str) -> tuple[Path, str, bool]:
-        """(path, label for messages, was a DataArray)."""
+    def source(self, obj: Source, what: str) -> tuple[Path | str, str, bool]:
+        """(path or URL, label for messages, was a DataArray)."""
         if is_dataarray(obj):
             self.decoded |= is_decoded(obj)
             stem = str(obj.name) if obj.name is not None else what.replace(" ", "_")
             return to_geotiff(obj, self.path(f"{stem}.tif"), what), label(obj, what), True
+        if is_url(obj):
+            return obj, obj, False
         if not isinstance(obj, str | os.PathLike):
-            raise InputError(f"{what}: expected a file path or an xarray DataArray, got "
+            raise InputError(f"{what}: expected a file path, a URL or an xarray DataArray, got "
                              f"{type(obj).__name__}")
         return Path(obj), str(obj), False
 
@@ -279,7 +281,7 @@ def _ground(ws: Workspace, lr: Source, reference: Source | Sequence[Source] | No
         else:
             refs = ws.references(reference)
         refs.verify(info, lname)
-        guard_outputs([out, relevance_out], [lpath, Path(lr) if not as_da else None,
+        guard_outputs([out, relevance_out], [lpath, received if not as_da else None,
                                              *(r.path for r in refs)])
         m = given_model(models[0], info.model, info.factor, "model", lname)
         fallback = None

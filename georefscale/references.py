@@ -21,13 +21,20 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
+from urllib.parse import urlparse
 
 from rasterio.io import DatasetReader
 
 from georefscale.errors import InputError, NoCandidateError, ReferenceMismatchError
-from georefscale.raster.io import IDENTITY_PREFIX, content_identity, open_raster, sha256_file
+from georefscale.raster.io import (
+    IDENTITY_PREFIX,
+    content_identity,
+    is_url,
+    open_raster,
+    sha256_file,
+)
 
 if TYPE_CHECKING:
     from georefscale.catalog import Catalog, Record
@@ -44,13 +51,13 @@ class Reference:
 
     Attributes:
         id: the id recorded in the LR tags (catalog record id, or the file stem).
-        path: the GeoTIFF read (a temporary file for a DataArray).
+        path: the GeoTIFF read: a local file (a temporary one for a DataArray) or a URL.
         identity: the content identity recorded in the LR tags.
         label: how messages name it.
     """
 
     id: str
-    path: Path
+    path: Path | str
     identity: str
     label: str
 
@@ -61,6 +68,9 @@ class Reference:
         Raises:
             InputError: the file does not exist.
         """
+        if is_url(path):  # a remote raster: identified by its content like any other
+            stem = PurePosixPath(urlparse(str(path)).path).stem
+            return cls(id or stem, str(path), identity_of(path), str(path))
         p = Path(path)
         if not p.exists():
             raise InputError(f"{p}: reference file does not exist")
@@ -77,6 +87,8 @@ class Reference:
             InputError: the file is missing.
             ReferenceMismatchError: the file changed since the catalog was built.
         """
+        if is_url(rec.href):  # remote: the catalog's byte checksum cannot be checked cheaply
+            return cls(rec.id, rec.href, identity_of(rec.href), rec.href)
         path = Path(rec.href)
         if not path.is_file():
             raise InputError(
@@ -185,7 +197,14 @@ class ReferenceSet:
             )
         for ref, rid, want in zip(self, info.reference_ids, info.reference_identity,
                                   strict=True):
-            got = ref.identity if want.startswith(IDENTITY_PREFIX) else sha256_file(ref.path)
+            if want.startswith(IDENTITY_PREFIX):
+                got = ref.identity
+            elif is_url(ref.path):
+                raise ReferenceMismatchError(
+                    f"{ref.label}: {product} records the reference by the SHA-256 of its file "
+                    "(an earlier version); give the reference as a local file")
+            else:
+                got = sha256_file(ref.path)
             if got != want:
                 raise ReferenceMismatchError(
                     f"{ref.label}: content {got[:20]}... differs from reference {rid} "

@@ -40,22 +40,40 @@ GDAL_CACHE_BYTES = 256 * 2**20
 DEFAULT_SCALES = {"uint8": 255.0, "uint16": 10000.0, "int16": 10000.0, "float32": 1.0}
 
 
+#: How remote rasters are spelled (read window by window through GDAL's virtual file systems).
+URL_PREFIXES = ("http://", "https://", "s3://", "/vsicurl/", "/vsis3/", "/vsigs/", "/vsiaz/")
+
+
+def is_url(path: object) -> bool:
+    """Whether ``path`` names a remote raster (``http(s)://``, ``s3://``, ``/vsicurl/`` ...)."""
+    return isinstance(path, str) and path.startswith(URL_PREFIXES)
+
+
 def open_raster(path: str | os.PathLike, what: str = "raster") -> rasterio.DatasetReader:
     """Open a georeferenced raster for reading (use as a context manager).
 
-    Raises InputError naming ``path`` when it is missing, not a raster, or has no CRS or
-    geotransform. ``what`` names the role in messages ("target", "reference", ...).
+    ``path`` is a local file or a URL (see :data:`URL_PREFIXES`; read window by window, with
+    HTTP range requests). ``what`` names the role in messages ("target", "reference", ...).
+
+    Raises:
+        InputError: naming ``path``, when it is missing, unreachable, not a regular file, not a
+            raster, or has no CRS or geotransform.
     """
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: {what} file does not exist")
-    if not stat.S_ISREG(p.stat().st_mode):  # a FIFO or a device would hang or never end
-        raise InputError(f"{p}: {what} is not a regular file")
+    remote = is_url(path)
+    p = str(path) if remote else Path(path)
+    if not remote:
+        if not p.exists():
+            raise InputError(f"{p}: {what} file does not exist")
+        if not stat.S_ISREG(p.stat().st_mode):  # a FIFO or a device would hang or never end
+            raise InputError(f"{p}: {what} is not a regular file")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         try:
             ds = rasterio.open(p)
         except RasterioIOError as exc:
+            if remote:
+                raise InputError(f"{p}: {what} cannot be read over the network "
+                                 f"({str(exc).splitlines()[0]})") from exc
             raise InputError(f"{p}: {what} is not a raster GDAL can read") from exc
     if ds.transform.is_identity and ds.gcps[0]:
         ds.close()

@@ -1,0 +1,114 @@
+"""Remote rasters: targets and references read over HTTP (range requests) from a real server on
+127.0.0.1 that serves the sample files; the products must be byte-identical to reading the same
+files locally, and a bad server or URL a clear error."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import threading
+from pathlib import Path
+
+import pytest
+import rasterio
+from click.testing import CliRunner
+
+from georefscale.api import ground, onboard
+from georefscale.cli import main
+from georefscale.errors import InputError
+from georefscale.options import OnboardOptions, TilingOptions
+from georefscale.references import identity_of
+
+FAST = OnboardOptions(model="refscale-s2-x4", tiling=TilingOptions(128, 16))
+
+
+class RangeHandler(http.server.SimpleHTTPRequestHandler):
+    """Static files with single-range ``Range: bytes=a-b`` support (206), as object stores
+    and CDNs answer."""
+
+    ranges = True
+
+    def log_message(self, *args: object) -> None:  # quiet
+        pass
+
+    def send_head(self):  # noqa: D102
+        path = Path(self.translate_path(self.path))
+        rng = self.headers.get("Range")
+        if not self.ranges or rng is None or not path.is_file():
+            return super().send_head()
+        m = re.fullmatch(r"bytes=(\d+)-(\d*)", rng.strip())
+        size = path.stat().st_size
+        start = int(m.group(1))
+        end = min(int(m.group(2)) if m.group(2) else size - 1, size - 1)
+        f = open(path, "rb")  # noqa: SIM115  (closed by copyfile's caller)
+        f.seek(start)
+        self.send_response(206)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.send_header("Content-Length", str(end - start + 1))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        self._remaining = end - start + 1
+        return f
+
+    def copyfile(self, source, outputfile):  # noqa: D102
+        remaining = getattr(self, "_remaining", None)
+        if remaining is None:
+            return super().copyfile(source, outputfile)
+        outputfile.write(source.read(remaining))
+
+
+def _serve(root: Path, ranges: bool):
+    handler = functools.partial(type("H", (RangeHandler,), {"ranges": ranges}),
+                                directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+@pytest.fixture(scope="module")
+def http_data(oscd_dir):
+    server, url = _serve(oscd_dir, ranges=True)
+    before = os.environ.get("GDAL_DISABLE_READDIR_ON_OPEN")
+    os.environ["GDAL_DISABLE_READDIR_ON_OPEN"] = "EMPTY_DIR"  # no directory listing requests
+    yield url
+    server.shutdown()
+    if before is None:
+        os.environ.pop("GDAL_DISABLE_READDIR_ON_OPEN")
+    else:
+        os.environ["GDAL_DISABLE_READDIR_ON_OPEN"] = before
+
+
+def test_remote_target_and_reference_give_the_local_products(oscd_dir, http_data, tmp_path):
+    target, ref = "rio_20171011.tif", "rio_20160424.tif"
+    local = onboard(oscd_dir / target, oscd_dir / ref, out=tmp_path / "local.tif", options=FAST)
+    remote = onboard(f"{http_data}/{target}", f"{http_data}/{ref}", out=tmp_path / "remote.tif",
+                     options=FAST)
+    assert remote.read_bytes() == local.read_bytes()
+    assert identity_of(f"{http_data}/{ref}") == identity_of(oscd_dir / ref)
+    hr_local = ground(local, oscd_dir / ref, out=tmp_path / "hr_local.tif")
+    hr_remote = ground(remote, f"{http_data}/{ref}", out=tmp_path / "hr_remote.tif")
+    with rasterio.open(hr_local) as a, rasterio.open(hr_remote) as b:
+        assert (a.read() == b.read()).all()
+    res = CliRunner().invoke(main, ["roundtrip", f"{http_data}/{target}", "-r",
+                                    f"{http_data}/{ref}", "-m", "bicubic", "-o",
+                                    str(tmp_path / "rt"), "-q"])
+    assert res.exit_code == 0, res.output
+
+
+def test_bad_urls_and_servers(oscd_dir, http_data, tmp_path):
+    with pytest.raises(InputError, match="missing.tif: target cannot be read over the network"):
+        onboard(f"{http_data}/missing.tif", None, out=tmp_path / "lr.tif", options=FAST)
+    with pytest.raises(InputError, match="cannot be read over the network"):
+        onboard("http://127.0.0.1:9/rio_20171011.tif", None, out=tmp_path / "lr.tif",
+                options=FAST)
+    server, url = _serve(oscd_dir, ranges=False)
+    try:
+        with pytest.raises(InputError, match="rio_20171011.tif"):
+            onboard(f"{url}/rio_20171011.tif", f"{url}/rio_20160424.tif",
+                    out=tmp_path / "lr.tif", options=FAST)
+    finally:
+        server.shutdown()
+    assert not (tmp_path / "lr.tif").exists()
