@@ -2,10 +2,11 @@
 
 Runs ``georefscale archive`` over the NAIP sample catalog (x4, ``--ground``, scenes split into
 tile bands over 2 LocalCluster workers) once without interruption (the reference products),
-then N times: start it into a fresh output folder, interrupt it at a random moment with SIGINT, SIGTERM, SIGKILL (the whole process group) or by killing one Dask worker,
-check that it ended within the grace period and that every published scene folder is complete,
-rerun it to completion, and compare every product's SHA-256 with the reference run and look for
-stale hidden files. Prints a table and writes ``benchmarks/results/interrupts.json``.
+then N times: start it into a fresh output folder, interrupt it at a random moment with SIGINT,
+SIGTERM, SIGKILL (the whole process group) or by killing one Dask worker, check that it ended
+within the grace period, rerun it to completion (the resume), compare every product's SHA-256
+with the reference run and look for stale hidden files. Prints a table and writes
+``benchmarks/results/interrupts.json``.
 
     python benchmarks/interrupts.py --runs 20
 """
