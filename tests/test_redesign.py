@@ -169,3 +169,14 @@ def test_packages_import_light():
             "print('torch' in sys.modules, 'skimage' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_roundtrip_reports_per_band_figures(oscd_dir, tmp_path):
+    res = CliRunner().invoke(main, ["roundtrip", str(oscd_dir / "rio_20171011.tif"), "-r",
+                                    str(oscd_dir / "rio_20160424.tif"), "-m", "bicubic",
+                                    "-o", str(tmp_path), "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert len(out["bands"]) == 4 and 0 < out["spectral_angle_deg"] < 10
+    pooled = 10 * math.log10(1e8 / np.mean([b["rmse_dn"] ** 2 for b in out["bands"]]))
+    assert abs(pooled - out["psnr_db"]) < 0.01  # the bands have the same valid samples

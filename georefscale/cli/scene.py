@@ -43,11 +43,20 @@ def _progress(quiet: bool) -> bool | None:
 
 def _report(summary: dict, quiet: bool, as_json: bool, lines: list[str]) -> None:
     if as_json:
-        clean = {k: None if isinstance(v, float) and not math.isfinite(v) else v
-                 for k, v in summary.items()}
-        click.echo(json.dumps(clean, indent=2, default=str))
+        click.echo(json.dumps(_finite(summary), indent=2, default=str))
     elif not quiet:
         click.echo("\n".join(lines))
+
+
+def _finite(value: object) -> object:
+    """``value`` with non-finite floats (an exact reconstruction's PSNR) as None, for JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _lr_lines(s: dict) -> list[str]:
