@@ -35,6 +35,7 @@ from georefscale.product import LRInfo
 from georefscale.raster.io import check_output, is_url, open_raster
 from georefscale.references import Reference, ReferenceSet, as_catalog, identity_of
 from georefscale.report import describe_lr, reconstruction_error
+from georefscale.stac import is_stac_item, item_raster, load_item
 from georefscale.xarray_io import from_geotiff, is_dataarray, is_decoded, label, to_geotiff
 
 if TYPE_CHECKING:
@@ -124,6 +125,8 @@ class Workspace:
         self._n = 0
         #: a DataArray given was decoded with a scale / offset: results come back decoded
         self.decoded = False
+        #: the band names STAC Items are stacked in (the model's), once known
+        self.bands: tuple[str, ...] | None = None
 
     def __enter__(self) -> Workspace:
         return self
@@ -145,6 +148,13 @@ class Workspace:
             self.decoded |= is_decoded(obj)
             stem = str(obj.name) if obj.name is not None else what.replace(" ", "_")
             return to_geotiff(obj, self.path(f"{stem}.tif"), what), label(obj, what), True
+        if is_stac_item(obj):
+            if not self.bands:
+                raise InputError(f"{what}: a STAC item needs a model that names its bands")
+            item, _ = load_item(obj)
+            name = f"{what} STAC item {item.get('id', '')!r}"
+            stem = str(item.get("id") or what).replace("/", "_")[:100]
+            return item_raster(obj, self.bands, self.path(f"{stem}.vrt")), name, False
         if is_url(obj):
             return obj, obj, False
         if not isinstance(obj, str | os.PathLike):
@@ -157,12 +167,15 @@ class Workspace:
         if reference is None:
             return ReferenceSet()
         items = [reference] if isinstance(reference, str | os.PathLike) or is_dataarray(
-            reference) else list(reference)
+            reference) or is_stac_item(reference) else list(reference)
         refs = []
         for i, obj in enumerate(items):
             path, name, as_da = self.source(obj, "reference")
             if as_da:  # identified by content, like the file it may have been read from
                 rid = str(obj.name) if obj.name is not None else f"dataarray-{i + 1}"
+                refs.append(Reference(rid, path, identity_of(path), name))
+            elif is_stac_item(obj):  # its id, and the content of its stacked bands
+                rid = str(load_item(obj)[0].get("id") or f"item-{i + 1}")
                 refs.append(Reference(rid, path, identity_of(path), name))
             else:
                 refs.append(Reference.from_file(path))
@@ -191,11 +204,13 @@ def _onboard(ws: Workspace, target: Source, reference: Source | Sequence[Source]
              options: OnboardOptions, when: datetime | str | None,
              progress: bool | None) -> _Onboarded:
     """:func:`onboard` inside a workspace."""
-    from georefscale.engine.cards import noref_name
+    from georefscale.engine.cards import band_names, noref_name
     from georefscale.engine.run import noref_twin, resolve_model
 
     layered = options.rate is not None
     spec = codec_spec(CodecChoice("jpeg2000") if layered else options.codec)
+    m = resolve_model(options.model, options.factor)
+    ws.bands = band_names(options.model if isinstance(options.model, str) else m.name)
     tpath, tname, as_da = ws.source(target, "target")
     if out is None:
         if not as_da:
@@ -207,7 +222,6 @@ def _onboard(ws: Workspace, target: Source, reference: Source | Sequence[Source]
     check_output(out)
     if catalog is not None and reference is not None:
         raise InputError(f"{tname}: give a reference or a catalog, not both")
-    m = resolve_model(options.model, options.factor)
     with open_raster(tpath, "target") as tds:
         count = tds.count
         if spec is not None:
@@ -259,6 +273,7 @@ def _ground(ws: Workspace, lr: Source, reference: Source | Sequence[Source] | No
             ) -> tuple[Path, Path | None, bool]:
     """:func:`ground` / :func:`relevance_map` inside a workspace (``out`` None: relevance
     only); returns (HR path, relevance path, LR was a DataArray)."""
+    from georefscale.engine.cards import band_names
     from georefscale.engine.run import given_model
 
     lpath, lname, as_da = ws.source(lr, "LR product")
@@ -279,6 +294,7 @@ def _ground(ws: Workspace, lr: Source, reference: Source | Sequence[Source] | No
         if catalog is not None:
             refs = ReferenceSet.by_ids(as_catalog(catalog, archive), info, lname)
         else:
+            ws.bands = info.bands or band_names(info.model)
             refs = ws.references(reference)
         refs.verify(info, lname)
         guard_outputs([out, relevance_out], [lpath, received if not as_da else None,

@@ -15,6 +15,7 @@ from georefscale.errors import InputError
 __all__ = [
     "MODELS_DIR",
     "available_models",
+    "band_names",
     "model_card",
     "models_for",
     "noref_name",
@@ -91,3 +92,19 @@ def noref_name(name: str) -> str | None:
         The twin's name, or None for names outside the ``refscale-*`` scheme.
     """
     return "noref-" + name.removeprefix("refscale-") if name.startswith("refscale-") else None
+
+
+def band_names(model: str) -> tuple[str, ...] | None:
+    """The band names a model declares in its card (``"B02 blue"``: name and common name), in
+    its band order; None for ``bicubic`` and for models whose card names none.
+
+    Args:
+        model: a shipped model's name or a trained model's ``.safetensors`` path.
+    """
+    if model == "bicubic":
+        return None
+    try:
+        names = model_card(model).get("band_names")
+    except InputError:
+        return None
+    return tuple(str(n) for n in names) if names else None

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import rasterio
@@ -49,6 +50,20 @@ def is_url(path: object) -> bool:
     return isinstance(path, str) and path.startswith(URL_PREFIXES)
 
 
+#: GDAL settings while a remote raster is opened: no folder listing, no probing for side-car
+#: files (``.aux.xml``, ``.ovr``) over the network, and a bounded wait for an unreachable server.
+REMOTE_CONFIG = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_HTTP_TIMEOUT": 60,
+                 "GDAL_HTTP_CONNECTTIMEOUT": 10}
+
+
+def gdal_path(path: str) -> str:
+    """How GDAL opens ``path``: an ``http(s)://`` URL through ``/vsicurl`` without listing its
+    folder (a server's directory listing is never needed and some servers stall on it)."""
+    if path.startswith(("http://", "https://")):
+        return "/vsicurl?list_dir=no&url=" + quote(path, safe="")
+    return path
+
+
 def open_raster(path: str | os.PathLike, what: str = "raster") -> rasterio.DatasetReader:
     """Open a georeferenced raster for reading (use as a context manager).
 
@@ -69,7 +84,11 @@ def open_raster(path: str | os.PathLike, what: str = "raster") -> rasterio.Datas
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         try:
-            ds = rasterio.open(p)
+            if remote:
+                with rasterio.Env(**REMOTE_CONFIG):
+                    ds = rasterio.open(gdal_path(p))
+            else:
+                ds = rasterio.open(p)
         except RasterioIOError as exc:
             if remote:
                 raise InputError(f"{p}: {what} cannot be read over the network "

@@ -72,8 +72,9 @@ class TrainConfig:
     #: bf16 autocast for the convolutions of the training step, on the CPU and on CUDA alike
     #: (the coupling, Haar transform and losses stay fp32; validation and weights are fp32)
     mixed_precision: bool = True
-    #: ``torch.compile`` the training step's forward, inverse and losses (needs a C++ compiler on
-    #: the CPU, Triton on CUDA; costs about a minute once per process)
+    #: ``torch.compile`` the training step's forward, inverse and losses (with inductor's C++
+    #: wrapper) and use the fused AdamW kernel (needs a C++ compiler on the CPU, Triton on CUDA;
+    #: compiling takes minutes the first time on a machine, seconds from its cache)
     compile: bool = True
     loss: LossWeights = field(default_factory=LossWeights)
     description: str = ""
@@ -234,7 +235,10 @@ def _restore(path: Path, tensors: dict[str, torch.Tensor], state: dict, net: Ref
     try:
         # tensors stay on the CPU (RNG states must); load_state_dict moves them to the device
         net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net/")})
-        opt.load_state_dict({"state": opt_state, "param_groups": state["opt_groups"]})
+        # the hyperparameters from the checkpoint, the kernel choice (``compile``) from this run
+        groups = [{**saved, "fused": now["fused"], "foreach": now["foreach"]}
+                  for saved, now in zip(state["opt_groups"], opt.param_groups, strict=True)]
+        opt.load_state_dict({"state": opt_state, "param_groups": groups})
         sched.load_state_dict(state["sched"])
         data.rng.bit_generator.state = state["data_rng"]
         torch.set_rng_state(tensors["rng/torch"])
@@ -291,7 +295,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, device: str | None = None,
     val_x, val_ref = PairCrops(val_pairs, cfg.scale, cfg.crop).fixed(len(val_pairs), cfg.val_crop)
 
     net = RefScaleNet(cfg.net).to(device)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                            fused=cfg.compile or None)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg))
     step, wall, history = 0, 0.0, []
     if saved is not None:
@@ -304,7 +309,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, device: str | None = None,
             "data_rng": data.rng.bit_generator.state})
 
     ref_on = cfg.net.use_reference
-    terms = torch.compile(loss_terms) if cfg.compile else loss_terms
+    terms = torch.compile(loss_terms, options={"cpp_wrapper": True}) if cfg.compile else loss_terms
     stop = cfg.steps if max_steps is None else min(cfg.steps, step + max_steps)
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=cfg.name)
     log = (out / "log.jsonl").open("a")
