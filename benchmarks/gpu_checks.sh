@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The checks that need a CUDA GPU, as one run: the CUDA tests (with the engine and training
 # tests), the engine speed benchmark on CUDA (fp32 / TF32 / bf16) and the training speed of the
-# recipes on the CPU and on CUDA in the same run. Writes logs and JSON into ${OUT:-benchmarks/results}.
+# recipes' precision paths (fp32, bf16, bf16 + torch.compile) on the CPU and on CUDA in the same
+# run. Writes logs and JSON into ${OUT:-benchmarks/results}.
 # Needs the sample archive (GEOREFSCALE_DATA; the tests use its OSCD pisa and bercy pairs).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,6 @@ python3 -m pytest -p no:cacheprovider -q -m "not slow" tests/test_cuda.py tests/
 python3 benchmarks/engine_speed.py --device cuda --repeats 10 \
   --out "$out/engine_speed_cuda.json" 2>&1 | tee -a "$log"
 python3 benchmarks/train_speed.py --device cpu --device cuda \
-  --out "$out/train_speed.json" 2>&1 | tee -a "$log"
+  --out "$out/train_speed_gpu.json" 2>&1 | tee -a "$log"
 python3 benchmarks/train_speed.py --device cuda --batch 64 --config refscale-s2-x4 \
   --out "$out/train_speed_cuda_b64.json" 2>&1 | tee -a "$log"
