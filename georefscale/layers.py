@@ -38,6 +38,7 @@ from rasterio.io import DatasetReader
 from georefscale import codecs
 from georefscale.errors import InputError
 from georefscale.link import encode_lr, exact_lr
+from georefscale.masks import MaskRows
 from georefscale.options import CodecChoice, GroundOptions, RateTarget
 from georefscale.plans.ground import GroundPlan, make_hr
 from georefscale.product import LRInfo
@@ -183,6 +184,18 @@ def add_residual(base: np.ndarray, residual: np.ndarray, step: int, dtype: str) 
     return _clip_dn(base.astype(np.int64) + r, dtype).astype(dtype)
 
 
+def finish_hr(hr: np.ndarray, masked: np.ndarray, nodata: float | None) -> np.ndarray:
+    """Both sides' last step: the target's nodata samples (``masked``) set to ``nodata``, and a
+    valid sample that landed on the nodata value moved one DN inward (so it stays valid)."""
+    if nodata is None:
+        return hr
+    hr[masked] = nodata
+    if not np.isnan(nodata):
+        nudge = 1 if nodata < np.iinfo(hr.dtype).max else -1
+        hr[(hr == nodata) & ~masked] = nodata + nudge
+    return hr
+
+
 def quantise(residual: np.ndarray, step: int) -> np.ndarray:
     """Uniform quantisation with step ``2E + 1`` (rounding to the nearest multiple): the
     reconstruction ``q * step`` is within E of ``residual``."""
@@ -285,8 +298,8 @@ def choose_layers(target: np.ndarray, nodata: float | None, make_base: BaseMaker
                                  tags=make_tags(base, rebuild, step, quality))
 
         try:
-            trial = _enhance(target, valid, rebuild, residual, base, q1, rate, budget, peak,
-                             code, name)
+            trial = _enhance(target, valid, nodata, rebuild, residual, base, q1, rate, budget,
+                             peak, code, name)
         except InputError as exc:  # this base leaves a residual outside 16 bits
             overflow = exc
             continue
@@ -310,8 +323,9 @@ def _better(a: Layered, b: Layered, rate: RateTarget) -> bool:
     return a.total_bytes < b.total_bytes
 
 
-def _enhance(target: np.ndarray, valid: np.ndarray, rebuild: np.ndarray, residual: np.ndarray,
-             base: bytes, q1: float, rate: RateTarget, budget: int | None, peak: float,
+def _enhance(target: np.ndarray, valid: np.ndarray, nodata: float | None, rebuild: np.ndarray,
+             residual: np.ndarray, base: bytes, q1: float, rate: RateTarget, budget: int | None,
+             peak: float,
              code: Callable[[np.ndarray, int, float | None], bytes],
              name: str) -> Layered | None:
     """The best enhancement layer for one base layer (None when none fits the budget)."""
@@ -319,6 +333,7 @@ def _enhance(target: np.ndarray, valid: np.ndarray, rebuild: np.ndarray, residua
 
     def result(enh: bytes, step: int, quality: float | None, hr: np.ndarray,
                n: int) -> Layered:
+        hr = finish_hr(hr.copy(), ~valid, nodata)
         err = np.abs(target[valid].astype(np.int64) - hr[valid])
         return Layered(q1, base, enh, step, quality, rebuild, psnr(target, hr, valid, peak),
                        float(err.max()) if err.size else 0.0, (1, n))
@@ -521,13 +536,11 @@ def ground_layered(lr: DatasetReader, datasets: list[DatasetReader], info: LRInf
             f"{base_file}: the base rebuild differs from the one made on board in tile rows "
             f"{', '.join(map(str, bad[:10]))} (another engine build or device?): the "
             f"enhancement layer {enh_file.name} cannot be applied; ground with --base-only")
-    hr = add_residual(base, residual, enh.step, info.source_dtype)
-    if nodata is not None:
-        masked = nodata_mask(base, nodata)
-        hr[masked] = nodata
-        if not np.isnan(nodata):  # a valid sample may not land on the nodata value
-            nudge = 1 if nodata < np.iinfo(hr.dtype).max else -1
-            hr[(hr == nodata) & ~masked] = nodata + nudge
+    g = info.target_grid
+    # the target's exact nodata samples: a lossy base may decode valid samples to nodata
+    masked = (MaskRows(info.nodata_mask, base.shape[0], g.width, g.height).rows(0, g.height)
+              if info.nodata_mask else np.zeros(base.shape, bool))
+    hr = finish_hr(add_residual(base, residual, enh.step, info.source_dtype), masked, nodata)
     layer_tags = prefixed({"LAYERS": 2, "ENHANCEMENT": enh_file.name,
                            "MAX_ERROR": "" if enh.max_error is None else enh.max_error,
                            "ALPHA": ALPHA, "SEED": SEED})

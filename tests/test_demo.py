@@ -30,6 +30,10 @@ def test_demo_writes_products_metrics_and_figure(data_dir, tmp_path):
             with rasterio.open(out / m["hr"]) as hr, rasterio.open(case["target_used"]) as t:
                 assert (hr.crs, hr.transform, hr.shape) == (t.crs, t.transform, t.shape)
                 assert hr.dtypes == t.dtypes
+        layered = case["layered"]  # the two-layer product reaches what it was asked, and more
+        assert layered["target_psnr"] <= layered["psnr"] < layered["target_psnr"] + 0.5
+        assert layered["psnr"] > case["refscale"]["psnr"] and layered["bytes"] > 0
+        assert (out / layered["enhancement"]).is_file()
         with rasterio.open(out / case["relevance"]) as rel:
             assert rel.count == 1 and rel.dtypes[0] == "float32"
             values = rel.read(1)
