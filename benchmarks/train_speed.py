@@ -22,7 +22,7 @@ after the other, in resumable run folders ``runs/train-curves-NAME-PATH``, and w
 validation curves (PSNR at equal steps) and wall times to ``--curves-out``.
 
     python benchmarks/train_speed.py [--config NAME ...] [--device cpu --device cuda] [--steps 40]
-    python benchmarks/train_speed.py --curves 1000 --val-every 100
+    python benchmarks/train_speed.py --curves 1000 --val-every 100 [--threads 1]
 """
 
 from __future__ import annotations
@@ -73,25 +73,23 @@ def step_seconds(name: str, path: str, device: str, args: argparse.Namespace) ->
     return [r["seconds"] for r in records[warmup:]]
 
 
-def curves(name: str, paths: list[str], device: str, steps: int, val_every: int,
-           data_root: str | None) -> dict:
-    """Validation curves of recipe ``name`` shortened to ``steps`` steps, one per path.
+def curves(name: str, paths: list[str], device: str, args: argparse.Namespace) -> dict:
+    """Validation curves of recipe ``name`` shortened to ``args.curves`` steps, one per path.
 
     Args:
         name: recipe name in ``configs/``.
         paths: precision paths (keys of :data:`PATHS`).
         device: torch device.
-        steps: steps of each run (the schedule's length too).
-        val_every: validation interval.
-        data_root: data root for the config's folder.
+        args: the command line (steps, validation interval, threads, data root).
 
     Returns:
         Per path: the validation history, wall time (s) and median step time (s).
     """
     out = {}
     for path in paths:
-        cfg = load_config(REPO / "configs" / f"{name}.yaml", data_root)
-        cfg = dataclasses.replace(cfg, steps=steps, val_every=val_every, **PATHS[path])
+        cfg = load_config(REPO / "configs" / f"{name}.yaml", args.data_root)
+        cfg = dataclasses.replace(cfg, steps=args.curves, val_every=args.val_every,
+                                  threads=args.threads or cfg.threads, **PATHS[path])
         run = REPO / "runs" / f"train-curves-{name}-{path}"
         weights = train(cfg, run, device=device, progress=False)
         card = json.loads(weights.with_suffix(".json").read_text())
@@ -107,7 +105,7 @@ def write_curves(name: str, device: str, args: argparse.Namespace) -> None:
     """``--curves``: run :func:`curves` on fp32 and the default path, print the PSNR table and
     write the JSON."""
     fast = "bf16+compile"
-    result = curves(name, ["fp32", fast], device, args.curves, args.val_every, args.data_root)
+    result = curves(name, ["fp32", fast], device, args)
     print(f"{'step':>6} {'fp32 dB':>8} {fast + ' dB':>16} {'difference':>10}")
     table = []
     for a, b in zip(result["fp32"]["validation"], result[fast]["validation"], strict=True):
