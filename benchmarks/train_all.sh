@@ -6,3 +6,7 @@ cd "$(dirname "$0")/.."
 for name in ${MODELS:-refscale-s2-x4 noref-s2-x4 refscale-naip-x4 noref-naip-x4 refscale-s2-x2 noref-s2-x2}; do
   georefscale train --config "configs/$name.yaml" --out "runs/$name" --install --quiet
 done
+# The 60000-step x4 run on the fast training path (bf16 convolutions + torch.compile, 1 thread so
+# a 2-core machine keeps a core free), not installed; rerun the same command to resume it:
+#   nohup georefscale train --config configs/refscale-s2-x4-long.yaml \
+#     --out runs/refscale-s2-x4-long --quiet > runs/refscale-s2-x4-long.out 2>&1 &
