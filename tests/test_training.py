@@ -145,22 +145,26 @@ def test_interrupted_while_checkpointing_resumes_from_the_last_whole_checkpoint(
         oscd_dir, tmp_path, monkeypatch):
     run = {"progress": False, "device": "cpu"}
     full = train(_cfg(oscd_dir, 4), tmp_path / "full", **run)
-    real_save, saves = checkpoint_module.save_file, []
+    real_save, saves = checkpoint_module.save, []
+    part = tmp_path / "part"
 
-    def interrupted_third_save(tensors, filename, metadata=None):
-        saves.append(filename)
+    def interrupted_third_save(tensors, metadata=None):
+        saves.append(metadata)
         if len(saves) == 3:  # Ctrl-C half way through writing the step-3 checkpoint
-            Path(filename).write_bytes(b"half a checkpoint")
+            [temporary] = part.glob(".checkpoint.sft.*")
+            temporary.write_bytes(real_save(tensors, metadata=metadata)[:1000])
             raise KeyboardInterrupt
-        real_save(tensors, filename, metadata=metadata)
+        return real_save(tensors, metadata=metadata)
 
-    monkeypatch.setattr(checkpoint_module, "save_file", interrupted_third_save)
+    monkeypatch.setattr(checkpoint_module, "save", interrupted_third_save)
     with pytest.raises(KeyboardInterrupt):
         train(_cfg(oscd_dir, 4), tmp_path / "part", **run)
     monkeypatch.undo()
-    part = tmp_path / "part"
     assert sorted(p.name for p in part.iterdir()) == ["checkpoint.sft", "log.jsonl"]
     assert load_checkpoint(part / "checkpoint.sft")[1]["step"] == 2
+    plain = tmp_path / "plain"
+    plain.write_text("")
+    assert (part / "checkpoint.sft").stat().st_mode == plain.stat().st_mode  # like any output
     resumed = train(_cfg(oscd_dir, 4), part, **run)
     a, b = load_file(str(full)), load_file(str(resumed))
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from georefscale.atomic import atomic_output
 from georefscale.errors import InputError
@@ -45,7 +45,9 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], state: d
     path = Path(path)
     data = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     with atomic_output(path, ".sft.tmp") as tmp:
-        save_file(data, str(tmp), metadata={_STATE_KEY: json.dumps(state)})
+        # serialised here and written into atomic_output's file (safetensors' own file writer
+        # would replace it with a 0600 one)
+        tmp.write_bytes(save(data, metadata={_STATE_KEY: json.dumps(state)}))
     return path
 
 
