@@ -168,6 +168,11 @@ def test_interrupted_while_checkpointing_resumes_from_the_last_whole_checkpoint(
     resumed = train(_cfg(oscd_dir, 4), part, **run)
     a, b = load_file(str(full)), load_file(str(resumed))
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # step 3 was logged before the interruption and again after it: the log holds it once
+    with (part / "log.jsonl").open("a") as log:
+        log.write('{"step": 5, "loss"')  # and a line cut short is dropped on resume
+    train(_cfg(oscd_dir, 4), part, **run)
+    assert [json.loads(line)["step"] for line in (part / "log.jsonl").open()] == [1, 2, 3, 4]
 
 
 def test_shipped_configs_load(tmp_path):

@@ -24,6 +24,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from georefscale.atomic import atomic_output
 from georefscale.engine.baselines import BicubicRescaler, bicubic_downscale
 from georefscale.engine.refscale import NetConfig, RefScaleNet
 from georefscale.engine.rescaler import quantize
@@ -251,6 +252,22 @@ def _restore(path: Path, tensors: dict[str, torch.Tensor], state: dict, net: Ref
                          "the run from step 0") from exc
 
 
+def _trim_log(log: Path, step: int) -> None:
+    """Keep the records of ``log`` up to ``step`` (the checkpoint a run resumes from): the ones
+    after it are written again, and an interruption may have cut the last line short."""
+    if not log.exists():
+        return
+    kept = []
+    for line in log.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line + "\n")
+        except (ValueError, KeyError, TypeError):
+            continue
+    with atomic_output(log, ".jsonl.tmp") as tmp:
+        tmp.write_text("".join(kept))
+
+
 def train(cfg: TrainConfig, out_dir: str | Path, *, device: str | None = None,
           progress: bool = True, max_steps: int | None = None) -> Path:
     """Train (or resume) the run in ``out_dir``.
@@ -301,6 +318,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, device: str | None = None,
     step, wall, history = 0, 0.0, []
     if saved is not None:
         step, wall, history = _restore(ckpt, *saved, net, opt, sched, data, device)
+        _trim_log(out / "log.jsonl", step)
 
     def checkpoint() -> None:
         save_checkpoint(ckpt, _checkpoint_tensors(net, opt, device), {
