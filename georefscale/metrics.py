@@ -2,11 +2,13 @@
 
 Conventions: ``peak`` is the DN of the nominal white (10000 for Sentinel-2 L1C uint16 = reflectance
 1.0, 255 for uint8); PSNR pools the squared error over all bands and pixels; SSIM is the mean of the
-per-band SSIMs; the spectral angle is the mean over pixels, in degrees.
+per-band SSIMs; the spectral angle is the mean over pixels, in degrees. :class:`ErrorTally` and
+:func:`figures` give the per-band figures ``roundtrip --json``, ``evaluate`` and ``rd`` report.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -39,15 +41,114 @@ def psnr(a: np.ndarray, b: np.ndarray, peak: float) -> float:
     return float("inf") if err == 0 else float(10.0 * np.log10(peak**2 / err))
 
 
-def ssim(a: np.ndarray, b: np.ndarray, peak: float) -> float:
-    """Mean over bands of skimage's SSIM (Gaussian-free 7x7 window) with ``data_range=peak``."""
+def ssim_bands(a: np.ndarray, b: np.ndarray, peak: float) -> list[float]:
+    """skimage's SSIM (Gaussian-free 7x7 window, ``data_range=peak``) of each band.
+
+    Args:
+        a: ``(bands, rows, cols)`` or ``(rows, cols)``, any numeric dtype.
+        b: the same shape.
+        peak: the data range (e.g. 10000 DN).
+
+    Returns:
+        One SSIM per band.
+
+    Raises:
+        InputError: shapes differ or are smaller than the window.
+    """
     from skimage.metrics import structural_similarity
 
     a, b = _pair(a, b, "ssim")
     if min(a.shape[-2:]) < 7:
         raise InputError(f"ssim: images of {a.shape[-2:]} pixels are smaller than the 7x7 window")
-    scores = [structural_similarity(x, y, data_range=peak) for x, y in zip(a, b, strict=True)]
-    return float(np.mean(scores))
+    return [float(structural_similarity(x, y, data_range=peak)) for x, y in zip(a, b, strict=True)]
+
+
+def ssim(a: np.ndarray, b: np.ndarray, peak: float) -> float:
+    """Mean over bands of :func:`ssim_bands`."""
+    return float(np.mean(ssim_bands(a, b, peak)))
+
+
+class ErrorTally:
+    """The error of a reconstruction against its target, summed block by block (bounded memory):
+    squared error pooled and per band over the target's valid samples, and the spectral angle
+    over the pixels valid in every band. One implementation for ``roundtrip --json``,
+    ``evaluate`` and ``rd``.
+
+    Args:
+        bands: the band count.
+    """
+
+    def __init__(self, bands: int) -> None:
+        self.sq, self.n = np.zeros(bands), np.zeros(bands)
+        self.pooled_sq, self.pooled_n = 0.0, 0
+        self.angle_sum, self.angle_n = 0.0, 0
+
+    def add(self, a: np.ndarray, b: np.ndarray, valid: np.ndarray, offset: float = 0.0) -> None:
+        """Add one block.
+
+        Args:
+            a: the target, float64 ``(bands, rows, cols)`` (DN).
+            b: the reconstruction, the same shape.
+            valid: True where a target sample is valid (same shape).
+            offset: DN added to both before the spectral angle (``(DN + offset)`` is
+                proportional to reflectance, e.g. -1000 for Sentinel-2 L2A of baseline 04.00).
+        """
+        self.pooled_sq += float(((a - b)[valid] ** 2).sum())
+        self.pooled_n += int(valid.sum())
+        d = np.where(valid, a - b, 0.0)
+        self.sq += (d * d).sum(axis=(1, 2))
+        self.n += valid.sum(axis=(1, 2))
+        if a.shape[0] > 1:
+            a, b = (a + offset, b + offset) if offset else (a, b)
+            pix = valid.all(axis=0)
+            dot = (a * b).sum(axis=0)[pix]
+            norms = (np.linalg.norm(a, axis=0) * np.linalg.norm(b, axis=0))[pix]
+            ok = norms > 0
+            self.angle_sum += float(np.arccos(np.clip(dot[ok] / norms[ok], -1, 1)).sum())
+            self.angle_n += int(ok.sum())
+
+    def scores(self, peak: float) -> dict:
+        """``rmse_dn`` (DN) and ``psnr_db`` (dB over ``peak``; ``inf`` when exact) pooled over all
+        bands; ``bands``: per band ``rmse_dn`` and ``psnr_db``; ``spectral_angle_deg``: the mean
+        angle between target and reconstruction band vectors (degrees; None with one band)."""
+
+        def one(sq_sum: float, count: float) -> dict:
+            rmse = math.sqrt(sq_sum / max(count, 1))
+            return {"rmse_dn": rmse,
+                    "psnr_db": 20 * math.log10(peak / rmse) if rmse > 0 else math.inf}
+
+        out = one(self.pooled_sq, self.pooled_n)
+        out["bands"] = [one(float(s), float(c)) for s, c in zip(self.sq, self.n, strict=True)]
+        out["spectral_angle_deg"] = (math.degrees(self.angle_sum / self.angle_n)
+                                     if self.angle_n else None)
+        return out
+
+
+def figures(target: np.ndarray, rec: np.ndarray, valid: np.ndarray, peak: float) -> dict:
+    """The figures of a whole reconstruction: pooled PSNR (:func:`psnr`) and SSIM (:func:`ssim`)
+    beside PSNR and SSIM per band and the mean spectral angle (:class:`ErrorTally`).
+
+    Args:
+        target: DN ``(bands, rows, cols)``.
+        rec: the reconstruction, the same shape.
+        valid: True where a pixel is valid in every band of the target ``(rows, cols)``; the
+            others count for nothing (SSIM sees the target's own values there).
+        peak: DN of reflectance 1.0 (10000 for uint16 Sentinel-2, 255 for uint8).
+
+    Returns:
+        ``psnr_db``, ``ssim``, ``bands`` (per band ``psnr_db`` and ``ssim``) and
+        ``spectral_angle_deg`` (degrees; None with one band).
+    """
+    a, b = _pair(target, rec, "figures")
+    b = np.where(valid[None], b, a)
+    tally = ErrorTally(a.shape[0])
+    tally.add(a, b, np.broadcast_to(valid[None], a.shape))
+    per_band = tally.scores(peak)
+    ssims = ssim_bands(a, b, peak)
+    return {"psnr_db": psnr(a[:, valid], b[:, valid], peak), "ssim": float(np.mean(ssims)),
+            "bands": [{"psnr_db": band["psnr_db"], "ssim": s}
+                      for band, s in zip(per_band["bands"], ssims, strict=True)],
+            "spectral_angle_deg": per_band["spectral_angle_deg"]}
 
 
 def spectral_angle(a: np.ndarray, b: np.ndarray) -> float:

@@ -6,12 +6,12 @@ nodata value (NaN-aware, :func:`~georefscale.raster.io.nodata_mask`).
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
 import numpy as np
 
+from georefscale.metrics import ErrorTally
 from georefscale.product import LRInfo
 from georefscale.raster.io import georefscale_tags, nodata_mask, open_raster
 
@@ -72,14 +72,18 @@ def describe_lr(lr: PathLike) -> dict:
     }
 
 
-def reconstruction_error(target: PathLike, hr: PathLike, scale: float) -> dict:
+def reconstruction_error(target: PathLike, hr: PathLike, scale: float,
+                         offset: float = 0.0) -> dict:
     """RMSE and PSNR of ``hr`` against ``target`` over the target's valid samples, pooled and per
-    band, and the mean spectral angle, computed block by block.
+    band, and the mean spectral angle, computed block by block
+    (:class:`~georefscale.metrics.ErrorTally`).
 
     Args:
         target: the target GeoTIFF.
         hr: the HR reconstruction on the same grid.
         scale: the peak (DN per 1.0 of the model, e.g. 10000 for Sentinel-2 uint16).
+        offset: the DN offset of the data (``(DN + offset) / scale`` is reflectance), for the
+            spectral angle.
 
     Returns:
         ``rmse_dn`` (DN) and ``psnr_db`` (dB, ``inf`` for an exact reconstruction) pooled over
@@ -88,32 +92,9 @@ def reconstruction_error(target: PathLike, hr: PathLike, scale: float) -> dict:
         None with one band).
     """
     with open_raster(target, "target") as t, open_raster(hr, "HR product") as h:
-        sq, n = np.zeros(t.count), np.zeros(t.count)
-        pooled_sq, pooled_n = 0.0, 0
-        angle_sum, angle_n = 0.0, 0
+        tally = ErrorTally(t.count)
         for _, win in t.block_windows(1):
             a = t.read(window=win).astype(np.float64)
             b = h.read(window=win).astype(np.float64)
-            valid = ~nodata_mask(a, t.nodata)
-            pooled_sq += float(((a - b)[valid] ** 2).sum())
-            pooled_n += int(valid.sum())
-            d = np.where(valid, a - b, 0.0)
-            sq += (d * d).sum(axis=(1, 2))
-            n += valid.sum(axis=(1, 2))
-            if t.count > 1:
-                pix = valid.all(axis=0)
-                dot = (a * b).sum(axis=0)[pix]
-                norms = (np.linalg.norm(a, axis=0) * np.linalg.norm(b, axis=0))[pix]
-                ok = norms > 0
-                angle_sum += float(np.arccos(np.clip(dot[ok] / norms[ok], -1, 1)).sum())
-                angle_n += int(ok.sum())
-
-    def scores(sq_sum: float, count: float) -> dict:
-        rmse = math.sqrt(sq_sum / max(count, 1))
-        return {"rmse_dn": rmse,
-                "psnr_db": 20 * math.log10(scale / rmse) if rmse > 0 else math.inf}
-
-    out = scores(pooled_sq, pooled_n)
-    out["bands"] = [scores(float(s), float(c)) for s, c in zip(sq, n, strict=True)]
-    out["spectral_angle_deg"] = (math.degrees(angle_sum / angle_n) if angle_n else None)
-    return out
+            tally.add(a, b, ~nodata_mask(a, t.nodata), offset)
+    return tally.scores(scale)

@@ -100,6 +100,11 @@ def evaluate_cmd(pairs, factor, model, noref, family, sites, include_seen, seed,
         click.echo(f"{row['site']:<14}" + "".join(
             f"{row['psnr'].get(m, float('nan')):>6.2f}/{row['ssim'].get(m, float('nan')):.3f}"
             for m in labels))
+    for m, bands in result["mean"]["bands"].items():
+        angle = result["mean"]["spectral_angle_deg"].get(m)
+        click.echo(f"{m}: mean per band PSNR dB / SSIM " + ", ".join(
+            f"{b['psnr_db']:.2f}/{b['ssim']:.3f}" for b in bands)
+            + (f"; spectral angle {angle:.3f} deg" if angle is not None else ""))
     if result["mean"]["lr_psnr"]:
         click.echo("LR product vs bicubic LR, mean PSNR dB: " + ", ".join(
             f"{m} {v:.2f}" for m, v in result["mean"]["lr_psnr"].items()))

@@ -141,8 +141,10 @@ def direct_curve(target: np.ndarray, valid: np.ndarray, codec: str, peak: float,
 def method_curve(model: Rescaler, target: np.ndarray, valid: np.ndarray, ref: np.ndarray | None,
                  codec: str, peak: float, qualities: Sequence[float] | None = None,
                  bpp: Sequence[float] = DEFAULT_BPP,
-                 profile: dict | None = None) -> tuple[list[list[float]], float]:
-    """``([[bpp, psnr], ...], psnr without coding)`` of rescaling ``target`` with ``model``.
+                 profile: dict | None = None) -> tuple[list[list[float]], dict]:
+    """``([[bpp, psnr], ...], figures without coding)`` of rescaling ``target`` with ``model``
+    (the figures of :func:`~georefscale.metrics.figures`: pooled PSNR, the ceiling of the
+    curve, and SSIM, per-band PSNR and SSIM, spectral angle).
 
     The LR product is quantised to the target dtype (as written on board), coded (georeferenced
     on the target grid of ``profile`` scaled by the factor), decoded and rebuilt with
@@ -164,7 +166,7 @@ def method_curve(model: Rescaler, target: np.ndarray, valid: np.ndarray, ref: np
         hr = upscale(model, lr_dn.astype(np.float32) / np.float32(scale), r, 1.0, 0)
         return np.clip(np.rint(hr.astype(np.float64) * scale), info.min, info.max)
 
-    ceiling = _psnr(target, rebuild(lr), valid, peak)
+    uncoded = metrics.figures(target, rebuild(lr), valid, peak)
     if qualities is None:
         qualities = ladder(codec, lr.shape, target.shape, dtype, bpp=bpp)
     lr_profile = None
@@ -176,7 +178,7 @@ def method_curve(model: Rescaler, target: np.ndarray, valid: np.ndarray, ref: np
         data = codecs.encode(lr, codec, q, profile=lr_profile)
         curve.append([codecs.bits_per_pixel(len(data), target.shape),
                       _psnr(target, rebuild(codecs.decode(data)), valid, peak)])
-    return curve, ceiling
+    return curve, uncoded
 
 
 def rising(curve: Sequence[Sequence[float]], min_gain_db: float = MIN_GAIN_DB) -> list[list[float]]:
@@ -230,7 +232,9 @@ def evaluate(pairs: str | Path, factor: int, codec: str, methods: Sequence[str],
     unless ``include_seen``, and listed under ``skipped_seen``); the JSON-ready result.
 
     ``{"codec", "factor", "psnr", "curves": {method: [[bpp, psnr], ...]}, "bd_rate": {method:
-    fraction}, "sites": {site: {"curves", "bd_rate", "ceiling"}}}``.  The top-level curves are the
+    fraction}, "sites": {site: {"curves", "bd_rate", "ceiling", "uncoded"}}}`` (``uncoded``: per
+    method the figures of the reconstruction without coding, pooled and per band, and the
+    spectral angle, :func:`~georefscale.metrics.figures`).  The top-level curves are the
     per-rate-step means over sites (bpp and PSNR averaged), the top-level BD-rate the mean of
     the per-site BD-rates (null where a site's curves do not overlap in PSNR).
 
@@ -267,15 +271,16 @@ def evaluate(pairs: str | Path, factor: int, codec: str, methods: Sequence[str],
             ref = align_reference(site, target.shape[1:])
         q_direct = ladder(codec, target.shape, target.shape, dtype, bpp, qualities)
         curves = {"direct": direct_curve(target, valid, codec, peak, q_direct, profile)}
-        ceiling = {}
+        ceiling, uncoded = {}, {}
         for name, model in models.items():
             if model.bands is not None and model.bands != target.shape[0]:
                 log.warning("%s: method %s skipped: %d bands, model takes %d", site.name, name,
                             target.shape[0], model.bands)
                 continue
             q = None if spec.name == "jpeg2000" else list(qualities)
-            curves[name], ceiling[name] = method_curve(model, target, valid, ref, codec, peak,
+            curves[name], uncoded[name] = method_curve(model, target, valid, ref, codec, peak,
                                                        q, bpp, profile)
+            ceiling[name] = uncoded[name]["psnr_db"]
         extra = {}
         if layered:
             from georefscale.evaluation.layered import FIXED_PSNR, layered_site
@@ -293,6 +298,7 @@ def evaluate(pairs: str | Path, factor: int, codec: str, methods: Sequence[str],
             "curves": curves,
             "bd_rate": {n: _bd(curves["direct"], c) for n, c in curves.items() if n != "direct"},
             "ceiling": ceiling,
+            "uncoded": uncoded,
             "peak": peak,
             "target": site.target.name,
             "reference": site.reference.name,

@@ -29,7 +29,9 @@ CONVENTION = (
     "PSNR = 10 log10(peak^2 / MSE) dB and SSIM (mean over bands, 7x7 window, data_range = peak) "
     "over all bands and pixels valid in the target; peak = reflectance 1.0 = 10000 DN for uint16 "
     "Sentinel-2, 255 for uint8; reconstruction with alpha = {alpha} and seed = {seed}; lr_psnr = "
-    "PSNR of each LR product against the bicubic method's LR product (same peak, valid pixels)"
+    "PSNR of each LR product against the bicubic method's LR product (same peak, valid pixels); "
+    "bands: PSNR and SSIM of each band; spectral_angle_deg: mean angle between target and "
+    "reconstruction band vectors over the valid pixels (degrees); mean: over sites"
 )
 
 
@@ -42,16 +44,21 @@ def default_methods(factor: int, family: str = "s2") -> dict[str, str]:
     }
 
 
-def score_files(target: Path, hr: Path) -> tuple[float, float]:
-    """PSNR (dB) and SSIM of the HR GeoTIFF against the target over the target's valid pixels,
-    peak = the dtype's scale (10000 DN for uint16, 255 for uint8)."""
+def score_files(target: Path, hr: Path) -> dict:
+    """The figures (:func:`~georefscale.metrics.figures`) of the HR GeoTIFF against the target
+    over the target's valid pixels, peak = the dtype's scale (10000 DN for uint16, 255 for
+    uint8).
+
+    Returns:
+        ``psnr_db`` (dB), ``ssim``, ``bands`` (per band ``psnr_db`` and ``ssim``) and
+        ``spectral_angle_deg`` (degrees).
+    """
     with open_raster(target, "target") as t, open_raster(hr, "HR product") as h:
         a = t.read().astype(np.float64)
         b = h.read().astype(np.float64)
         valid = ~nodata_mask(a, t.nodata).any(axis=0)
         peak = default_scale(t.dtypes[0])
-    b[:, ~valid] = a[:, ~valid]  # nodata is not part of the score
-    return metrics.psnr(a[:, valid], b[:, valid], peak), metrics.ssim(a, b, peak)
+    return metrics.figures(a, b, valid, peak)
 
 
 def lr_psnr(bicubic_lr: Path, lr: Path) -> float:
@@ -87,7 +94,8 @@ def evaluate(
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         for site in chosen:
             row = {"site": site.name, "target": site.target.name,
-                   "reference": site.reference.name, "psnr": {}, "ssim": {}, "lr_psnr": {}}
+                   "reference": site.reference.name, "psnr": {}, "ssim": {}, "lr_psnr": {},
+                   "bands": {}, "spectral_angle_deg": {}}
             for label, model in methods.items():
                 lr, hr = Path(tmp) / f"{site.name}_{label}_lr.tif", Path(tmp) / "hr.tif"
                 try:
@@ -97,7 +105,10 @@ def evaluate(
                 except GeoRefScaleError as exc:
                     log.warning("%s: %s skipped: %s", site.name, label, exc)
                     continue
-                row["psnr"][label], row["ssim"][label] = score_files(site.target, hr)
+                fig = score_files(site.target, hr)
+                row["psnr"][label], row["ssim"][label] = fig["psnr_db"], fig["ssim"]
+                row["bands"][label] = fig["bands"]
+                row["spectral_angle_deg"][label] = fig["spectral_angle_deg"]
                 log.info("%s %s: %.2f dB", site.name, label, row["psnr"][label])
                 if label != "bicubic" and "bicubic" in row["psnr"]:
                     row["lr_psnr"][label] = lr_psnr(Path(tmp) / f"{site.name}_bicubic_lr.tif", lr)
@@ -107,6 +118,13 @@ def evaluate(
             for k in ("psnr", "ssim")}
     mean["lr_psnr"] = {m: float(np.mean([r["lr_psnr"][m] for r in rows])) for m in labels
                        if all(m in r["lr_psnr"] for r in rows)}
+    mean["spectral_angle_deg"] = {
+        m: float(np.mean([r["spectral_angle_deg"][m] for r in rows])) for m in labels
+        if all(r["spectral_angle_deg"][m] is not None for r in rows)}
+    mean["bands"] = {m: [{k: float(np.mean([r["bands"][m][i][k] for r in rows]))
+                          for k in ("psnr_db", "ssim")}
+                         for i in range(len(rows[0]["bands"][m]))]
+                     for m in labels if len({len(r["bands"][m]) for r in rows}) == 1}
     return {"factor": factor, "models": methods, "alpha": alpha,
             "convention": CONVENTION.format(alpha=alpha, seed=seed),
             "sites": rows, "mean": mean, "skipped_seen": skipped}
