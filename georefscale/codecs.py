@@ -53,6 +53,9 @@ _BAND_DESC_TAG = "BAND_DESCRIPTIONS"
 #: (packed bits, zlib, base64); decoding puts both back.
 NODATA_TAG = "CODEC_NODATA"
 _NODATA_MASK_TAG = "CODEC_NODATA_MASK"
+#: A GDAL internal (per-dataset) mask travels as a tag too (no codec's container keeps one):
+#: one bit per pixel, True where masked, packed as the exact nodata mask is.
+INTERNAL_MASK_TAG = "CODEC_INTERNAL_MASK"
 
 
 @dataclass(frozen=True)
@@ -214,7 +217,8 @@ class ByteMapping:
 
 @dataclass(frozen=True)
 class Decoded:
-    """A decoded product: pixels (C, H, W), georeferencing and tags as stored in the file."""
+    """A decoded product: pixels (C, H, W), georeferencing and tags as stored in the file, and
+    the internal mask it was coded with (bool (H, W), True where masked; None without one)."""
 
     array: np.ndarray
     crs: rasterio.crs.CRS | None
@@ -222,6 +226,7 @@ class Decoded:
     nodata: float | None
     tags: dict[str, str]
     descriptions: tuple[str | None, ...]
+    mask: np.ndarray | None = None
 
 
 def _as_chw(array: np.ndarray, what: str) -> np.ndarray:
@@ -261,18 +266,29 @@ def encode(
     tags: Mapping[str, str] | None = None,
     descriptions: Sequence[str | None] | None = None,
     mapping: ByteMapping | None = None,
+    mask: np.ndarray | None = None,
 ) -> bytes:
     """Code ``array`` (bands, rows, cols; or rows, cols) with ``codec``; the whole file as bytes.
 
     ``profile`` may give ``crs``, ``transform`` and ``nodata`` (rasterio profile keys); ``tags``
     are stored as dataset metadata, ``descriptions`` as band names.  16-bit (or any non-uint8) data
-    to an 8-bit-only codec needs ``mapping``; it is recorded in the tags.
+    to an 8-bit-only codec needs ``mapping``; it is recorded in the tags. ``mask`` (bool
+    (rows, cols), True where masked) is a GDAL internal mask, recorded in the tags
+    (:data:`INTERNAL_MASK_TAG`) and given back by :func:`read_encoded`.
     """
     spec = get_codec(codec)
     arr = _as_chw(array, f"encode ({codec})")
     q = _check_quality(spec, quality)
     all_tags = {str(k): str(v) for k, v in (tags or {}).items()}
     prof = dict(profile or {})
+    if mask is not None:
+        if mask.shape != arr.shape[1:]:
+            raise InputError(f"encode ({codec}): mask of shape {mask.shape} for an image of "
+                             f"{arr.shape[1]} x {arr.shape[2]} pixels")
+        if prof.get("nodata") is not None:
+            raise InputError(f"encode ({codec}): give a nodata value or an internal mask, "
+                             "not both")
+        all_tags[INTERNAL_MASK_TAG] = _pack_mask(mask)
     if prof.get("nodata") is not None:
         all_tags[NODATA_TAG] = repr(float(prof["nodata"]))
         mask = nodata_mask(arr, prof["nodata"])
@@ -347,7 +363,9 @@ def read_encoded(data: bytes, *, unmap: bool = True) -> Decoded:
     packed = tags.pop(_NODATA_MASK_TAG, None)
     if packed is not None and nodata is not None and (unmap or mapped is None):
         arr = _restore_nodata(arr, _unpack_mask(packed, arr.shape), nodata)
-    return Decoded(arr, crs, transform, nodata, tags, descriptions)
+    internal = tags.pop(INTERNAL_MASK_TAG, None)
+    mask = None if internal is None else _unpack_mask(internal, arr.shape[1:])
+    return Decoded(arr, crs, transform, nodata, tags, descriptions, mask)
 
 
 def _pack_mask(mask: np.ndarray) -> str:
@@ -402,14 +420,16 @@ def write_compressed(
     *,
     descriptions: Sequence[str | None] | None = None,
     mapping: ByteMapping | None = None,
+    mask: np.ndarray | None = None,
 ) -> int:
     """Write the coded, georeferenced product to ``path`` atomically; returns its size in bytes.
 
     ``profile`` gives ``crs``/``transform``/``nodata``; the file is what :func:`encode` returns
-    (use ``get_codec(codec).ext`` for the file name).  Nothing is left at ``path`` on failure.
+    (use ``get_codec(codec).ext`` for the file name), ``mask`` its internal mask.  Nothing is
+    left at ``path`` on failure.
     """
     data = encode(array, codec, quality, profile=profile, tags=tags,
-                  descriptions=descriptions, mapping=mapping)
+                  descriptions=descriptions, mapping=mapping, mask=mask)
     with atomic_output(path) as tmp:
         tmp.write_bytes(data)
     return len(data)

@@ -45,9 +45,10 @@ from georefscale.product import LRInfo
 from georefscale.raster.grid import Grid
 from georefscale.raster.io import (
     TAG_PREFIX,
-    nodata_mask,
+    has_dataset_mask,
     open_raster,
     prefixed,
+    read_masked,
     sha256_file,
     write_geotiff,
 )
@@ -248,14 +249,16 @@ BaseMaker = Callable[[float], tuple[bytes, np.ndarray]]
 TagMaker = Callable[[bytes, np.ndarray, int, "float | None"], dict[str, str]]
 
 
-def choose_layers(target: np.ndarray, nodata: float | None, make_base: BaseMaker,
-                  make_tags: TagMaker, rate: RateTarget, *, factor: int, peak: float,
-                  profile: dict, name: str) -> Layered:
+def choose_layers(target: np.ndarray, invalid: np.ndarray, nodata: float | None,
+                  make_base: BaseMaker, make_tags: TagMaker, rate: RateTarget, *, factor: int,
+                  peak: float, profile: dict, name: str) -> Layered:
     """Search the two layers for ``rate`` by measuring.
 
     Args:
         target: the target scene (DN, ``(bands, rows, cols)``).
-        nodata: its nodata value.
+        invalid: its invalid samples (bool, same shape; see
+            :func:`~georefscale.raster.io.read_masked`).
+        nodata: its nodata value (None: the invalid samples are those of an internal mask).
         make_base: codes the base layer at a quality and rebuilds it as the ground will.
         make_tags: the enhancement layer's tags (so measured sizes include them).
         rate: what is asked.
@@ -271,7 +274,7 @@ def choose_layers(target: np.ndarray, nodata: float | None, make_base: BaseMaker
         InputError: the request cannot be met (a budget below the smallest base layer, a PSNR
             above what lossless gives, a residual outside 16 bits).
     """
-    valid = ~nodata_mask(target, nodata)
+    valid = ~invalid
     hr_pixels = target.shape[1] * target.shape[2]
     budget = rate.max_bytes
     if rate.bpp is not None:
@@ -473,7 +476,7 @@ def write_layered(lr_file: Path, out: Path, target: Path, info: LRInfo,
     enh_file = enhancement_path(out)
     guard_outputs([out, enh_file], [target, lr_file, *(r.path for r in references)])
     with open_raster(target, "target") as tds:
-        scene, nodata = tds.read(), tds.nodata
+        (scene, invalid), nodata = read_masked(tds, name=str(target)), tds.nodata
         profile = {"crs": tds.crs, "transform": tds.transform}
 
     def make_base(quality: float) -> tuple[bytes, np.ndarray]:
@@ -486,7 +489,7 @@ def write_layered(lr_file: Path, out: Path, target: Path, info: LRInfo,
         return EnhancementInfo(hashlib.sha256(base).hexdigest(), info.reference_identity, step,
                                quality, row_digests(rebuild, info.tile), info.tile).to_tags()
 
-    layered = choose_layers(scene, nodata, make_base, make_tags, rate, factor=info.factor,
+    layered = choose_layers(scene, invalid, nodata, make_base, make_tags, rate, factor=info.factor,
                             peak=info.scale, profile=profile, name=str(target))
     for path, data in ((out, layered.base), (enh_file, layered.enhancement)):
         with atomic_output(path, ".tmp.jp2") as tmp:
@@ -528,7 +531,7 @@ def ground_layered(lr: DatasetReader, datasets: list[DatasetReader], info: LRInf
     make_hr(plan, lr, datasets, out=rebuilt, lr_name=base_file.name)
     with open_raster(rebuilt, "base rebuild") as ds:
         base, tags, descriptions, nodata = ds.read(), ds.tags(), ds.descriptions, ds.nodata
-        grid = Grid.from_dataset(ds)
+        grid, internal = Grid.from_dataset(ds), has_dataset_mask(ds)
     bad = [i for i, (a, b) in enumerate(zip(row_digests(base, enh.tile), enh.rows_sha256,
                                             strict=True)) if a != b]
     if bad:
@@ -537,13 +540,14 @@ def ground_layered(lr: DatasetReader, datasets: list[DatasetReader], info: LRInf
             f"{', '.join(map(str, bad[:10]))} (another engine build or device?): the "
             f"enhancement layer {enh_file.name} cannot be applied; ground with --base-only")
     g = info.target_grid
-    # the target's exact nodata samples: a lossy base may decode valid samples to nodata
+    # the target's exact invalid samples: a lossy base may decode valid samples to nodata
     masked = (MaskRows(info.nodata_mask, base.shape[0], g.width, g.height).rows(0, g.height)
               if info.nodata_mask else np.zeros(base.shape, bool))
     hr = finish_hr(add_residual(base, residual, enh.step, info.source_dtype), masked, nodata)
     layer_tags = prefixed({"LAYERS": 2, "ENHANCEMENT": enh_file.name,
                            "MAX_ERROR": "" if enh.max_error is None else enh.max_error,
                            "ALPHA": ALPHA, "SEED": SEED})
-    write_geotiff(out, hr, grid, nodata=nodata, descriptions=descriptions,
-                  tags={**tags, **layer_tags}, meta=info.meta, cog=options.cog)
+    write_geotiff(out, hr, grid, nodata=nodata, mask=masked if internal else None,
+                  descriptions=descriptions, tags={**tags, **layer_tags}, meta=info.meta,
+                  cog=options.cog)
     return enh

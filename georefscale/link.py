@@ -1,5 +1,5 @@
 """The LR product on the link: coding it with a codec of :mod:`georefscale.codecs` and
-reading it back with exactly the nodata pixels it was made with."""
+reading it back with exactly the nodata pixels, or the internal mask, it was made with."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import rasterio
 from georefscale.errors import InputError
 from georefscale.options import CodecChoice
 from georefscale.raster.grid import Grid
-from georefscale.raster.io import open_raster, prefixed, write_geotiff
+from georefscale.raster.io import has_dataset_mask, open_raster, prefixed, write_geotiff
 
 __all__ = ["codec_spec", "encode_lr", "exact_lr", "probe_codec"]
 
@@ -48,7 +48,8 @@ def probe_codec(spec, quality: float | None, count: int, dtype: str, name: str) 
 def encode_lr(lr: PathLike, out: PathLike, codec: CodecChoice) -> int:
     """Write the LR GeoTIFF ``lr`` through ``codec`` to ``out``.
 
-    The tags are kept, plus ``GEOREFSCALE_CODEC`` / ``_QUALITY``.
+    The tags are kept, plus ``GEOREFSCALE_CODEC`` / ``_QUALITY``; so are the nodata value or
+    the internal mask (as tags: see :mod:`georefscale.codecs`).
 
     Returns:
         The coded size in bytes.
@@ -58,23 +59,24 @@ def encode_lr(lr: PathLike, out: PathLike, codec: CodecChoice) -> int:
     quality = codec.quality
     with open_raster(lr, "LR product") as ds:
         arr, profile, desc = ds.read(), ds.profile, ds.descriptions
+        mask = ds.read_masks(1) == 0 if has_dataset_mask(ds) else None
         tags = {**ds.tags(), **prefixed({"CODEC": codec.name, "QUALITY": "" if quality is None
                                          else f"{quality:g}"})}
     return codecs.write_compressed(out, arr, profile, tags, codec.name, quality,
-                                   descriptions=desc)
+                                   descriptions=desc, mask=mask)
 
 
 def exact_lr(path: Path, scratch: Path) -> Path:
-    """A coded LR product that records its nodata (the container may have no nodata field, a lossy
-    codec moves the nodata pixels) decoded into a temporary GeoTIFF with exactly the nodata pixels
-    it was made with (``scratch``); any other product as it is. Holds the whole LR image in
-    memory once."""
+    """A coded LR product that records its nodata or internal mask (the container may have no
+    nodata field and has no mask, a lossy codec moves the nodata pixels) decoded into a temporary
+    GeoTIFF with exactly the nodata pixels or internal mask it was made with (``scratch``); any
+    other product as it is. Holds the whole LR image in memory once."""
     import georefscale.codecs as codecs
 
     with open_raster(path, "LR product") as ds:
-        if codecs.NODATA_TAG not in ds.tags():
+        if not {codecs.NODATA_TAG, codecs.INTERNAL_MASK_TAG} & set(ds.tags()):
             return path
         grid = Grid.from_dataset(ds)
     lr = codecs.read_compressed(path)
-    return write_geotiff(scratch, lr.array, grid, nodata=lr.nodata,
+    return write_geotiff(scratch, lr.array, grid, nodata=lr.nodata, mask=lr.mask,
                          descriptions=lr.descriptions, tags=lr.tags)

@@ -1,10 +1,12 @@
 """The target's exact nodata mask, carried in the LR product.
 
-An LR pixel is nodata only where all f x f target samples under it are; a block that is partly
-nodata becomes a valid LR pixel. So that the HR's nodata mask equals the target's exactly, the
-product records the target's per-sample mask (tag ``GEOREFSCALE_NODATA_MASK``): rows of
-``bands x width`` bits, packed, zlib-compressed and base64-encoded, written and read a row at a
-time (bounded memory). Products without nodata samples carry no mask.
+The target's invalid samples are those :func:`~georefscale.raster.io.read_masked` finds: equal
+to its nodata value, or masked by its GDAL internal (per-dataset) mask. An LR pixel is invalid
+only where all f x f target samples under it are; a block that is partly invalid becomes a valid
+LR pixel. So that the HR's mask equals the target's exactly, the product records the target's
+per-sample mask (tag ``GEOREFSCALE_NODATA_MASK``): rows of ``bands x width`` bits, packed,
+zlib-compressed and base64-encoded, written and read a row at a time (bounded memory). Products
+without invalid samples carry no mask.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
-from georefscale.raster.io import nodata_mask
+from georefscale.raster.io import has_dataset_mask, read_masked
 
 __all__ = ["MaskRows", "check_mask", "encode_mask"]
 
@@ -29,16 +31,20 @@ def _row_bytes(bands: int, width: int) -> int:
     return -(-bands * width // 8)
 
 
-def encode_mask(ds: DatasetReader) -> str | None:
-    """The per-sample nodata mask of an open target, encoded; None when it has no nodata
-    sample (or no nodata value)."""
-    if ds.nodata is None:
+def encode_mask(ds: DatasetReader, name: str | None = None) -> str | None:
+    """The per-sample mask of an open target (its nodata samples, or those its internal mask
+    marks), encoded; None when no sample is invalid.
+
+    Raises:
+        InputError: naming ``name``, the target has both a nodata value and an internal mask.
+    """
+    if ds.nodata is None and not has_dataset_mask(ds, name):
         return None
     comp = zlib.compressobj(9)
     parts, any_masked = [], False
     for r0 in range(0, ds.height, CHUNK_ROWS):
         n = min(CHUNK_ROWS, ds.height - r0)
-        m = nodata_mask(ds.read(window=Window(0, r0, ds.width, n)), ds.nodata)
+        m = read_masked(ds, Window(0, r0, ds.width, n), name=name)[1]
         any_masked |= bool(m.any())
         rows = np.packbits(m.transpose(1, 0, 2).reshape(n, -1), axis=1)
         parts.append(comp.compress(rows.tobytes()))

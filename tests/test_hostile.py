@@ -400,6 +400,120 @@ def test_13_band_metadata_reaches_lr_and_hr(naip_dir, tmp_path, codec):
             assert [c.name for c in ds.colorinterp][:3] == ["red", "green", "blue"]
 
 
+def _masked_target(oscd_dir, path, *, as_nodata: bool = False):
+    """A Montpellier crop (Sentinel-2, uint16) with an irregular hole: a circle and a strip of
+    partial 4 x 4 blocks at the right edge, zero under the hole. The hole is a GDAL internal
+    mask without a nodata value, or (``as_nodata``) the same hole as nodata 0. Returns the path,
+    the pixels and the hole (True: masked)."""
+    with rasterio.open(oscd_dir / "montpellier_20171030.tif") as ds:
+        win = rasterio.windows.Window(0, 0, 320, 256)
+        a, grid = ds.read(window=win), Grid.from_dataset(ds).window_grid(win)
+    assert a.min() > 0  # 0 is free to be the nodata value of the twin
+    yy, xx = np.mgrid[:256, :320]
+    hole = (yy - 130) ** 2 + (xx - 150) ** 2 < 61**2  # not aligned to 4 x 4 blocks
+    hole[42:201, 301:] = True  # partial blocks on the edge
+    b = np.where(hole, 0, a).astype(a.dtype)
+    if as_nodata:
+        return write_geotiff(path, b, grid, nodata=0), a, hole
+    profile = {"driver": "GTiff", "width": 320, "height": 256, "count": 4, "dtype": "uint16",
+               "crs": grid.crs, "transform": grid.transform}
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(path, "w", **profile) as ds:
+        ds.write(b)
+        ds.write_mask(~hole)
+    return path, a, hole
+
+
+def _dataset_mask(path) -> np.ndarray:
+    """The per-dataset mask of a GeoTIFF without nodata (True: masked)."""
+    with rasterio.open(path) as ds:
+        assert ds.nodata is None, path
+        assert all(rasterio.enums.MaskFlags.per_dataset in f for f in ds.mask_flag_enums), path
+        return ds.read_masks(1) == 0
+
+
+@pytest.mark.parametrize("via", ["api", "cli-cog"])
+def test_13_internal_mask_is_carried(oscd_dir, tmp_path, via):
+    from scipy.ndimage import binary_dilation
+
+    from georefscale.convention import block_all
+
+    target, a, hole = _masked_target(oscd_dir, tmp_path / "t.tif")
+    twin, _, _ = _masked_target(oscd_dir, tmp_path / "twin.tif", as_nodata=True)
+    options = OnboardOptions(model="noref-s2-x4", tiling=TilingOptions(128, 16))
+    hrs = {}
+    for name, src in (("mask", target), ("nodata", twin)):
+        lr, hr = tmp_path / f"{name}_lr.tif", tmp_path / f"{name}_hr.tif"
+        if via == "api" or name == "nodata":
+            onboard(src, None, out=lr, options=options)
+            ground(lr, None, out=hr)
+        else:
+            res = _cli("onboard", src, "-m", "noref-s2-x4", "--tile", 128, "--halo", 16,
+                       "--cog", "-o", lr, "-q")
+            assert res.exit_code == 0, res.output
+            res = _cli("ground", lr, "--cog", "-o", hr, "-q")
+            assert res.exit_code == 0, res.output
+        with rasterio.open(hr) as ds:
+            hrs[name] = ds.read().astype(float)
+        if name == "mask":
+            np.testing.assert_array_equal(_dataset_mask(lr), block_all(hole[None], 4)[0])
+            np.testing.assert_array_equal(_dataset_mask(hr), hole)
+            if via == "cli-cog":
+                for path in (lr, hr):
+                    with rasterio.open(path) as ds:
+                        assert ds.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG", path
+    ring = binary_dilation(hole, iterations=6) & ~hole  # valid pixels beside the hole
+    rmse = {k: np.sqrt(((h - a) ** 2)[:, ring].mean()) for k, h in hrs.items()}
+    assert rmse["mask"] <= rmse["nodata"] * 1.001, rmse
+
+
+@pytest.mark.parametrize("how", ["jpeg2000", "layers", "archive"])
+def test_13_internal_mask_through_codec_layers_and_archive(oscd_dir, tmp_path, how):
+    from georefscale.options import CodecChoice, GroundOptions, RateTarget
+
+    (tmp_path / "data").mkdir()
+    target, a, hole = _masked_target(oscd_dir, tmp_path / "data" / "montpellier_20171030.tif")
+    options = OnboardOptions(model="bicubic", factor=4, tiling=TilingOptions(128, 16))
+    if how == "archive":
+        ref = tmp_path / "data" / "montpellier_20150812.tif"
+        ref.write_bytes((oscd_dir / ref.name).read_bytes())
+        result = process_archive(Catalog.from_records(ingest([ref, target]).records),
+                                 tmp_path / "out", onboard=options, ground=GroundOptions(),
+                                 cluster=ClusterOptions(workers=0), progress=False)
+        assert not result.failed, result.failed
+        hr = next((tmp_path / "out").rglob("*hr*.tif"))
+    else:
+        if how == "jpeg2000":
+            options = dataclasses.replace(options, codec=CodecChoice("jpeg2000", 20))
+        else:
+            options = dataclasses.replace(options, rate=RateTarget(max_error=3))
+        lr = onboard(target, None, out=tmp_path / "lr.tif", options=options)
+        hr = ground(lr, None, out=tmp_path / "hr.tif")
+    np.testing.assert_array_equal(_dataset_mask(hr), hole)
+    with rasterio.open(hr) as ds:
+        err = np.abs(ds.read().astype(float) - a)
+    if how == "layers":
+        assert err[:, ~hole].max() <= 3
+    if how == "jpeg2000":  # the decoded LR's hole is filled as a nodata hole is
+        from scipy.ndimage import binary_dilation
+
+        twin, _, _ = _masked_target(oscd_dir, tmp_path / "twin.tif", as_nodata=True)
+        lr = onboard(twin, None, out=tmp_path / "twin_lr.tif", options=options)
+        with rasterio.open(ground(lr, None, out=tmp_path / "twin_hr.tif")) as ds:
+            err_nodata = np.abs(ds.read().astype(float) - a)
+        ring = binary_dilation(hole, iterations=6) & ~hole
+        assert (err[:, ring] ** 2).mean() <= (err_nodata[:, ring] ** 2).mean() * 1.001
+
+
+def test_13_nodata_and_internal_mask_together_are_refused(oscd_dir, tmp_path):
+    target, _, hole = _masked_target(oscd_dir, tmp_path / "t.tif")
+    with rasterio.open(target, "r+") as ds:
+        ds.nodata = 0
+    res = _cli("onboard", target, "-m", "bicubic", "-f", 4, "-o", tmp_path / "lr.tif", "-q")
+    assert res.exit_code == 1, res.output
+    assert f"{target}: has both a nodata value and an internal mask" in res.output
+    assert not (tmp_path / "lr.tif").exists()
+
+
 # -- 12. the HR nodata mask is the target's, exactly, and holes do not ring ---------------------
 
 

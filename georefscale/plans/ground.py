@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +29,9 @@ from georefscale.raster.io import (
     GDAL_CACHE_BYTES,
     GeoTIFFWriter,
     check_output,
-    from_float,
+    has_dataset_mask,
     prefixed,
-    read_window,
+    read_masked,
     to_float,
 )
 from georefscale.tiling import Stitcher, Tiling, tile_seed, with_progress
@@ -169,8 +169,8 @@ class GroundPlan:
 
         info, tiling, f = self.info, self.tiling, self.info.factor
         t = tiling.tile(row, col, "hr")
-        y, mask = to_float(read_window(lr, tiling.tile(row, col, "lr").window), info.scale,
-                           self.nodata)
+        arr, mask = read_masked(lr, tiling.tile(row, col, "lr").window)
+        y, mask = to_float(arr, info.scale, mask=mask)
         hr_mask = np.repeat(np.repeat(mask, f, axis=1), f, axis=2)
         y = fill_nodata(y, mask)
         use_fallback = row * tiling.n_cols + col in info.fallback_tiles
@@ -181,15 +181,13 @@ class GroundPlan:
         x = rel = None
         if self.hr:
             x = upscale(m, y, ref, self.options.alpha, tile_seed(self.options.seed, row, col))
-            if self.nodata is not None:
-                x[hr_mask] = np.nan
+            x[hr_mask] = np.nan
         if self.relevance:
             if use_fallback:
                 rel = np.zeros((1, *hr_mask.shape[1:]), np.float32)
             else:
                 rel = relevance(m, y, ref)[None]
-            if self.nodata is not None:
-                rel[:, hr_mask.all(axis=0)] = np.nan
+            rel[:, hr_mask.all(axis=0)] = np.nan
         return HRTile(row, col, x, rel)
 
     def tiles(self, lr: DatasetReader, datasets: Sequence[DatasetReader],
@@ -210,14 +208,16 @@ def write_hr(plan: GroundPlan, lr: DatasetReader, tiles: Iterable[HRTile], *,
         plan: the product's plan.
         lr: the open LR product (its tags and band names are kept).
         tiles: the rebuilt tiles in row-major order (they may be computed anywhere).
-        out: the HR GeoTIFF (target grid, source dtype, the LR's nodata), written atomically;
-            needs ``plan.hr``.
+        out: the HR GeoTIFF (target grid, source dtype, the LR's nodata value, or an internal
+            mask when the LR has one or records a mask without a nodata value), written
+            atomically; needs ``plan.hr``.
         relevance_out: the relevance map (single-band float32, NaN nodata); needs
             ``plan.relevance``.
         lr_name: the product, for messages and the output tags.
     """
     info, tiling = plan.info, plan.tiling
     grid, dtype, nodata = info.target_grid, info.source_dtype, plan.nodata
+    internal = nodata is None and (info.nodata_mask is not None or has_dataset_mask(lr, lr_name))
     descriptions = lr.descriptions if any(lr.descriptions) else (info.bands or None)
     tags = {k: v for k, v in lr.tags().items() if not k.startswith("GEOREFSCALE_")}
     base = {"MODEL": info.model, "FACTOR": info.factor,
@@ -230,11 +230,12 @@ def write_hr(plan: GroundPlan, lr: DatasetReader, tiles: Iterable[HRTile], *,
             writer = stack.enter_context(GeoTIFFWriter(
                 out, grid, count=lr.count, dtype=dtype, nodata=nodata,
                 descriptions=descriptions, cog=plan.options.cog, meta=info.meta,
+                internal_mask=internal,
                 tags={**tags, **prefixed({"PRODUCT": "HR reconstruction", **base,
                                           "ALPHA": plan.options.alpha,
                                           "SEED": plan.options.seed})},
             ))
-            hr_stitch = Stitcher(tiling, lr.count, _sink(writer, info, dtype, nodata), level="hr")
+            hr_stitch = Stitcher(tiling, lr.count, _sink(writer, info), level="hr")
         if relevance_out is not None:
             check_output(relevance_out)
             rel_writer = stack.enter_context(GeoTIFFWriter(
@@ -256,17 +257,17 @@ def write_hr(plan: GroundPlan, lr: DatasetReader, tiles: Iterable[HRTile], *,
                 s.close()
 
 
-def _sink(writer: GeoTIFFWriter, info: LRInfo, dtype: str, nodata: float | None):
-    """Finished HR rows -> DN, with the target's exact nodata mask when the product has one."""
+def _sink(writer: GeoTIFFWriter, info: LRInfo) -> Callable[[np.ndarray, int], None]:
+    """Finished HR rows -> the writer, in DN, with the target's exact mask when the product
+    records one (as nodata values or the internal mask, as the writer carries them)."""
     scale = info.scale
-    if info.nodata_mask is None or nodata is None:
-        return lambda rows, r0: writer.write_rows(from_float(rows, dtype, scale, nodata), r0)
+    if info.nodata_mask is None:
+        return lambda rows, r0: writer.write_float_rows(rows, r0, scale)
     g = info.target_grid
     exact = MaskRows(info.nodata_mask, writer.count, g.width, g.height)
 
     def sink(rows: np.ndarray, r0: int) -> None:
-        mask = exact.rows(r0, rows.shape[1])
-        writer.write_rows(from_float(rows, dtype, scale, nodata, mask=mask), r0)
+        writer.write_float_rows(rows, r0, scale, mask=exact.rows(r0, rows.shape[1]))
 
     return sink
 

@@ -33,8 +33,8 @@ from georefscale.raster.io import (
     BandMeta,
     GeoTIFFWriter,
     check_output,
-    from_float,
-    read_window,
+    has_dataset_mask,
+    read_masked,
     to_float,
 )
 from georefscale.references import ReferenceSet
@@ -145,7 +145,7 @@ class OnboardPlan:
             bands=tuple(d or "" for d in target.descriptions) if any(target.descriptions) else (),
             fallback_model=fallback_model.name if fallback_model is not None else None,
             meta=None if meta.is_default() else meta,
-            nodata_mask=encode_mask(target),
+            nodata_mask=encode_mask(target, target_name),
         )
         info.tiling()  # tile and halo must fit the factor
         return cls(model, fallback_model, info, options.fallback)
@@ -182,7 +182,8 @@ class OnboardPlan:
 
         info, model, fallback = self.info, self.model, self.fallback_model
         t = self.tiling.tile(row, col, "hr")
-        x, mask = to_float(read_window(target, t.window), info.scale, target.nodata)
+        arr, mask = read_masked(target, t.window)
+        x, mask = to_float(arr, info.scale, mask=mask)
         x = fill_nodata(x, mask)
         y = None
         if model.uses_reference:
@@ -194,8 +195,7 @@ class OnboardPlan:
         fell_back = y is None
         if fell_back:
             y = downscale(fallback, x, None)
-        if target.nodata is not None:
-            y[block_all(mask, info.factor)] = np.nan
+        y[block_all(mask, info.factor)] = np.nan
         return LRTile(row, col, y, fell_back)
 
     def tiles(self, target: DatasetReader, datasets: Sequence[DatasetReader],
@@ -212,7 +212,7 @@ def write_lr(plan: OnboardPlan, target: DatasetReader, out: PathLike, tiles: Ite
 
     Args:
         plan: the scene's plan.
-        target: the open target (its tags, band names and nodata are kept).
+        target: the open target (its tags, band names, nodata or internal mask are kept).
         out: the GeoTIFF to write (atomically).
         tiles: the LR tiles in row-major order (they may be computed anywhere).
         cog: write a Cloud-Optimized GeoTIFF.
@@ -236,12 +236,13 @@ def write_lr(plan: OnboardPlan, target: DatasetReader, out: PathLike, tiles: Ite
             tags={**target.tags(), **info.to_tags()},
             cog=cog,
             meta=info.meta,
+            internal_mask=has_dataset_mask(target),
         ) as writer,
     ):
         stitcher = Stitcher(
             tiling,
             target.count,
-            lambda rows, r0: writer.write_rows(from_float(rows, dtype, scale, nodata), r0),
+            lambda rows, r0: writer.write_float_rows(rows, r0, scale),
             level="lr",
         )
         for t in tiles:

@@ -1,6 +1,11 @@
 """Raster input/output: checked opening, windowed (boundless) reads, DN <-> float scaling, and
-atomic GeoTIFF / Cloud-Optimized GeoTIFF writing with CRS, transform, nodata, band descriptions,
-dtype and tags kept.
+atomic GeoTIFF / Cloud-Optimized GeoTIFF writing with CRS, transform, nodata or internal mask,
+band descriptions, dtype and tags kept.
+
+Which samples are invalid is decided in one place, :func:`read_masked`: those equal to the
+nodata value, or, in a raster without one, those a GDAL per-dataset mask marks (an internal mask
+as ``GDAL_TIFF_INTERNAL_MASK`` / rasterio's ``write_mask`` make it). Writers carry them the same
+way: a nodata value, or an internal mask (``GeoTIFFWriter(internal_mask=True)``).
 
 Arrays are ``(bands, rows, cols)``. Float data is float32 in the normalised range ``DN / scale``.
 georefscale's own tags are written in the default tag namespace with the prefix ``GEOREFSCALE_``.
@@ -23,7 +28,7 @@ from urllib.parse import quote
 import numpy as np
 import rasterio
 import rasterio.shutil
-from rasterio.enums import ColorInterp
+from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.io import DatasetReader, DatasetWriter
 from rasterio.windows import Window
@@ -155,21 +160,78 @@ def read_window(
     set to the number ``fill``. The array keeps the dataset's dtype.
     """
     indexes = list(bands) if bands is not None else list(range(1, ds.count + 1))
+    return _boundless(ds, ds.read, indexes, window, fill, ds.dtypes[indexes[0] - 1])
+
+
+def _boundless(ds: DatasetReader, read: Any, indexes: list[int], window: Window,
+               fill: float | str, dtype: str) -> np.ndarray:
+    """``read(indexes, window=...)`` (``ds.read`` or ``ds.read_masks``) of a window that may
+    leave the raster: mirrored (``fill="reflect"``) or set to the number ``fill`` outside."""
     r0, c0 = int(window.row_off), int(window.col_off)
     h, w = int(window.height), int(window.width)
     if r0 >= 0 and c0 >= 0 and r0 + h <= ds.height and c0 + w <= ds.width:
-        return ds.read(indexes, window=Window(c0, r0, w, h))
+        return read(indexes, window=Window(c0, r0, w, h))
     if fill == "reflect":
         inner, rows, cols = reflect_window(window, ds.height, ds.width)
-        return ds.read(indexes, window=inner)[:, rows[:, None], cols[None, :]]
-    out = np.full((len(indexes), h, w), fill, dtype=ds.dtypes[indexes[0] - 1])
+        return read(indexes, window=inner)[:, rows[:, None], cols[None, :]]
+    out = np.full((len(indexes), h, w), fill, dtype=dtype)
     rs, re = max(r0, 0), min(r0 + h, ds.height)
     cs, ce = max(c0, 0), min(c0 + w, ds.width)
     if rs < re and cs < ce:
-        out[:, rs - r0 : re - r0, cs - c0 : ce - c0] = ds.read(
+        out[:, rs - r0 : re - r0, cs - c0 : ce - c0] = read(
             indexes, window=Window(cs, rs, ce - cs, re - rs)
         )
     return out
+
+
+def has_dataset_mask(ds: DatasetReader, name: str | None = None) -> bool:
+    """Whether ``ds`` marks its invalid pixels with a GDAL per-dataset mask (an internal or
+    ``.msk`` mask band shared by all bands, as ``GDAL_TIFF_INTERNAL_MASK`` or rasterio's
+    ``write_mask`` make it) instead of a nodata value; an alpha band is not such a mask.
+
+    Args:
+        ds: an open raster.
+        name: the file, for messages (default: ``ds.name``).
+
+    Raises:
+        InputError: ``ds`` has both a nodata value and a per-dataset mask (GDAL honours only the
+            mask, most tools only the nodata value: which samples are invalid is ambiguous).
+    """
+    per_dataset = all(MaskFlags.per_dataset in f and MaskFlags.alpha not in f
+                      for f in ds.mask_flag_enums)
+    if per_dataset and ds.nodata is not None:
+        raise InputError(f"{name or ds.name}: has both a nodata value and an internal mask; "
+                         "keep one (e.g. gdal_translate -a_nodata none, or -mask none)")
+    return per_dataset
+
+
+def read_masked(ds: DatasetReader, window: Window | None = None, *,
+                name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Read ``window`` of all bands like :func:`read_window` (mirrored outside the raster), and
+    which of its samples are invalid: the one place georefscale decides it.
+
+    Invalid samples are those equal to the nodata value (:func:`nodata_mask`) or, in a raster
+    without one, those its GDAL per-dataset mask marks (:func:`has_dataset_mask`; read for the
+    window only, with ``read_masks``, and mirrored like the pixels).
+
+    Args:
+        ds: an open raster.
+        window: integer offsets and size (default: the whole raster).
+        name: the file, for messages.
+
+    Returns:
+        ``(pixels, invalid)``: the pixels in the dataset's dtype and a bool array of the same
+        ``(bands, rows, cols)`` shape, True where a sample is invalid.
+
+    Raises:
+        InputError: the raster has both a nodata value and an internal mask.
+    """
+    window = window if window is not None else Window(0, 0, ds.width, ds.height)
+    arr = read_window(ds, window)
+    if not has_dataset_mask(ds, name):
+        return arr, nodata_mask(arr, ds.nodata)
+    masks = _boundless(ds, ds.read_masks, [1], window, "reflect", "uint8")
+    return arr, np.repeat(masks == 0, ds.count, axis=0)
 
 
 def nodata_mask(arr: np.ndarray, nodata: float | None) -> np.ndarray:
@@ -182,11 +244,19 @@ def nodata_mask(arr: np.ndarray, nodata: float | None) -> np.ndarray:
 
 
 def to_float(
-    arr: np.ndarray, scale: float, nodata: float | None = None
+    arr: np.ndarray, scale: float, nodata: float | None = None, mask: np.ndarray | None = None,
+    *, offset: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """DN -> float32 ``DN / scale``; returns ``(x, mask)`` with masked (nodata) pixels set to 0."""
-    mask = nodata_mask(arr, nodata)
-    x = arr.astype(np.float32) / np.float32(scale)
+    """DN -> float32 ``(DN + offset) / scale``; returns ``(x, mask)`` with masked pixels set to 0.
+
+    ``mask`` gives the invalid samples (True, e.g. from :func:`read_masked`); without it, those
+    equal to ``nodata``. ``offset`` is in DN (-1000 for Sentinel-2 L2A of baseline 04.00 on).
+    """
+    mask = nodata_mask(arr, nodata) if mask is None else mask
+    if offset:
+        x = (arr.astype(np.float32) + np.float32(offset)) / np.float32(scale)
+    else:
+        x = arr.astype(np.float32) / np.float32(scale)
     x[mask] = 0.0
     return x, mask
 
@@ -197,8 +267,11 @@ def from_float(
     scale: float,
     nodata: float | None = None,
     mask: np.ndarray | None = None,
+    *,
+    offset: float = 0.0,
 ) -> np.ndarray:
-    """float ``x`` -> DN of ``dtype``: ``clip(round(x * scale))`` for integer types.
+    """float ``x`` -> DN of ``dtype``: ``clip(round(x * scale - offset))`` for integer types (the
+    inverse of :func:`to_float`; ``offset`` in DN).
 
     Pixels that are NaN or True in ``mask`` become ``nodata``; a valid pixel that would land on the
     nodata value is moved one DN inward so it stays valid.
@@ -208,6 +281,8 @@ def from_float(
     if mask is not None:
         bad |= mask
     y = np.where(bad, 0.0, x.astype(np.float64) * scale)
+    if offset:
+        y -= offset
     if dt.kind in "ui":
         info = np.iinfo(dt)
         y = np.clip(np.rint(y), info.min, info.max)
@@ -396,6 +471,10 @@ class GeoTIFFWriter:
     file in the destination directory and renames it onto ``path`` only on success (deleted on
     failure). With ``cog=True`` the result is a Cloud-Optimized GeoTIFF (tiled 512, overviews).
 
+    Invalid samples are carried by ``nodata``, or with ``internal_mask=True`` (and no nodata) by
+    a GDAL per-dataset internal mask: a pixel is masked where all its bands are invalid (the
+    ``mask`` given to :meth:`write` / :meth:`write_rows`; pixels written without one are valid).
+
     Rows given to :meth:`write_rows` are buffered into whole 512-row strips, so compressed blocks
     are written once.
     """
@@ -413,8 +492,12 @@ class GeoTIFFWriter:
         cog: bool = False,
         compress: str = "deflate",
         meta: BandMeta | None = None,
+        internal_mask: bool = False,
     ) -> None:
+        if internal_mask and nodata is not None:
+            raise ValueError("an internal mask and a nodata value are exclusive")
         self.path = check_output(path)
+        self.internal_mask = internal_mask
         self.meta = meta
         self.grid = grid
         self.count = count
@@ -427,6 +510,7 @@ class GeoTIFFWriter:
         self._ds = None
         self._tmp: Path | None = None
         self._strip: np.ndarray | None = None
+        self._strip_mask: np.ndarray | None = None
         self._strip_row = 0
         self._strip_fill = 0
 
@@ -471,15 +555,25 @@ class GeoTIFFWriter:
         self.tags.update(tags)
         self._ds.update_tags(**tags)
 
-    def write(self, array: np.ndarray, window: Window) -> None:
-        """Write ``(bands, rows, cols)`` of this writer's dtype at ``window``."""
-        self._ds.write(array.astype(self.dtype, copy=False), window=window)
+    def write(self, array: np.ndarray, window: Window, mask: np.ndarray | None = None) -> None:
+        """Write ``(bands, rows, cols)`` of this writer's dtype at ``window``.
 
-    def write_rows(self, array: np.ndarray, row_off: int) -> None:
-        """Write full-width rows (``(bands, rows, width)``), given in increasing row order."""
+        Args:
+            array: the pixels.
+            window: where.
+            mask: bool, True where a sample is invalid (same shape): written as the internal
+                mask when the writer has one (nodata values carry it otherwise).
+        """
+        self._ds.write(array.astype(self.dtype, copy=False), window=window)
+        self._write_mask(mask, window)
+
+    def write_rows(self, array: np.ndarray, row_off: int, mask: np.ndarray | None = None) -> None:
+        """Write full-width rows (``(bands, rows, width)``), given in increasing row order;
+        ``mask`` as for :meth:`write`."""
         rows = array.shape[1]
         if self._strip is None:
             self._strip = np.empty((self.count, BLOCKSIZE, self.grid.width), dtype=self.dtype)
+            self._strip_mask = np.zeros((BLOCKSIZE, self.grid.width), dtype=bool)
             self._strip_row = row_off
         if row_off != self._strip_row + self._strip_fill:
             raise ValueError(
@@ -490,15 +584,40 @@ class GeoTIFFWriter:
         while done < rows:
             n = min(rows - done, BLOCKSIZE - self._strip_fill)
             self._strip[:, self._strip_fill : self._strip_fill + n] = array[:, done : done + n]
+            if self.internal_mask:
+                self._strip_mask[self._strip_fill : self._strip_fill + n] = (
+                    False if mask is None else mask[:, done : done + n].all(axis=0))
             self._strip_fill += n
             done += n
             if self._strip_fill == BLOCKSIZE:
                 self._flush_strip()
 
+    def write_float_rows(self, rows: np.ndarray, row_off: int, scale: float,
+                         mask: np.ndarray | None = None, *, offset: float = 0.0) -> None:
+        """Write full-width float rows (units of ``scale``, DN ``offset``, see
+        :func:`from_float`) as DN with :meth:`write_rows`; samples that are NaN or True in
+        ``mask`` are invalid (the nodata value, or masked in the internal mask)."""
+        invalid = ~np.isfinite(rows) if mask is None else ~np.isfinite(rows) | mask
+        self.write_rows(from_float(rows, self.dtype, scale, self.nodata, mask=invalid,
+                                   offset=offset), row_off, mask=invalid)
+
+    def _write_mask(self, mask: np.ndarray | None, window: Window) -> None:
+        """The internal mask of ``window`` (a pixel is masked where all bands of ``mask`` are;
+        none: all valid); nothing without an internal mask."""
+        if not self.internal_mask:
+            return
+        if mask is None:
+            valid = np.full((int(window.height), int(window.width)), 255, np.uint8)
+        else:
+            valid = np.where(mask.all(axis=0), 0, 255).astype(np.uint8)
+        with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+            self._ds.write_mask(valid, window=window)
+
     def _flush_strip(self) -> None:
         if self._strip is not None and self._strip_fill:
             win = Window(0, self._strip_row, self.grid.width, self._strip_fill)
             self._ds.write(self._strip[:, : self._strip_fill], window=win)
+            self._write_mask(self._strip_mask[None, : self._strip_fill], win)
             self._strip_row += self._strip_fill
             self._strip_fill = 0
 
@@ -563,13 +682,15 @@ def _to_cog(src: Path, dst: Path, options: dict) -> None:
 
 
 def write_geotiff(path: str | os.PathLike, array: np.ndarray, grid: Grid,
-                  **options: Any) -> Path:
+                  mask: np.ndarray | None = None, **options: Any) -> Path:
     """Write a whole ``(bands, rows, cols)`` array atomically.
 
     Args:
         path: the GeoTIFF to write.
         array: the pixels, of the output's dtype.
         grid: the output grid (its shape must be the array's).
+        mask: bool ``(bands, rows, cols)`` or ``(rows, cols)``, True where invalid: written as
+            an internal mask (a pixel is masked where all its bands are; give no ``nodata``).
         **options: :class:`GeoTIFFWriter` options (``nodata``, ``descriptions``, ``tags``,
             ``cog``, ``compress``, ``meta``).
 
@@ -578,6 +699,8 @@ def write_geotiff(path: str | os.PathLike, array: np.ndarray, grid: Grid,
     """
     if array.ndim != 3 or array.shape[1:] != grid.shape:
         raise ValueError(f"array shape {array.shape} does not match grid {grid.shape}")
-    with GeoTIFFWriter(path, grid, count=array.shape[0], dtype=array.dtype, **options) as w:
-        w.write(array, Window(0, 0, grid.width, grid.height))
+    with GeoTIFFWriter(path, grid, count=array.shape[0], dtype=array.dtype,
+                       internal_mask=mask is not None, **options) as w:
+        w.write(array, Window(0, 0, grid.width, grid.height),
+                None if mask is None else mask.reshape(-1, *grid.shape))
     return Path(path)
