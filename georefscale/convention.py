@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from affine import Affine
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
@@ -48,9 +49,10 @@ def normalise(ref: np.ndarray, model, dtype: str) -> np.ndarray:
 
 
 def reference_tile(references: Sequence[DatasetReader], grid: Grid, window: Window,
-                   shift: tuple[float, float], model, dtype: str) -> np.ndarray:
-    """References warped onto the tile ``window`` (``shift`` applied), normalised, NaN -> 0."""
-    return normalise(align_window(references, grid, window, shift), model, dtype)
+                   warp: Affine, model, dtype: str) -> np.ndarray:
+    """References warped onto the tile ``window`` (with the scene's ``warp``, see
+    :func:`~georefscale.raster.align.align_window`), normalised, NaN -> 0."""
+    return normalise(align_window(references, grid, window, warp), model, dtype)
 
 
 def block_all(mask: np.ndarray, f: int) -> np.ndarray:

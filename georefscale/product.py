@@ -1,9 +1,10 @@
 """The downlink product's description: :class:`LRInfo` <-> ``GEOREFSCALE_*`` tags.
 
 An LR product (a GeoTIFF, or a coded file such as JPEG 2000) carries tags that say how it was
-made: factor, model, reference ids and checksums, the residual reference shift estimated on
-board, source dtype and DN scale, the target grid, tile and halo, band names, and the tiles that
-fell back to the no-reference model (a compact tile-range text, see :func:`encode_ranges`).
+made: factor, model, reference ids and checksums, the reference warp measured on board
+(:class:`~georefscale.raster.coreg.Coregistration`), source dtype and DN scale, the target grid,
+tile and halo, band names, and the tiles that fell back to the no-reference model (a compact
+tile-range text, see :func:`encode_ranges`).
 ``ground`` restores the grid from them and refuses another reference.
 """
 
@@ -23,14 +24,19 @@ from rasterio.io import DatasetReader
 from georefscale.errors import InputError
 from georefscale.masks import check_mask
 from georefscale.options import TilingOptions, check_factor
+from georefscale.raster.coreg import Coregistration
 from georefscale.raster.grid import Grid
 from georefscale.raster.io import DEFAULT_SCALES, BandMeta, georefscale_tags, prefixed
 from georefscale.tiling import Tiling
 
 __all__ = ["FORMAT_VERSION", "LRInfo", "decode_ranges", "encode_ranges"]
 
-#: Version of the tag layout, written as ``GEOREFSCALE_FORMAT``.
-FORMAT_VERSION = "1"
+#: Newest version of the tag layout, written as ``GEOREFSCALE_FORMAT``. A product is written
+#: in the oldest layout that holds it: "2" only for an affine reference warp (``COREG``), which a
+#: reader of "1" would otherwise apply as the plain ``SHIFT``.
+FORMAT_VERSION = "2"
+#: The layouts this version reads.
+FORMATS = ("1", "2")
 #: What a model name recorded in a product may look like (never a path).
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}(?<!\.safetensors)")
 _IDENTITY = re.compile(r"(px1:)?[0-9a-f]{64}")
@@ -48,8 +54,8 @@ class LRInfo:
     model: str
     reference_ids: tuple[str, ...]
     reference_identity: tuple[str, ...]
-    shift: tuple[float, float]  # (dx, dy) in target pixels, applied to the reference grid
-    shift_error: float | None
+    #: the reference warp measured on board; both sides warp the reference with it
+    coreg: Coregistration
     source_dtype: str
     scale: float  # DN per 1.0
     target_grid: Grid
@@ -84,6 +90,20 @@ class LRInfo:
         halo = self.halo if tiling is None else tiling.halo
         return Tiling(g.height, g.width, factor=self.factor, tile=tile, halo=halo)
 
+    @property
+    def shift(self) -> tuple[float, float]:
+        """The ``SHIFT`` tag: the reference's displacement ``(dx, dy)`` (target pixels), exact
+        for a translation, at the target's centre for an affine warp."""
+        if self.coreg.kind == "affine":
+            g = self.target_grid
+            return self.coreg.shift_at(g.width / 2, g.height / 2)
+        return self.coreg.matrix[2], self.coreg.matrix[5]
+
+    @property
+    def shift_error(self) -> float | None:
+        """The ``SHIFT_ERROR`` tag: the mean phase-correlation error of the windows used."""
+        return self.coreg.error
+
     def tile_index(self, row: int, col: int) -> int:
         """Row-major index of tile (``row``, ``col``) of the recorded tiling, as listed in
         ``GEOREFSCALE_FALLBACK_TILES``."""
@@ -93,13 +113,14 @@ class LRInfo:
         """The product's ``GEOREFSCALE_*`` tags (text values, as GDAL stores them)."""
         t = self.target_grid.transform
         tags: dict[str, object] = {
-            "FORMAT": FORMAT_VERSION,
+            "FORMAT": "2" if self.coreg.kind == "affine" else "1",
             "FACTOR": self.factor,
             "MODEL": self.model,
             "REFERENCE_ID": ";".join(self.reference_ids),
             "REFERENCE_IDENTITY": ";".join(self.reference_identity),
             "SHIFT": json.dumps(list(self.shift)),
             "SHIFT_ERROR": "" if self.shift_error is None else repr(self.shift_error),
+            "COREG": "" if self.coreg.kind == "none" else self.coreg.to_json(),
             "SOURCE_DTYPE": self.source_dtype,
             "SCALE": repr(self.scale),
             "TARGET_WIDTH": self.target_grid.width,
@@ -152,9 +173,10 @@ class LRInfo:
 
     @classmethod
     def _parse(cls, tags: dict[str, str], ds: DatasetReader) -> LRInfo:
-        fmt = tags.get("FORMAT", FORMAT_VERSION)
-        if fmt != FORMAT_VERSION:
-            raise ValueError(f"FORMAT {fmt!r} is not one this version reads ({FORMAT_VERSION})")
+        fmt = tags.get("FORMAT", "1")
+        if fmt not in FORMATS:
+            raise ValueError(f"FORMAT {fmt!r} is not one this version reads "
+                             f"({', '.join(FORMATS)})")
         factor = int(tags["FACTOR"])
         check_factor(factor)
         width, height = int(tags["TARGET_WIDTH"]), int(tags["TARGET_HEIGHT"])
@@ -169,6 +191,7 @@ class LRInfo:
         if abs(shift[0]) > width or abs(shift[1]) > height:
             raise ValueError(f"SHIFT {shift} is larger than the scene")
         shift_error = float(tags["SHIFT_ERROR"]) if tags.get("SHIFT_ERROR") else None
+        coreg = _coreg(tags, shift, shift_error, fmt, width, height)
         dtype = tags["SOURCE_DTYPE"]
         if dtype not in DEFAULT_SCALES:
             raise ValueError(f"SOURCE_DTYPE {dtype!r} is not one of {', '.join(DEFAULT_SCALES)}")
@@ -202,8 +225,7 @@ class LRInfo:
             model=tags["MODEL"],
             reference_ids=reference_ids,
             reference_identity=reference_identity,
-            shift=(shift[0], shift[1]),
-            shift_error=shift_error,
+            coreg=coreg,
             source_dtype=dtype,
             scale=scale,
             target_grid=Grid(crs=ds.crs, transform=affine, width=width, height=height),
@@ -230,6 +252,26 @@ def _layers(text: str) -> int:
     if text not in ("1", "2"):
         raise ValueError(f"LAYERS {text!r} must be 1 or 2")
     return int(text)
+
+
+def _coreg(tags: dict[str, str], shift: list[float], shift_error: float | None, fmt: str,
+           width: int, height: int) -> Coregistration:
+    """The reference warp from ``COREG`` (checked, and against ``SHIFT`` and ``FORMAT``), or the
+    plain ``SHIFT`` of products without it (earlier versions; no correction: the identity)."""
+    if not tags.get("COREG"):
+        if fmt != "1":
+            raise ValueError(f"FORMAT {fmt} needs a COREG tag")
+        if shift_error is None and shift == [0.0, 0.0]:
+            return Coregistration()
+        return Coregistration.translation(shift[0], shift[1], shift_error)
+    coreg = Coregistration.from_json(tags["COREG"], width, height)
+    if (coreg.kind == "affine") != (fmt == "2"):
+        raise ValueError(f"FORMAT {fmt} does not fit a COREG {coreg.kind} warp")
+    expected = (coreg.shift_at(width / 2, height / 2) if coreg.kind == "affine"
+                else (coreg.matrix[2], coreg.matrix[5]))
+    if list(expected) != shift or coreg.error != shift_error:
+        raise ValueError("SHIFT / SHIFT_ERROR do not match COREG")
+    return coreg
 
 
 def _numbers(text: str, n: int, name: str) -> list[float]:

@@ -29,8 +29,10 @@ def describe_lr(lr: PathLike) -> dict:
     Returns:
         ``lr``, ``bytes``, ``bits_per_pixel`` (per HR pixel, all bands together), ``codec``,
         ``quality``, ``model``, ``factor``, ``scale`` (DN per 1.0), ``references`` (ids),
-        ``shift_px``, ``tiles``, ``fallback_model``, ``fallback_tiles`` (count); for the base of
-        a two-layer product also ``layers``, ``base_bytes``, ``enhancement``,
+        ``shift_px``, ``coregistration`` (the reference warp: ``model`` none / translation /
+        affine, ``matrix`` (6 numbers, target pixels; None for none), ``rms_px``, windows used
+        and ``rejected``), ``tiles``, ``fallback_model``, ``fallback_tiles`` (count); for the
+        base of a two-layer product also ``layers``, ``base_bytes``, ``enhancement``,
         ``enhancement_bytes`` (``bytes`` counts both files).
 
     Raises:
@@ -65,6 +67,11 @@ def describe_lr(lr: PathLike) -> dict:
         "scale": info.scale,
         "references": list(info.reference_ids),
         "shift_px": list(info.shift),
+        "coregistration": {"model": info.coreg.kind,
+                           "matrix": list(info.coreg.matrix) if info.coreg.kind != "none"
+                           else None,
+                           "rms_px": info.coreg.rms, "windows": info.coreg.windows,
+                           "rejected": info.coreg.rejected},
         "tiles": len(info.tiling()),
         "fallback_model": info.fallback_model,
         "fallback_tiles": len(info.fallback_tiles),

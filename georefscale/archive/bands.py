@@ -6,7 +6,7 @@ serial path (:meth:`OnboardPlan.tile <georefscale.plans.onboard.OnboardPlan.tile
 :meth:`GroundPlan.tile <georefscale.plans.ground.GroundPlan.tile>`) and saves them, atomically, to a
 ``.npz`` part in ``out/.<id>.parts-<key>/`` (which also makes finished bands survive an
 interruption); the writer reads the parts in order and writes the one product with the same
-bytes as the serial path. On board, the client estimates the reference shift once and gives it
+bytes as the serial path. On board, the client measures the reference warp once and gives it
 to every band, and each band reports its no-reference fallback tiles.
 """
 
@@ -25,6 +25,7 @@ from georefscale.options import ClusterOptions
 from georefscale.plans.ground import HRTile, write_hr
 from georefscale.plans.onboard import LRTile, write_lr
 from georefscale.product import LRInfo
+from georefscale.raster.coreg import Coregistration
 from georefscale.raster.io import open_raster
 from georefscale.references import ReferenceSet
 
@@ -76,14 +77,15 @@ def _submit(client: Client, n_rows: int, band_rows: int, parts: Path, prefix: st
     return futures
 
 
-def onboard_band(job: SceneJob, refs: ReferenceSet, shift: tuple[tuple[float, float], None],
+def onboard_band(job: SceneJob, refs: ReferenceSet, coreg: Coregistration,
                  rows: range, part: str) -> str:
-    """On a worker: the LR tiles of tile rows ``rows`` with the scene's ``shift``, saved to the
-    ``.npz`` ``part`` with the row-major indices of the tiles that fell back."""
+    """On a worker: the LR tiles of tile rows ``rows`` with the scene's reference warp
+    ``coreg``, saved to the ``.npz`` ``part`` with the row-major indices of the tiles that fell
+    back."""
     from georefscale.engine.run import single_threaded
 
     with single_threaded(), open_scene(job, refs) as (tds, rdss):
-        plan = onboard_plan(job, refs, tds, rdss, shift=shift)
+        plan = onboard_plan(job, refs, tds, rdss, coreg=coreg)
         arrays: dict[str, np.ndarray] = {}
         fallback = []
         for t in plan.tiles(tds, rdss, rows):
@@ -96,13 +98,12 @@ def onboard_band(job: SceneJob, refs: ReferenceSet, shift: tuple[tuple[float, fl
 
 def split_onboard(client: Client, job: SceneJob, refs: ReferenceSet, lr: Path, parts: Path,
                   band_rows: int = DEFAULT_BAND_ROWS) -> None:
-    """The writer of a split scene's LR product: the plan once here (checks, reference shift,
+    """The writer of a split scene's LR product: the plan once here (checks, reference warp,
     tags), the tiles from the band tasks, :func:`~georefscale.plans.onboard.write_lr`."""
     with open_scene(job, refs) as (tds, rdss):
         plan = onboard_plan(job, refs, tds, rdss)
-        shift = (plan.info.shift, None)
         futures = _submit(client, plan.tiling.n_rows, band_rows, parts, "band", onboard_band,
-                          job, refs, shift)
+                          job, refs, plan.info.coreg)
         tiles = (LRTile(r, c, y, plan.info.tile_index(r, c) in fallback)
                  for r, c, y, fallback in _read_parts(futures))
         write_lr(plan, tds, lr, tiles, cog=job.onboard.cog)

@@ -30,6 +30,7 @@ from georefscale.options import CodecChoice, GroundOptions
 from georefscale.plans.ground import GroundPlan, make_hr
 from georefscale.plans.onboard import OnboardPlan, make_lr
 from georefscale.product import LRInfo
+from georefscale.raster.coreg import Coregistration
 from georefscale.raster.io import open_raster
 from georefscale.references import ReferenceSet
 
@@ -122,12 +123,12 @@ def open_scene(job: SceneJob, refs: ReferenceSet) -> Iterator[tuple[DatasetReade
 
 
 def onboard_plan(job: SceneJob, refs: ReferenceSet, tds: DatasetReader, rdss: list,
-                 shift: tuple[tuple[float, float], float | None] | None = None) -> OnboardPlan:
-    """The scene's :class:`~georefscale.plans.onboard.OnboardPlan` (the shift estimated unless
-    given)."""
+                 coreg: Coregistration | None = None) -> OnboardPlan:
+    """The scene's :class:`~georefscale.plans.onboard.OnboardPlan` (the reference warp
+    measured unless given)."""
     model, fallback = models(job)
     plan = OnboardPlan.make(tds, rdss, refs, model=model, fallback_model=fallback,
-                            options=job.onboard, target_name=job.target.href, shift=shift)
+                            options=job.onboard, target_name=job.target.href, coreg=coreg)
     if job.onboard.rate is not None:  # the base of two layers
         plan = dataclasses.replace(plan, info=dataclasses.replace(plan.info, layers=2))
     return plan

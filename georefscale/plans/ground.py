@@ -176,7 +176,7 @@ class GroundPlan:
         use_fallback = row * tiling.n_cols + col in info.fallback_tiles
         m, ref = (self.fallback_model, None) if use_fallback else (self.model, None)
         if not use_fallback and m.uses_reference:
-            ref = reference_tile(datasets, info.target_grid, t.window, info.shift, m,
+            ref = reference_tile(datasets, info.target_grid, t.window, info.coreg.warp, m,
                                  info.source_dtype)
         x = rel = None
         if self.hr:

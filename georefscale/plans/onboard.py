@@ -1,7 +1,7 @@
 """On board: a target and its references -> the LR product, tile by tile.
 
 :meth:`OnboardPlan.make` checks the open target and references against the model and decides
-once per scene how the scene is made (reference shift, LR tags, tiling, fallback model);
+once per scene how the scene is made (reference warp, LR tags, tiling, fallback model);
 :meth:`OnboardPlan.tile` makes one LR tile anywhere (the plan is picklable, so tile tasks on other
 processes give the same tiles); :func:`write_lr` is the single writer of the LR GeoTIFF.
 :func:`make_lr` chains the three for one process.
@@ -26,7 +26,8 @@ from georefscale.masks import encode_mask
 from georefscale.metrics import detail_agreement
 from georefscale.options import FallbackPolicy, OnboardOptions, check_factor
 from georefscale.product import LRInfo
-from georefscale.raster.align import align_window, overlaps, scene_shift
+from georefscale.raster.align import align_window, overlaps
+from georefscale.raster.coreg import Coregistration, coregister
 from georefscale.raster.grid import Grid
 from georefscale.raster.io import (
     GDAL_CACHE_BYTES,
@@ -76,7 +77,7 @@ class OnboardPlan:
         model: the rescaler.
         fallback_model: its no-reference twin for the tiles where the reference does not fit
             (None: no fallback).
-        info: the LR tags (with the scene's reference shift).
+        info: the LR tags (with the scene's reference warp).
         policy: the fallback thresholds.
     """
 
@@ -96,7 +97,7 @@ class OnboardPlan:
         fallback_model: Rescaler | None,
         options: OnboardOptions,
         target_name: str = "target",
-        shift: tuple[tuple[float, float], float | None] | None = None,
+        coreg: Coregistration | None = None,
     ) -> OnboardPlan:
         """Check an open target and open references against ``model`` and decide the scene.
 
@@ -109,9 +110,9 @@ class OnboardPlan:
                 reference).
             options: tiling, fallback thresholds, shift correction.
             target_name: the target, for messages.
-            shift: ``((dx, dy), error)`` when already estimated (e.g. by a client for all its
-                tile tasks); None estimates it with :func:`~georefscale.raster.align.scene_shift`
-                ((0, 0) without references or with ``correct_shift`` off).
+            coreg: the reference warp when already measured (e.g. by a client for all its tile
+                tasks); None measures it with :func:`~georefscale.raster.coreg.coregister`
+                (the identity without references or with ``correct_shift`` off).
 
         Raises:
             InputError: bands, dtype, factor or overlap do not fit (naming the file).
@@ -126,17 +127,16 @@ class OnboardPlan:
         if not model.uses_reference:
             fallback_model = None
         meta = BandMeta.from_dataset(target)
-        if shift is None:
-            shift = ((0.0, 0.0), None)
+        if coreg is None:
+            coreg = Coregistration()
             if datasets and options.correct_shift:
-                shift = scene_shift(target, datasets, grid)
+                coreg = coregister(target, datasets, grid)
         info = LRInfo(
             factor=model.factor,
             model=model.name,
             reference_ids=references.ids,
             reference_identity=references.identity,
-            shift=tuple(shift[0]),
-            shift_error=shift[1],
+            coreg=coreg,
             source_dtype=dtype,
             scale=scale,
             target_grid=grid,
@@ -176,7 +176,7 @@ class OnboardPlan:
     def tile(self, target: DatasetReader, datasets: Sequence[DatasetReader], row: int,
              col: int) -> LRTile:
         """The LR tile (``row``, ``col``) of the open ``target`` with the open references
-        (aligned with the recorded shift), or of the no-reference model where the reference
+        (aligned with the recorded warp), or of the no-reference model where the reference
         does not fit (see :meth:`reference_fits`)."""
         from georefscale.engine.run import downscale
 
@@ -187,7 +187,7 @@ class OnboardPlan:
         x = fill_nodata(x, mask)
         y = None
         if model.uses_reference:
-            raw = align_window(datasets, info.target_grid, t.window, info.shift)
+            raw = align_window(datasets, info.target_grid, t.window, info.coreg.warp)
             if fallback is None or self.reference_fits(x, mask, raw):
                 y = downscale(model, x, normalise(raw, model, info.source_dtype))
         else:

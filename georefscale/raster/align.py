@@ -1,18 +1,21 @@
 """Put reference rasters on a target grid: GDAL warping/mosaicking, overlap checks and the
-estimation of the residual sub-pixel shift between a reference and the target.
+estimation of the residual sub-pixel shift between a reference and the target in one window.
 
 Aligned references are float32 ``(bands, rows, cols)`` in the reference's DN, NaN where no
-reference covers the target. A shift ``(dx, dy)`` is in target pixels (columns, rows): the
-reference is sampled at ``target pixel + (dx, dy)``, i.e. on ``grid.shifted(dx, dy)``.
+reference covers the target. A warp is an affine map of the target's pixel coordinates (columns,
+rows): the reference is sampled at ``warp * (col, row)``, i.e. GDAL warps it onto the grid whose
+transform is ``grid.transform * warp`` (one resampling). A shift ``(dx, dy)`` is the warp
+``Affine.translation(dx, dy)``; :mod:`georefscale.raster.coreg` measures the warp.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
 import rasterio
-import rasterio.windows
+from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.io import DatasetReader
 from rasterio.warp import reproject, transform_bounds
@@ -23,14 +26,11 @@ from skimage.registration import phase_cross_correlation
 from georefscale.raster.grid import Grid
 from georefscale.raster.io import reflect_window
 
-#: side (pixels) of the central window on which the residual reference shift is estimated
-SHIFT_WINDOW = 1024
-
 
 def corner_bounds(transform, width: int, height: int) -> tuple[float, float, float, float]:
     """``(xmin, ymin, xmax, ymax)`` of a grid from its four corners: right for north-up,
     south-up, west-left and rotated geotransforms alike."""
-    xs, ys = zip(*(transform * (c, r) for c in (0, width) for r in (0, height)), strict=True)
+    xs, ys = zip(*(transform @ (c, r) for c in (0, width) for r in (0, height)), strict=True)
     return min(xs), min(ys), max(xs), max(ys)
 
 
@@ -57,16 +57,28 @@ def align(
     references: Sequence,
     grid: Grid,
     *,
-    shift: tuple[float, float] = (0.0, 0.0),
+    warp: Affine | None = None,
     bands: Sequence[int] | None = None,
     resampling: Resampling | None = None,
 ) -> np.ndarray:
-    """Warp open rasterio datasets onto ``grid`` (moved by ``shift`` target pixels) with GDAL.
+    """Warp open rasterio datasets onto ``grid`` with GDAL, in one resampling.
 
-    Several references are mosaicked: the first one that covers a pixel wins. Returns float32
-    ``(bands, grid.height, grid.width)`` in DN, NaN where nothing (or only nodata) covers.
+    Several references are mosaicked: the first one that covers a pixel wins.
+
+    Args:
+        references: open datasets (any CRS).
+        grid: the destination grid.
+        warp: the reference is sampled at ``warp * (col, row)`` of ``grid``'s pixels (None: the
+            identity).
+        bands: 1-based band indexes (default: all).
+        resampling: GDAL resampling (default: average for much finer references, else cubic).
+
+    Returns:
+        float32 ``(bands, grid.height, grid.width)`` in DN, NaN where nothing (or only nodata)
+        covers.
     """
-    dst_grid = grid.shifted(*shift) if shift != (0.0, 0.0) else grid
+    dst_grid = grid if warp is None or warp.is_identity else Grid(
+        grid.crs, grid.transform @ warp, grid.width, grid.height)
     n = len(bands) if bands is not None else references[0].count
     out = np.full((n, grid.height, grid.width), np.nan, dtype=np.float32)
     for ds in references:
@@ -107,12 +119,20 @@ def estimate_shift(
     """
     t = _standardise(target, target_mask)
     r = _standardise(reference, np.isnan(reference))
-    hann = taper("hann", t.shape)
+    hann = _hann(t.shape)
     shift, error, _ = phase_cross_correlation(
         t * hann, r * hann, upsample_factor=upsample, normalization=None
     )
     dy, dx = (0.0 - float(s) for s in shift)
     return dx, dy, float(error)
+
+
+@functools.lru_cache(maxsize=8)
+def _hann(shape: tuple[int, int]) -> np.ndarray:
+    """The (radial) Hann taper of ``shape``, made once per shape (read-only)."""
+    w = taper("hann", shape)
+    w.flags.writeable = False
+    return w
 
 
 def _standardise(img: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
@@ -132,40 +152,45 @@ def _standardise(img: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     return out / len(img)
 
 
-def scene_shift(
-    target: DatasetReader, references: Sequence[DatasetReader], grid: Grid
-) -> tuple[tuple[float, float], float | None]:
-    """Residual shift (dx, dy) in target pixels of the open ``references`` against the open
-    ``target`` (on ``grid``), by phase correlation on a central window of at most
-    ``SHIFT_WINDOW`` pixels, and the correlation error; ((0, 0), None) when the references cover
-    less than half of that window. Used by the on-board side and by training pairs."""
-    h, w = min(grid.height, SHIFT_WINDOW), min(grid.width, SHIFT_WINDOW)
-    win = rasterio.windows.Window((grid.width - w) // 2, (grid.height - h) // 2, w, h)
-    ref = align(references, grid.window_grid(win))
-    if np.isnan(ref).mean() > 0.5 or min(h, w) < 16:
-        return (0.0, 0.0), None
-    tgt = target.read(window=win).astype(np.float32)
-    mask = tgt == target.nodata if target.nodata is not None else None
-    dx, dy, err = estimate_shift(tgt, ref, target_mask=mask)
-    return (dx, dy), err
+def window_warp(warp: Affine, col_off: float, row_off: float) -> Affine:
+    """``warp`` (target pixel coordinates) in the pixel coordinates of a window at
+    ``(col_off, row_off)``: ``T(-off) * warp * T(off)``, computed so that a translation stays
+    exactly the same numbers (the earlier versions' shifted window grid, bit for bit).
+
+    Args:
+        warp: the reference warp of the whole grid.
+        col_off: the window's column offset (target pixels).
+        row_off: its row offset.
+
+    Returns:
+        The warp of the window's grid.
+    """
+    a, b, c, d, e, f = warp[:6]
+    return Affine(a, b, c + ((a - 1) * col_off + b * row_off),
+                  d, e, f + (d * col_off + (e - 1) * row_off))
 
 
 def align_to_target(
     target: DatasetReader, references: Sequence[DatasetReader], grid: Grid | None = None
 ) -> np.ndarray:
     """``references`` (open datasets) warped onto ``grid`` (default: the open ``target``'s grid;
-    a window of it works too), moved by the residual shift :func:`scene_shift` measures against
-    ``target`` over its whole grid: the reference exactly as the on-board side and training see
-    it. Float32 DN ``(bands, rows, cols)``, NaN where nothing covers."""
+    a window of it works too) with the warp :func:`~georefscale.raster.coreg.coregister`
+    measures against ``target`` over its whole grid: the reference exactly as the on-board side
+    and training see it. Float32 DN ``(bands, rows, cols)``, NaN where nothing covers."""
+    from georefscale.raster.coreg import coregister
+
     full = Grid.from_dataset(target)
-    shift, _ = scene_shift(target, references, full)
-    return align(references, grid or full, shift=shift)
+    warp = coregister(target, references, full).warp
+    if grid is not None:
+        col, row = ~full.transform @ (grid.transform.c, grid.transform.f)
+        warp = window_warp(warp, round(col), round(row))
+    return align(references, grid or full, warp=warp)
 
 
 def align_window(
-    references: Sequence[DatasetReader], grid: Grid, window: Window, shift: tuple[float, float]
+    references: Sequence[DatasetReader], grid: Grid, window: Window, warp: Affine
 ) -> np.ndarray:
-    """References warped onto a tile ``window`` of ``grid`` (moved by ``shift``), in DN.
+    """References warped onto a tile ``window`` of ``grid`` (with the scene's ``warp``), in DN.
 
     Where the window leaves the target raster, the reference is mirrored exactly like the target
     (:func:`~georefscale.raster.io.read_window`), so the network never sees a reflected scene
@@ -175,11 +200,13 @@ def align_window(
         references: open reference datasets (mosaicked, first wins).
         grid: the target grid.
         window: the tile window on ``grid`` (may leave it).
-        shift: ``(dx, dy)`` in target pixels.
+        warp: the scene's reference warp in ``grid``'s pixel coordinates (see
+            :mod:`georefscale.raster.coreg`); the same numbers give the same tile on both sides.
 
     Returns:
         float32 ``(bands, window rows, window cols)`` in DN, NaN where uncovered.
     """
     inner, rows, cols = reflect_window(window, grid.height, grid.width)
-    block = align(references, grid.window_grid(inner), shift=tuple(shift))
+    block = align(references, grid.window_grid(inner),
+                  warp=window_warp(warp, inner.col_off, inner.row_off))
     return block[:, rows[:, None], cols[None, :]]
