@@ -1,7 +1,7 @@
 """What products hold and how good they are: :func:`describe_lr` and :func:`reconstruction_error`.
 
 One rule for a valid pixel everywhere: a target pixel is valid unless it equals the target's
-nodata value (NaN-aware, :func:`~georefscale.raster.io.nodata_mask`).
+nodata value or internal mask (:func:`~georefscale.raster.io.read_masked`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 
 from georefscale.metrics import ErrorTally
 from georefscale.product import LRInfo
-from georefscale.raster.io import georefscale_tags, nodata_mask, open_raster
+from georefscale.raster.io import georefscale_tags, open_raster, read_masked
 
 __all__ = ["describe_lr", "reconstruction_error"]
 
@@ -101,7 +101,7 @@ def reconstruction_error(target: PathLike, hr: PathLike, scale: float,
     with open_raster(target, "target") as t, open_raster(hr, "HR product") as h:
         tally = ErrorTally(t.count)
         for _, win in t.block_windows(1):
-            a = t.read(window=win).astype(np.float64)
-            b = h.read(window=win).astype(np.float64)
-            tally.add(a, b, ~nodata_mask(a, t.nodata), offset)
+            raw, invalid = read_masked(t, win)
+            a, b = raw.astype(np.float64), h.read(window=win).astype(np.float64)
+            tally.add(a, b, ~invalid, offset)
     return tally.scores(scale)

@@ -436,6 +436,7 @@ def test_13_internal_mask_is_carried(oscd_dir, tmp_path, via):
     from scipy.ndimage import binary_dilation
 
     from georefscale.convention import block_all
+    from georefscale.report import reconstruction_error
 
     target, a, hole = _masked_target(oscd_dir, tmp_path / "t.tif")
     twin, _, _ = _masked_target(oscd_dir, tmp_path / "twin.tif", as_nodata=True)
@@ -464,6 +465,9 @@ def test_13_internal_mask_is_carried(oscd_dir, tmp_path, via):
     ring = binary_dilation(hole, iterations=6) & ~hole  # valid pixels beside the hole
     rmse = {k: np.sqrt(((h - a) ** 2)[:, ring].mean()) for k, h in hrs.items()}
     assert rmse["mask"] <= rmse["nodata"] * 1.001, rmse
+    scores = [reconstruction_error(t, tmp_path / f"{k}_hr.tif", 10000.0)["rmse_dn"]
+              for k, t in (("mask", target), ("nodata", twin))]  # masked samples not scored
+    assert scores[0] == pytest.approx(scores[1], rel=1e-3), scores
 
 
 @pytest.mark.parametrize("how", ["jpeg2000", "layers", "archive"])

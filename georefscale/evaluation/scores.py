@@ -19,7 +19,7 @@ from georefscale.api import roundtrip
 from georefscale.errors import GeoRefScaleError, InputError
 from georefscale.evaluation.sites import evaluation_sites
 from georefscale.options import GroundOptions, OnboardOptions
-from georefscale.raster.io import default_scale, nodata_mask, open_raster
+from georefscale.raster.io import default_scale, open_raster, read_masked
 
 __all__ = ["CONVENTION", "default_methods", "evaluate", "lr_psnr", "score_files"]
 
@@ -54,9 +54,9 @@ def score_files(target: Path, hr: Path) -> dict:
         ``spectral_angle_deg`` (degrees).
     """
     with open_raster(target, "target") as t, open_raster(hr, "HR product") as h:
-        a = t.read().astype(np.float64)
-        b = h.read().astype(np.float64)
-        valid = ~nodata_mask(a, t.nodata).any(axis=0)
+        raw, invalid = read_masked(t)
+        a, b = raw.astype(np.float64), h.read().astype(np.float64)
+        valid = ~invalid.any(axis=0)
         peak = default_scale(t.dtypes[0])
     return metrics.figures(a, b, valid, peak)
 
@@ -65,8 +65,9 @@ def lr_psnr(bicubic_lr: Path, lr: Path) -> float:
     """PSNR (dB) of an LR GeoTIFF against the bicubic LR product of the same target, over pixels
     valid in both, peak = the dtype's scale (``inf`` when identical)."""
     with open_raster(bicubic_lr, "bicubic LR product") as b, open_raster(lr, "LR product") as m:
-        a, c = b.read().astype(np.float64), m.read().astype(np.float64)
-        valid = ~(nodata_mask(a, b.nodata) | nodata_mask(c, m.nodata)).any(axis=0)
+        (a, bad_a), (c, bad_c) = read_masked(b), read_masked(m)
+        a, c = a.astype(np.float64), c.astype(np.float64)
+        valid = ~(bad_a | bad_c).any(axis=0)
         peak = default_scale(b.dtypes[0])
     return metrics.psnr(a[:, valid], c[:, valid], peak)
 
