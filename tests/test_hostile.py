@@ -508,6 +508,19 @@ def test_13_internal_mask_through_codec_layers_and_archive(oscd_dir, tmp_path, h
         assert (err[:, ring] ** 2).mean() <= (err_nodata[:, ring] ** 2).mean() * 1.001
 
 
+def test_13_internal_mask_left_out_of_coregistration(oscd_dir, tmp_path):
+    from georefscale.raster.coreg import coregister
+
+    found = []
+    with rasterio.open(oscd_dir / "montpellier_20150812.tif") as ref:
+        for as_nodata in (False, True):
+            path, _, _ = _masked_target(oscd_dir, tmp_path / f"{as_nodata}.tif",
+                                        as_nodata=as_nodata)
+            with rasterio.open(path) as ds:
+                found.append(coregister(ds, [ref], Grid.from_dataset(ds)))
+    assert found[0] == found[1]
+
+
 def test_13_nodata_and_internal_mask_together_are_refused(oscd_dir, tmp_path):
     target, _, hole = _masked_target(oscd_dir, tmp_path / "t.tif")
     with rasterio.open(target, "r+") as ds:

@@ -35,6 +35,7 @@ from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
 from georefscale.raster.grid import Grid
+from georefscale.raster.io import read_masked
 
 __all__ = ["KINDS", "Coregistration", "coregister", "measured_windows"]
 
@@ -238,9 +239,8 @@ def _measure(target: DatasetReader, references: Sequence[DatasetReader], grid: G
             if mask is not None:
                 strip[:, mask(strip)] = np.nan
         if i not in cache:
-            tgt = target.read(window=win)
-            cache[i] = (tgt, np.zeros(tgt.shape[1:], bool) if target.nodata is None
-                        else (tgt == target.nodata).any(axis=0))
+            tgt, invalid = read_masked(target, win)
+            cache[i] = (tgt, invalid.any(axis=0))
         tgt, bad = cache[i]
         c0, top = int(win.col_off), r0 - strip_rows[0]
         ref = strip[:, top:top + side, c0:c0 + side]
@@ -364,7 +364,7 @@ def coregister(target: DatasetReader, references: Sequence[DatasetReader], grid:
     """Measure the warp of ``references`` onto the open ``target``.
 
     Args:
-        target: the open target (its nodata samples are left out).
+        target: the open target (its nodata or internally masked samples are left out).
         references: the open references (mosaicked, first wins; the nodata they carry is left
             out).
         grid: the target's grid (any CRS; the references are warped onto it by GDAL).
