@@ -22,6 +22,7 @@ from georefscale.raster.io import (
     georefscale_tags,
     open_raster,
     prefixed,
+    read_masked,
     read_window,
     reflect_index,
     to_float,
@@ -79,6 +80,37 @@ def test_read_window_interior_and_reflect(oscd_dir):
         const = read_window(ds, Window(-3, -2, 10, 10), fill=0)
         assert (const[:, :2] == 0).all() and (const[:, :, :3] == 0).all()
         np.testing.assert_array_equal(const[:, 2:, 3:], full[:, :8, :7])
+
+
+def test_internal_mask_read_by_window_and_written(oscd_dir, tmp_path):
+    """A per-dataset mask is read window by window (mirrored like the pixels outside the raster)
+    and written back, as an internal mask, by the streaming writer and its COG."""
+    with open_raster(oscd_dir / "paris_20161130.tif") as ds:
+        full, grid = ds.read(), Grid.from_dataset(ds)
+    yy, xx = np.mgrid[: grid.height, : grid.width]
+    hole = (yy - 20) ** 2 + (xx - 30) ** 2 < 15**2
+    src = tmp_path / "masked.tif"
+    write_geotiff(src, full, grid, mask=hole)
+    with open_raster(src) as ds:
+        win = Window(-12, -9, 50, 40)
+        arr, invalid = read_masked(ds, win)
+        np.testing.assert_array_equal(arr, read_window(ds, win))
+        padded = np.pad(hole, ((9, 0), (12, 0)), mode="reflect")[:40, :50]
+        np.testing.assert_array_equal(invalid, np.repeat(padded[None], ds.count, axis=0))
+    for cog in (False, True):
+        out = tmp_path / f"rows_{cog}.tif"
+        with GeoTIFFWriter(out, grid, count=full.shape[0], dtype=full.dtype, cog=cog,
+                           internal_mask=True) as w:
+            for r0 in range(0, grid.height, 100):
+                rows = full[:, r0:r0 + 100].astype(np.float32) / 10000
+                w.write_float_rows(rows, r0, 10000.0, mask=np.repeat(
+                    hole[None, r0:r0 + 100], full.shape[0], axis=0))
+        with rasterio.open(out) as ds:
+            assert ds.nodata is None
+            np.testing.assert_array_equal(ds.read_masks(1) == 0, hole)
+            np.testing.assert_array_equal(ds.read()[:, ~hole], full[:, ~hole])
+        if cog:
+            assert cog_validate(str(out))[0], out
 
 
 def test_reflect_index_size_one():
