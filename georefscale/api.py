@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from georefscale.atomic import guard_outputs
+from georefscale.bandmap import BandSelection, adapt
 from georefscale.errors import InputError, NoCandidateError
 from georefscale.layers import Layered, describe, enhancement_path, ground_layered, write_layered
 from georefscale.link import codec_spec, encode_lr, exact_lr, probe_codec
@@ -127,6 +128,12 @@ class Workspace:
         self.decoded = False
         #: the band names STAC Items are stacked in (the model's), once known
         self.bands: tuple[str, ...] | None = None
+        #: the model targets and references are read for (their bands and convention), once
+        #: known, and the bands given (``OnboardOptions.bands``)
+        self.model: Rescaler | None = None
+        self.selection: BandSelection | None = None
+        #: the inputs as given, where a band selection of them is read instead
+        self.given: list[Path | str] = []
 
     def __enter__(self) -> Workspace:
         return self
@@ -162,8 +169,42 @@ class Workspace:
                              f"{type(obj).__name__}")
         return Path(obj), str(obj), False
 
+    def adapt(self, path: Path | str, what: str, name: str) -> Path | str:
+        """``path`` as the model reads it (:func:`~georefscale.bandmap.adapt`): its bands by
+        name or as given, in the model's order; a reference also converted to the model's DN
+        where its convention differs. ``path`` itself when it fits (or no model is known).
+
+        Args:
+            path: the target or reference file (or URL, or a STAC item's VRT).
+            what: ``"target"`` or ``"reference"``.
+            name: the input, for messages.
+
+        Raises:
+            InputError: the bands or the data convention do not fit the model.
+        """
+        if self.model is None:
+            return path
+        from georefscale.engine.cards import band_names
+
+        read = adapt(path, what, self.model, band_names(self.model.name), self.selection,
+                     self.path, convert=what != "target", label=name)
+        if read != path:
+            self.given.append(path)
+        return read
+
+    def adapt_all(self, refs: ReferenceSet) -> ReferenceSet:
+        """``refs`` (e.g. from a catalog), each read as the model takes it (:meth:`adapt`;
+        one that is adapted is identified by the content read)."""
+        out = []
+        for r in refs:
+            read = self.adapt(r.path, "reference", r.label)
+            out.append(r if read == r.path else Reference(r.id, read, identity_of(read),
+                                                          r.label))
+        return ReferenceSet(tuple(out))
+
     def references(self, reference: Source | Sequence[Source] | None) -> ReferenceSet:
-        """The given references (paths or DataArrays) as a :class:`ReferenceSet`."""
+        """The given references (paths or DataArrays) as a :class:`ReferenceSet`, each read
+        as the model takes it (:meth:`adapt`)."""
         if reference is None:
             return ReferenceSet()
         items = [reference] if isinstance(reference, str | os.PathLike) or is_dataarray(
@@ -171,14 +212,15 @@ class Workspace:
         refs = []
         for i, obj in enumerate(items):
             path, name, as_da = self.source(obj, "reference")
+            read = self.adapt(path, "reference", name)
             if as_da:  # identified by content, like the file it may have been read from
                 rid = str(obj.name) if obj.name is not None else f"dataarray-{i + 1}"
-                refs.append(Reference(rid, path, identity_of(path), name))
+                refs.append(Reference(rid, read, identity_of(read), name))
             elif is_stac_item(obj):  # its id, and the content of its stacked bands
                 rid = str(load_item(obj)[0].get("id") or f"item-{i + 1}")
-                refs.append(Reference(rid, path, identity_of(path), name))
+                refs.append(Reference(rid, read, identity_of(read), name))
             else:
-                refs.append(Reference.from_file(path))
+                refs.append(Reference.from_file(path, read=None if read == path else read))
         return ReferenceSet(tuple(refs))
 
 
@@ -211,7 +253,9 @@ def _onboard(ws: Workspace, target: Source, reference: Source | Sequence[Source]
     spec = codec_spec(CodecChoice("jpeg2000") if layered else options.codec)
     m = resolve_model(options.model, options.factor)
     ws.bands = band_names(options.model if isinstance(options.model, str) else m.name)
-    tpath, tname, as_da = ws.source(target, "target")
+    ws.model, ws.selection = m, options.bands
+    given, tname, as_da = ws.source(target, "target")
+    tpath = ws.adapt(given, "target", tname)
     if out is None:
         if not as_da:
             raise InputError(f"{tname}: out (the LR product to write) is required")
@@ -229,8 +273,9 @@ def _onboard(ws: Workspace, target: Source, reference: Source | Sequence[Source]
     refs = ws.references(reference)
     if catalog is not None:
         try:
-            refs = ReferenceSet.from_catalog(as_catalog(catalog, archive), tpath,
-                                             target_name=tname, band_count=count, when=when)
+            refs = ws.adapt_all(ReferenceSet.from_catalog(
+                as_catalog(catalog, archive), given, target_name=tname, band_count=count,
+                when=when))
         except NoCandidateError:
             if not options.allow_noref:
                 raise
@@ -246,7 +291,7 @@ def _onboard(ws: Workspace, target: Source, reference: Source | Sequence[Source]
         m = twin
     fallback = noref_twin(m, noref)
     guard_outputs([out, enhancement_path(out) if layered else None],
-                  [tpath, *(r.path for r in refs)])
+                  [tpath, *(r.path for r in refs), *ws.given])
     lr_file = ws.path("lr.tif") if spec is not None else out
     with open_raster(tpath, "target") as tds, refs.open() as rdss:
         plan = OnboardPlan.make(tds, rdss, refs, model=m, fallback_model=fallback,
@@ -291,15 +336,16 @@ def _ground(ws: Workspace, lr: Source, reference: Source | Sequence[Source] | No
         {"relevance"} if relevance_out is not None else set())
     with open_raster(lpath, "LR product") as lds:
         info = LRInfo.from_dataset(lds, lname)
+        m = given_model(models[0], info.model, info.factor, "model", lname)
+        ws.model = m
         if catalog is not None:
-            refs = ReferenceSet.by_ids(as_catalog(catalog, archive), info, lname)
+            refs = ws.adapt_all(ReferenceSet.by_ids(as_catalog(catalog, archive), info, lname))
         else:
             ws.bands = info.bands or band_names(info.model)
             refs = ws.references(reference)
         refs.verify(info, lname)
         guard_outputs([out, relevance_out], [lpath, received if not as_da else None,
-                                             *(r.path for r in refs)])
-        m = given_model(models[0], info.model, info.factor, "model", lname)
+                                             *(r.path for r in refs), *ws.given])
         fallback = None
         if info.fallback_tiles and "hr" in outputs:
             fallback = given_model(models[1], info.fallback_model, info.factor,
@@ -538,7 +584,8 @@ def roundtrip(
         summary = describe_lr(lr)
         if done.layered is not None:
             summary["search"] = describe(done.layered)
-        summary.update(reconstruction_error(done.target, hr, summary["scale"]))
+        summary.update(reconstruction_error(done.target, hr, summary["scale"],
+                                            summary["offset"]))
         summary["hr"] = str(hr)
         if relevance_out is not None:
             summary["relevance"] = str(relevance_out)

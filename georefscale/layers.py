@@ -36,6 +36,7 @@ import numpy as np
 from rasterio.io import DatasetReader
 
 from georefscale import codecs
+from georefscale.convention import REBUILD_ALPHA, REBUILD_SEED
 from georefscale.errors import InputError
 from georefscale.link import encode_lr, exact_lr
 from georefscale.masks import MaskRows
@@ -83,8 +84,6 @@ PSNR_SLACK = 0.3
 BYTES_SLACK = 0.05
 #: Bisection steps of an enhancement-rate search.
 SEARCH_STEPS = 9
-#: The latent rule of the base rebuild (both sides use it).
-ALPHA, SEED = 0.0, 0
 _INT16 = np.iinfo(np.int16)
 
 PathLike = str | os.PathLike
@@ -134,7 +133,7 @@ class EnhancementInfo:
             "ENH_REFERENCE_IDENTITY": ";".join(self.reference_identity) or "none",
             "ENH_STEP": self.step, "ENH_QUALITY": "" if self.quality is None else self.quality,
             "ENH_ROWS_SHA256": ";".join(self.rows_sha256), "ENH_TILE": self.tile,
-            "ENH_ALPHA": ALPHA, "ENH_SEED": SEED,
+            "ENH_ALPHA": REBUILD_ALPHA, "ENH_SEED": REBUILD_SEED,
         })
 
     @classmethod
@@ -157,7 +156,7 @@ class EnhancementInfo:
                 raise ValueError("bad step or tile")
             if len(rows) != math.ceil(height / tile):
                 raise ValueError("row digests do not cover the scene")
-            if (float(t["ENH_ALPHA"]), int(t["ENH_SEED"])) != (ALPHA, SEED):
+            if (float(t["ENH_ALPHA"]), int(t["ENH_SEED"])) != (REBUILD_ALPHA, REBUILD_SEED):
                 raise ValueError("unknown latent rule")
         except (KeyError, ValueError) as exc:
             raise InputError(f"{path}: enhancement layer tags are incomplete or invalid "
@@ -445,7 +444,7 @@ def rebuild_base(base: Path, references: ReferenceSet, models: tuple[Rescaler, R
         info = LRInfo.from_dataset(lds, base.name)
         plan = GroundPlan.make(lds, rdss, info, model=models[0],
                                fallback_model=models[1] if info.fallback_tiles else None,
-                               options=GroundOptions(alpha=ALPHA, seed=SEED))
+                               options=GroundOptions(alpha=REBUILD_ALPHA, seed=REBUILD_SEED))
         hr = scratch("base-rebuild.tif")
         make_hr(plan, lds, rdss, out=hr)
     with open_raster(hr, "base rebuild") as ds:
@@ -526,7 +525,8 @@ def ground_layered(lr: DatasetReader, datasets: list[DatasetReader], info: LRInf
     enh, residual = read_enhancement(enh_file, info, base_file, info.reference_identity)
     plan = GroundPlan.make(lr, datasets, info, model=models[0],
                            fallback_model=models[1] if info.fallback_tiles else None,
-                           options=GroundOptions(alpha=ALPHA, seed=SEED), lr_name=base_file.name)
+                           options=GroundOptions(alpha=REBUILD_ALPHA, seed=REBUILD_SEED),
+                           lr_name=base_file.name)
     rebuilt = scratch("base-rebuild.tif")
     make_hr(plan, lr, datasets, out=rebuilt, lr_name=base_file.name)
     with open_raster(rebuilt, "base rebuild") as ds:
@@ -546,7 +546,7 @@ def ground_layered(lr: DatasetReader, datasets: list[DatasetReader], info: LRInf
     hr = finish_hr(add_residual(base, residual, enh.step, info.source_dtype), masked, nodata)
     layer_tags = prefixed({"LAYERS": 2, "ENHANCEMENT": enh_file.name,
                            "MAX_ERROR": "" if enh.max_error is None else enh.max_error,
-                           "ALPHA": ALPHA, "SEED": SEED})
+                           "ALPHA": REBUILD_ALPHA, "SEED": REBUILD_SEED})
     write_geotiff(out, hr, grid, nodata=nodata, mask=masked if internal else None,
                   descriptions=descriptions, tags={**tags, **layer_tags}, meta=info.meta,
                   cog=options.cog)

@@ -9,6 +9,7 @@ No heavy imports: this module is safe to import anywhere.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AUTO",
     "DEFAULT_MODEL",
+    "BandSelection",
     "FACTORS",
     "ClusterOptions",
     "CodecChoice",
@@ -30,6 +32,7 @@ __all__ = [
     "RateTarget",
     "TilingOptions",
     "check_factor",
+    "parse_bands",
 ]
 
 #: Model used when none is named (a trained Sentinel-2 x4 RefScale network).
@@ -38,12 +41,16 @@ DEFAULT_MODEL = "refscale-s2-x4"
 FACTORS = (2, 4)
 #: ``FallbackPolicy.noref_model`` value meaning "the shipped no-reference twin of the model".
 AUTO = "auto"
+#: How tiles choose between the reference model and the models without it.
+DECISIONS = ("agreement", "measure")
 #: Smallest tile core (HR pixels): below it the halo dominates and a scene takes forever.
 MIN_TILE = 32
 #: Largest tile core (HR pixels): bounds a tile's memory (a crafted product cannot ask for TiB).
 MAX_TILE = 8192
 #: A model name or a ready rescaler object (``georefscale.engine`` interface).
 ModelLike: TypeAlias = "str | Rescaler"
+#: The input band for each model band, in the model's order: 1-based indexes or names.
+BandSelection: TypeAlias = "tuple[int, ...] | tuple[str, ...]"
 
 
 def check_factor(factor: int | None) -> None:
@@ -57,6 +64,43 @@ def check_factor(factor: int | None) -> None:
     """
     if factor is not None and (isinstance(factor, bool) or factor not in FACTORS):
         raise InputError(f"factor must be 2 or 4, got {factor}")
+
+
+def parse_bands(value: str | Sequence[str | int] | None) -> BandSelection | None:
+    """A band selection (:attr:`OnboardOptions.bands`) from ``--bands`` text (``"2,3,4,8"``,
+    ``"B02,B03,B04,B08"``) or a sequence of 1-based indexes or names.
+
+    Args:
+        value: the selection, or None (bands by name or position, see
+            :mod:`georefscale.bandmap`).
+
+    Returns:
+        A tuple of ints or of names; None for None.
+
+    Raises:
+        InputError: an empty band, an index below 1, indexes and names mixed, or a band twice.
+    """
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else list(value)
+    parsed: list[int | str] = []
+    for item in items:
+        text = str(item).strip()
+        if isinstance(item, bool) or not text:
+            raise InputError(f"bands {value!r}: {item!r} is not a band (give 1-based indexes "
+                             "like 2,3,4,8 or names like B02,B03,B04,B08)")
+        if isinstance(item, int) or text.isdigit():
+            if int(text) < 1:
+                raise InputError(f"bands {value!r}: band indexes start at 1, got {text}")
+            parsed.append(int(text))
+        else:
+            parsed.append(text)
+    if len({type(b) for b in parsed}) > 1:
+        raise InputError(f"bands {value!r}: give all bands as indexes or all as names")
+    keys = [str(b).lower() for b in parsed]
+    if len(set(keys)) != len(keys):
+        raise InputError(f"bands {value!r}: a band is given twice")
+    return tuple(parsed)
 
 
 def _finite(name: str, value: float, lo: float, hi: float) -> None:
@@ -101,20 +145,32 @@ class FallbackPolicy:
     test cities score 0.33-0.71 per tile; the same references moved by 20 px, turned by 5
     degrees, of another city or missing score -0.03-0.04. Cheap: no network pass.
 
+    With ``decide="measure"`` these tests are only a pre-filter: every tile is made by
+    whichever of the reference model (when the tests let its reference through), the
+    no-reference twin and plain bicubic rebuilds it best, measured on board through the
+    quantised LR exactly as the ground rebuilds it at alpha 0 (the mean reconstruction), and the
+    product records the decision and the reference's measured gain per tile. It costs about
+    two extra network passes per candidate and tile.
+
     Attributes:
         noref_model: the no-reference model: :data:`AUTO` (the shipped twin, if any), a name or
             rescaler object, or None (never fall back).
         min_agreement: detail agreement threshold, -1..1 (0: off).
         min_coverage: reference coverage threshold, 0..1 (fraction of the tile window).
+        decide: ``"agreement"`` (the tests alone) or ``"measure"`` (see above).
     """
 
     noref_model: ModelLike | None = AUTO
     min_agreement: float = 0.2
     min_coverage: float = 0.5
+    decide: str = "agreement"
 
     def __post_init__(self) -> None:
         _finite("min_agreement", self.min_agreement, -1.0, 1.0)
         _finite("min_coverage", self.min_coverage, 0.0, 1.0)
+        if self.decide not in DECISIONS:
+            raise InputError(f"decide must be one of {', '.join(DECISIONS)}, got "
+                             f"{self.decide!r}")
 
     @property
     def enabled(self) -> bool:
@@ -198,6 +254,10 @@ class OnboardOptions:
         allow_noref: with no usable reference, use the model's no-reference twin instead of
             failing.
         cog: write a Cloud-Optimized GeoTIFF.
+        bands: the input band for each of the model's bands, in the model's order, as 1-based
+            indexes (``(2, 3, 4, 8)``) or names (``("B02", "B03", "B04", "B08")``), or the
+            same as text (``"2,3,4,8"``); it applies to the target and its references alike.
+            None: found by the band descriptions (see :mod:`georefscale.bandmap`).
     """
 
     model: ModelLike = DEFAULT_MODEL
@@ -209,9 +269,11 @@ class OnboardOptions:
     correct_shift: bool = True
     allow_noref: bool = False
     cog: bool = False
+    bands: BandSelection | str | None = None
 
     def __post_init__(self) -> None:
         check_factor(self.factor)
+        object.__setattr__(self, "bands", parse_bands(self.bands))
         if self.rate is not None and (self.codec.name not in (None, "jpeg2000")
                                       or self.codec.quality is not None):
             raise InputError(

@@ -67,12 +67,23 @@ class LRInfo:
     fallback_model: str | None = None
     #: row-major indices (``row * n_cols + col``) of the tiles made without the reference
     fallback_tiles: tuple[int, ...] = field(default=())
+    #: row-major indices of the tiles made with plain bicubic (chosen by measurement, see
+    #: :class:`~georefscale.options.FallbackPolicy`); disjoint from ``fallback_tiles``
+    bicubic_tiles: tuple[int, ...] = field(default=())
+    #: per tile (row-major), what the reference gained on board, measured: PSNR of the
+    #: reference model minus that of the best mode without it (dB; NaN where the reference was
+    #: not tried); empty when tiles were not decided by measurement
+    tile_gains_db: tuple[float, ...] = field(default=())
     #: the target's scale / offset, units, band tags, colour interpretation, other tag domains
     #: (None: all default); kept on the LR and the HR, also through codecs that drop them
     meta: BandMeta | None = None
     #: the target's exact per-sample nodata mask, encoded (:mod:`georefscale.masks`); None
     #: when the target has no nodata sample
     nodata_mask: str | None = None
+    #: DN added before dividing by ``scale`` (``(DN + offset) / scale``): -1000 for Sentinel-2
+    #: L2A of baseline 04.00 on (see :func:`~georefscale.convention.dn_convention`); LR and HR
+    #: keep the target's convention
+    offset: float = 0.0
     #: 2 for the base layer of a two-layer product (an enhancement layer belongs to it)
     layers: int = 1
 
@@ -89,6 +100,13 @@ class LRInfo:
         tile = self.tile if tiling is None else tiling.tile
         halo = self.halo if tiling is None else tiling.halo
         return Tiling(g.height, g.width, factor=self.factor, tile=tile, halo=halo)
+
+    def tile_mode(self, index: int) -> str:
+        """How tile ``index`` (row-major) was made: ``"model"``, ``"fallback"`` (the
+        no-reference model) or ``"bicubic"``."""
+        if index in self.fallback_tiles:
+            return "fallback"
+        return "bicubic" if index in self.bicubic_tiles else "model"
 
     @property
     def shift(self) -> tuple[float, float]:
@@ -137,9 +155,15 @@ class LRInfo:
             tags["NODATA_MASK"] = self.nodata_mask
         if self.layers != 1:
             tags["LAYERS"] = self.layers
+        if self.offset:
+            tags["OFFSET"] = repr(self.offset)
         if self.fallback_model is not None:
             tags["FALLBACK_MODEL"] = self.fallback_model
             tags["FALLBACK_TILES"] = encode_ranges(self.fallback_tiles)
+        if self.bicubic_tiles:
+            tags["BICUBIC_TILES"] = encode_ranges(self.bicubic_tiles)
+        if self.tile_gains_db:
+            tags["TILE_GAINS_DB"] = encode_gains(self.tile_gains_db)
         text = {k: str(v) for k, v in tags.items()}
         text[DIGEST_TAG] = tags_digest(text)
         return prefixed(text)
@@ -198,6 +222,9 @@ class LRInfo:
         scale = float(tags["SCALE"])
         if not math.isfinite(scale) or scale <= 0:
             raise ValueError(f"SCALE {scale} must be a positive number")
+        offset = float(tags.get("OFFSET", "0"))
+        if not math.isfinite(offset) or abs(offset) > scale:
+            raise ValueError(f"OFFSET {offset} must be a number within the scale ({scale:g})")
         tiling = TilingOptions(int(tags["TILE"]), int(tags["HALO"]))
         tiles = Tiling(height, width, factor=factor, tile=tiling.tile, halo=tiling.halo)
         bands = json.loads(tags.get("BANDS", "[]"))
@@ -220,6 +247,12 @@ class LRInfo:
             if name is not None and not _MODEL_NAME.fullmatch(name):
                 raise ValueError(f"model {name!r} is not a model name (paths are never loaded "
                                  "from a product; give the model with --model)")
+        fallback_tiles = decode_ranges(tags.get("FALLBACK_TILES", ""), limit=len(tiles))
+        bicubic_tiles = decode_ranges(tags.get("BICUBIC_TILES", ""), limit=len(tiles))
+        if set(fallback_tiles) & set(bicubic_tiles):
+            raise ValueError("FALLBACK_TILES and BICUBIC_TILES share tiles")
+        gains = (decode_gains(tags["TILE_GAINS_DB"], len(tiles))
+                 if tags.get("TILE_GAINS_DB") else ())
         return cls(
             factor=factor,
             model=tags["MODEL"],
@@ -233,10 +266,13 @@ class LRInfo:
             halo=tiling.halo,
             bands=tuple(str(b) for b in bands),
             fallback_model=fallback_model,
-            fallback_tiles=decode_ranges(tags.get("FALLBACK_TILES", ""), limit=len(tiles)),
+            fallback_tiles=fallback_tiles,
+            bicubic_tiles=bicubic_tiles,
+            tile_gains_db=gains,
             meta=BandMeta.from_json(tags["META"], ds.count) if tags.get("META") else None,
             nodata_mask=tags.get("NODATA_MASK") or None,
             layers=_layers(tags.get("LAYERS", "1")),
+            offset=offset,
         )
 
 
@@ -282,6 +318,30 @@ def _numbers(text: str, n: int, name: str) -> list[float]:
     if not all(math.isfinite(v) for v in out):
         raise ValueError(f"{name} has a non-finite number")
     return out
+
+
+#: Largest measured gain a product may record (dB, either sign).
+MAX_GAIN_DB = 100.0
+
+
+def encode_gains(gains: Iterable[float]) -> str:
+    """Per-tile gains (dB) as ``"1.25,-0.40,nan,..."`` (two decimals)."""
+    return ",".join("nan" if math.isnan(g) else f"{g:.2f}" for g in gains)
+
+
+def decode_gains(text: str, n: int) -> tuple[float, ...]:
+    """Inverse of :func:`encode_gains` for a product of ``n`` tiles.
+
+    Raises:
+        ValueError: not ``n`` numbers, or one outside +-:data:`MAX_GAIN_DB` (NaN allowed).
+    """
+    parts = text.split(",")
+    if len(parts) != n:
+        raise ValueError(f"TILE_GAINS_DB must list {n} gains, got {len(parts)}")
+    gains = tuple(float(p) for p in parts)
+    if any(abs(g) > MAX_GAIN_DB or math.isinf(g) for g in gains if not math.isnan(g)):
+        raise ValueError(f"TILE_GAINS_DB has a gain outside +-{MAX_GAIN_DB:g} dB")
+    return gains
 
 
 def encode_ranges(indices: Iterable[int]) -> str:

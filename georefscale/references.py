@@ -62,21 +62,31 @@ class Reference:
     label: str
 
     @classmethod
-    def from_file(cls, path: PathLike, id: str | None = None) -> Reference:
+    def from_file(cls, path: PathLike, id: str | None = None,
+                  read: PathLike | None = None) -> Reference:
         """A reference file given directly (id: its stem unless given).
+
+        Args:
+            path: the file or URL given.
+            id: the id to record (default: the file's stem).
+            read: what is read instead of ``path``: its bands as the model takes them (a VRT,
+                see :func:`~georefscale.bandmap.adapt`); identified by its content. None:
+                ``path`` itself.
 
         Raises:
             InputError: the file does not exist.
         """
         if is_url(path):  # a remote raster: identified by its content like any other
             stem = PurePosixPath(urlparse(str(path)).path).stem
-            return cls(id or stem, str(path), identity_of(path), str(path))
+            src = read or str(path)
+            return cls(id or stem, src, identity_of(src), str(path))
         p = Path(path)
         if not p.exists():
             raise InputError(f"{p}: reference file does not exist")
         if not p.is_file() or p.is_char_device() or p.is_block_device():
             raise InputError(f"{p}: reference is not a regular file")
-        return cls(id or p.stem, p, identity_of(p), str(p))
+        src = read or p
+        return cls(id or p.stem, src, identity_of(src), str(p))
 
     @classmethod
     def from_record(cls, rec: Record, catalog: Catalog, *, check_sha: bool = True) -> Reference:

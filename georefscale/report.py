@@ -28,7 +28,8 @@ def describe_lr(lr: PathLike) -> dict:
 
     Returns:
         ``lr``, ``bytes``, ``bits_per_pixel`` (per HR pixel, all bands together), ``codec``,
-        ``quality``, ``model``, ``factor``, ``scale`` (DN per 1.0), ``references`` (ids),
+        ``quality``, ``model``, ``factor``, ``scale`` (DN per 1.0), ``offset`` (DN added before
+        scaling), ``references`` (ids),
         ``shift_px``, ``coregistration`` (the reference warp: ``model`` none / translation /
         affine, ``matrix`` (6 numbers, target pixels; None for none), ``rms_px``, windows used
         and ``rejected``), ``tiles``, ``fallback_model``, ``fallback_tiles`` (count); for the
@@ -65,6 +66,7 @@ def describe_lr(lr: PathLike) -> dict:
         "model": info.model,
         "factor": info.factor,
         "scale": info.scale,
+        "offset": info.offset,
         "references": list(info.reference_ids),
         "shift_px": list(info.shift),
         "coregistration": {"model": info.coreg.kind,

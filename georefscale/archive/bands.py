@@ -7,7 +7,7 @@ serial path (:meth:`OnboardPlan.tile <georefscale.plans.onboard.OnboardPlan.tile
 ``.npz`` part in ``out/.<id>.parts-<key>/`` (which also makes finished bands survive an
 interruption); the writer reads the parts in order and writes the one product with the same
 bytes as the serial path. On board, the client measures the reference warp once and gives it
-to every band, and each band reports its no-reference fallback tiles.
+to every band, and each band reports how each of its tiles was made (mode and measured gain).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from georefscale.archive.scene import ground_plan, onboard_plan, open_scene, pro
 from georefscale.atomic import atomic_output
 from georefscale.options import ClusterOptions
 from georefscale.plans.ground import HRTile, write_hr
-from georefscale.plans.onboard import LRTile, write_lr
+from georefscale.plans.onboard import MODES, LRTile, write_lr
 from georefscale.product import LRInfo
 from georefscale.raster.coreg import Coregistration
 from georefscale.raster.io import open_raster
@@ -36,8 +36,9 @@ __all__ = ["DEFAULT_BAND_ROWS", "ground_band", "onboard_band", "split_ground", "
 
 #: Tile rows per task when a scene is split.
 DEFAULT_BAND_ROWS = ClusterOptions().band_rows
-#: Entry of an on-board band's ``.npz`` listing its no-reference fallback tiles.
-FALLBACK_KEY = "fallback"
+#: Entry of an on-board band's ``.npz``: per tile, ``[row, col, mode index, gain (dB)]`` (mode
+#: indices into :data:`~georefscale.plans.onboard.MODES`).
+MODES_KEY = "modes"
 
 
 def _bands(n_rows: int, band_rows: int) -> list[range]:
@@ -55,16 +56,17 @@ def _tile_order(name: str) -> tuple[int, int]:
     return int(r), int(c)
 
 
-def _read_parts(futures: list) -> Iterator[tuple[int, int, np.ndarray, set[int]]]:
-    """``(row, col, array, fallback tiles of the band)`` from the parts, in row-major order."""
+def _read_parts(futures: list) -> Iterator[tuple[int, int, np.ndarray, tuple[int, float] | None]]:
+    """``(row, col, array, [mode index, gain] or None)`` from the parts, in row-major order."""
     for fut in futures:
         part = fut if isinstance(fut, str) else fut.result()
         with np.load(part) as arrays:
-            fallback = set(arrays[FALLBACK_KEY].tolist()) if FALLBACK_KEY in arrays else set()
-            names = sorted((n for n in arrays.files if n != FALLBACK_KEY), key=_tile_order)
+            modes = ({(int(r), int(c)): (int(m), g) for r, c, m, g in arrays[MODES_KEY]}
+                     if MODES_KEY in arrays else {})
+            names = sorted((n for n in arrays.files if n != MODES_KEY), key=_tile_order)
             for name in names:
                 r, c = _tile_order(name)
-                yield r, c, arrays[name], fallback
+                yield r, c, arrays[name], modes.get((r, c))
 
 
 def _submit(client: Client, n_rows: int, band_rows: int, parts: Path, prefix: str,
@@ -80,19 +82,17 @@ def _submit(client: Client, n_rows: int, band_rows: int, parts: Path, prefix: st
 def onboard_band(job: SceneJob, refs: ReferenceSet, coreg: Coregistration,
                  rows: range, part: str) -> str:
     """On a worker: the LR tiles of tile rows ``rows`` with the scene's reference warp
-    ``coreg``, saved to the ``.npz`` ``part`` with the row-major indices of the tiles that fell
-    back."""
+    ``coreg``, saved to the ``.npz`` ``part`` with how each was made (:data:`MODES_KEY`)."""
     from georefscale.engine.run import single_threaded
 
     with single_threaded(), open_scene(job, refs) as (tds, rdss):
         plan = onboard_plan(job, refs, tds, rdss, coreg=coreg)
         arrays: dict[str, np.ndarray] = {}
-        fallback = []
+        modes = []
         for t in plan.tiles(tds, rdss, rows):
             arrays[f"t{t.row}_{t.col}"] = t.y
-            if t.fell_back:
-                fallback.append(plan.info.tile_index(t.row, t.col))
-    arrays[FALLBACK_KEY] = np.asarray(fallback, dtype=np.int64)
+            modes.append((t.row, t.col, MODES.index(t.mode), t.gain_db))
+    arrays[MODES_KEY] = np.asarray(modes, dtype=np.float64).reshape(-1, 4)
     return _save(part, arrays)
 
 
@@ -104,9 +104,15 @@ def split_onboard(client: Client, job: SceneJob, refs: ReferenceSet, lr: Path, p
         plan = onboard_plan(job, refs, tds, rdss)
         futures = _submit(client, plan.tiling.n_rows, band_rows, parts, "band", onboard_band,
                           job, refs, plan.info.coreg)
-        tiles = (LRTile(r, c, y, plan.info.tile_index(r, c) in fallback)
-                 for r, c, y, fallback in _read_parts(futures))
+        tiles = (LRTile(r, c, y, *_mode(how, lr)) for r, c, y, how in _read_parts(futures))
         write_lr(plan, tds, lr, tiles, cog=job.onboard.cog)
+
+
+def _mode(how: tuple[int, float] | None, lr: Path) -> tuple[str, float]:
+    if how is None or not 0 <= how[0] < len(MODES):
+        raise RuntimeError(f"{lr}: a band part does not say how its tiles were made; remove "
+                           "the parts folder and run again")
+    return MODES[int(how[0])], float(how[1])
 
 
 def ground_band(job: SceneJob, refs: ReferenceSet, lr: str, rows: range, part: str) -> str:

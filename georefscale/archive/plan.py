@@ -167,13 +167,14 @@ def _non_default(o: OnboardOptions) -> dict[str, Any]:
     if o.codec != default.codec:
         out["codec"] = {"name": o.codec.name, "quality": o.codec.quality}
     f, d = o.fallback, default.fallback
-    if (f.min_agreement, f.min_coverage) != (d.min_agreement, d.min_coverage) or (
+    if (f.min_agreement, f.min_coverage, f.decide) != (d.min_agreement, d.min_coverage,
+                                                       d.decide) or (
         f.noref_model is not d.noref_model and f.noref_model != d.noref_model
     ):
         noref = f.noref_model if f.noref_model is None or isinstance(f.noref_model, str) else (
             f.noref_model.name)
         out["fallback"] = {"noref_model": noref, "min_agreement": f.min_agreement,
-                           "min_coverage": f.min_coverage}
+                           "min_coverage": f.min_coverage, "decide": f.decide}
     if o.correct_shift != default.correct_shift:
         out["correct_shift"] = o.correct_shift
     if o.rate is not None:

@@ -177,7 +177,8 @@ def process_archive(
         "codec": {"name": onboard.codec.name, "quality": onboard.codec.quality},
         "fallback": {"enabled": onboard.fallback.enabled,
                      "min_agreement": onboard.fallback.min_agreement,
-                     "min_coverage": onboard.fallback.min_coverage},
+                     "min_coverage": onboard.fallback.min_coverage,
+                     "decide": onboard.fallback.decide},
         "correct_shift": onboard.correct_shift,
     }
     if client is not None:

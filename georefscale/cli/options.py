@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from georefscale.options import (
+    DECISIONS,
     DEFAULT_MODEL,
     CodecChoice,
     FallbackPolicy,
@@ -102,6 +103,15 @@ min_agreement_opt = click.option(
     help="Tiles whose reference agrees less than this with the target's detail (correlation, "
     "-1..1) fall back to the no-reference model; 0 = off.",
 )
+decide_opt = click.option(
+    "--decide",
+    type=click.Choice(DECISIONS),
+    default=FALLBACK.decide,
+    show_default=True,
+    help="How each tile picks between the reference model, its no-reference twin and bicubic: "
+    "'agreement' (the fallback tests alone) or 'measure' (rebuild each on board, keep the best; "
+    "records the decision and the reference's gain per tile; about 3-4x the network passes).",
+)
 alpha_opt = click.option(
     "--alpha",
     type=float,
@@ -117,6 +127,13 @@ json_opt = click.option("--json", "as_json", is_flag=True, help="Print a JSON su
 
 no_shift_opt = click.option("--no-shift", is_flag=True,
                             help="Do not estimate/correct the reference shift.")
+bands_opt = click.option(
+    "--bands",
+    default=None,
+    help="The input band for each of the model's bands, in the model's order, as 1-based "
+    "indexes (e.g. 2,3,4,8 of a 13-band Sentinel-2 stack) or names (B02,B03,B04,B08); for the "
+    "target and its references alike. Default: found by the band descriptions.",
+)
 
 
 rate_opts = [
@@ -150,7 +167,7 @@ def onboard_option_group(*, allow_noref: bool = True) -> Callable:
     """
     opts = [model_opt, factor_opt, codec_opt, quality_opt, *rate_opts,
             *([allow_noref_opt] if allow_noref else []), no_fallback_opt, min_agreement_opt,
-            no_shift_opt, tile_opt, halo_opt, cog_opt]
+            decide_opt, no_shift_opt, bands_opt, tile_opt, halo_opt, cog_opt]
 
     def decorate(command: Callable) -> Callable:
         @functools.wraps(command)
@@ -161,13 +178,14 @@ def onboard_option_group(*, allow_noref: bool = True) -> Callable:
                 tiling=TilingOptions(kw.pop("tile"), kw.pop("halo")),
                 fallback=FallbackPolicy(
                     noref_model=None if kw.pop("no_fallback") else FALLBACK.noref_model,
-                    min_agreement=kw.pop("min_agreement")),
+                    min_agreement=kw.pop("min_agreement"), decide=kw.pop("decide")),
                 codec=CodecChoice(kw.pop("codec"), kw.pop("quality")),
                 rate=_rate(kw.pop("max_bytes"), kw.pop("bpp"), kw.pop("target_psnr"),
                            kw.pop("max_error")),
                 correct_shift=not kw.pop("no_shift"),
                 allow_noref=kw.pop("allow_noref", False),
                 cog=kw.pop("cog"),
+                bands=kw.pop("bands"),
             )
             return command(*args, **kw)
 

@@ -25,7 +25,8 @@ import numpy as np
 from rasterio import Affine
 
 from georefscale import codecs
-from georefscale.layers import ALPHA, SEED, psnr, quantise
+from georefscale.convention import REBUILD_ALPHA, REBUILD_SEED
+from georefscale.layers import psnr, quantise
 
 __all__ = ["FIXED_PSNR", "MAX_ERRORS", "envelope", "layered_site", "savings_at"]
 
@@ -98,7 +99,7 @@ def layered_site(model, target: np.ndarray, valid: np.ndarray, ref: np.ndarray |
     for q1 in BASE_RATES:
         base = codecs.encode(lr, "jpeg2000", q1, profile=lr_profile)
         decoded = codecs.decode(base).astype(np.float32) / np.float32(scale)
-        hr = upscale(model, decoded, r, ALPHA, SEED)
+        hr = upscale(model, decoded, r, REBUILD_ALPHA, REBUILD_SEED)
         rebuild = np.clip(np.rint(hr.astype(np.float64) * scale), info.min, info.max)
         residual = np.where(mask, target.astype(np.int64) - rebuild.astype(np.int64), 0)
         if residual.min() < -32768 or residual.max() > 32767:

@@ -20,7 +20,7 @@ import numpy as np
 import rasterio
 from rasterio.io import DatasetReader
 
-from georefscale.convention import fill_nodata, reference_tile
+from georefscale.convention import convention_problems, fill_nodata, reference_tile
 from georefscale.errors import InputError
 from georefscale.masks import MaskRows
 from georefscale.options import GroundOptions
@@ -72,6 +72,8 @@ class GroundPlan:
         model: the recorded model.
         fallback_model: the recorded no-reference model (None when no tile fell back or only
             the relevance map is made).
+        bicubic: plain bicubic at the product's factor, for the tiles recorded as bicubic
+            (None when there are none or only the relevance map is made).
         options: alpha, seed, tiling.
         hr: whether tiles rebuild the HR image.
         relevance: whether tiles compute the relevance map.
@@ -85,6 +87,7 @@ class GroundPlan:
     hr: bool = True
     relevance: bool = False
     nodata: float | None = None
+    bicubic: Rescaler | None = None
 
     @classmethod
     def make(
@@ -139,10 +142,11 @@ class GroundPlan:
                     f"{name}: reference has {ds.count} bands, the LR product {lr.count}"
                 )
         fallback = set(info.fallback_tiles)
+        decided = fallback | set(info.bicubic_tiles)
         tiling = options.tiling_for(info.tile, info.halo)
-        if fallback and (tiling.tile, tiling.halo) != (info.tile, info.halo):
+        if decided and (tiling.tile, tiling.halo) != (info.tile, info.halo):
             raise InputError(
-                f"{lr_name}: {len(fallback)} tiles were made without the reference for tile "
+                f"{lr_name}: {len(decided)} tiles were made without the reference for tile "
                 f"{info.tile} / halo {info.halo}; ground with the recorded tiling"
             )
         if fallback and hr and fallback_model is None:
@@ -151,10 +155,16 @@ class GroundPlan:
             raise InputError(f"{lr_name}: made with {model.name}, which uses no reference: there "
                              "is no relevance map")
         n = len(info.tiling(tiling))
-        if fallback and max(fallback) >= n:
-            raise InputError(f"{lr_name}: fallback tile {max(fallback)} outside the {n} tiles of "
+        if decided and max(decided) >= n:
+            raise InputError(f"{lr_name}: decided tile {max(decided)} outside the {n} tiles of "
                              "the recorded tiling")
-        return cls(info, model, fallback_model if hr else None, options, hr, rel, lr.nodata)
+        bicubic = None
+        if info.bicubic_tiles and hr:
+            from georefscale.engine.run import resolve_model
+
+            bicubic = resolve_model("bicubic", info.factor)
+        return cls(info, model, fallback_model if hr else None, options, hr, rel, lr.nodata,
+                   bicubic)
 
     @property
     def tiling(self) -> Tiling:
@@ -163,18 +173,20 @@ class GroundPlan:
     def tile(self, lr: DatasetReader, datasets: Sequence[DatasetReader], row: int,
              col: int) -> HRTile:
         """Rebuild tile (``row``, ``col``): the HR tile with latent seed ``(seed, row, col)``
-        and / or its relevance map; tiles recorded as fallback use the no-reference model (and
-        have relevance 0)."""
+        and / or its relevance map; tiles recorded as fallback use the no-reference model, those
+        recorded as bicubic plain bicubic (both have relevance 0)."""
         from georefscale.engine.run import relevance, upscale
 
         info, tiling, f = self.info, self.tiling, self.info.factor
         t = tiling.tile(row, col, "hr")
         arr, mask = read_masked(lr, tiling.tile(row, col, "lr").window)
-        y, mask = to_float(arr, info.scale, mask=mask)
+        y, mask = to_float(arr, info.scale, mask=mask, offset=info.offset)
         hr_mask = np.repeat(np.repeat(mask, f, axis=1), f, axis=2)
         y = fill_nodata(y, mask)
-        use_fallback = row * tiling.n_cols + col in info.fallback_tiles
-        m, ref = (self.fallback_model, None) if use_fallback else (self.model, None)
+        mode = info.tile_mode(row * tiling.n_cols + col)
+        use_fallback = mode != "model"
+        m = {"model": self.model, "fallback": self.fallback_model, "bicubic": self.bicubic}[mode]
+        ref = None
         if not use_fallback and m.uses_reference:
             ref = reference_tile(datasets, info.target_grid, t.window, info.coreg.warp, m,
                                  info.source_dtype)
@@ -262,12 +274,13 @@ def _sink(writer: GeoTIFFWriter, info: LRInfo) -> Callable[[np.ndarray, int], No
     records one (as nodata values or the internal mask, as the writer carries them)."""
     scale = info.scale
     if info.nodata_mask is None:
-        return lambda rows, r0: writer.write_float_rows(rows, r0, scale)
+        return lambda rows, r0: writer.write_float_rows(rows, r0, scale, offset=info.offset)
     g = info.target_grid
     exact = MaskRows(info.nodata_mask, writer.count, g.width, g.height)
 
     def sink(rows: np.ndarray, r0: int) -> None:
-        writer.write_float_rows(rows, r0, scale, mask=exact.rows(r0, rows.shape[1]))
+        writer.write_float_rows(rows, r0, scale, mask=exact.rows(r0, rows.shape[1]),
+                                offset=info.offset)
 
     return sink
 
@@ -294,10 +307,7 @@ def _check_model(model: Rescaler, info: LRInfo, count: int, lr_name: str) -> Non
         problems.append(f"factor {model.factor}, not {info.factor}")
     if model.bands is not None and model.bands != count:
         problems.append(f"{model.bands} bands, not {count}")
-    if model.dtype is not None and model.dtype != info.source_dtype:
-        problems.append(f"data type {model.dtype}, not {info.source_dtype}")
-    if model.scale is not None and float(model.scale) != info.scale:
-        problems.append(f"scale {model.scale:g}, not {info.scale:g}")
+    problems += convention_problems(model, info.source_dtype, info.scale)
     if problems:
         from georefscale.engine.cards import models_for
 

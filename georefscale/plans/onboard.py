@@ -10,6 +10,7 @@ processes give the same tiles); :func:`write_lr` is the single writer of the LR 
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -20,12 +21,19 @@ import numpy as np
 import rasterio
 from rasterio.io import DatasetReader
 
-from georefscale.convention import block_all, dn_scale, fill_nodata, normalise
+from georefscale.convention import (
+    REBUILD_ALPHA,
+    REBUILD_SEED,
+    block_all,
+    dn_convention,
+    fill_nodata,
+    normalise,
+)
 from georefscale.errors import InputError
 from georefscale.masks import encode_mask
 from georefscale.metrics import detail_agreement
 from georefscale.options import FallbackPolicy, OnboardOptions, check_factor
-from georefscale.product import LRInfo
+from georefscale.product import MAX_GAIN_DB, LRInfo
 from georefscale.raster.align import align_window, overlaps
 from georefscale.raster.coreg import Coregistration, coregister
 from georefscale.raster.grid import Grid
@@ -34,17 +42,23 @@ from georefscale.raster.io import (
     BandMeta,
     GeoTIFFWriter,
     check_output,
+    from_float,
     has_dataset_mask,
     read_masked,
     to_float,
 )
 from georefscale.references import ReferenceSet
-from georefscale.tiling import Stitcher, Tiling, with_progress
+from georefscale.tiling import Stitcher, Tile, Tiling, with_progress
 
 if TYPE_CHECKING:
     from georefscale.engine.rescaler import Rescaler
 
-__all__ = ["LRTile", "OnboardPlan", "make_lr", "write_lr"]
+__all__ = ["MODES", "LRTile", "OnboardPlan", "make_lr", "write_lr"]
+
+#: How a tile can be made (:attr:`LRTile.mode`).
+MODES = ("model", "fallback", "bicubic")
+#: By how much (dB) a mode without the reference must beat the model to replace it on a tile.
+SWITCH_DB = 0.1
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +74,17 @@ class LRTile:
         col: tile column.
         y: float32 ``(bands, h/f, w/f)`` in units of the scale, NaN where all f x f source
             pixels are nodata.
-        fell_back: whether the tile was made by the no-reference model.
+        mode: how it was made, one of :data:`MODES`: ``"model"`` (the product's model),
+            ``"fallback"`` (its no-reference twin) or ``"bicubic"``.
+        gain_db: what the reference gained on this tile, measured (dB; NaN when not measured,
+            see :class:`~georefscale.options.FallbackPolicy`).
     """
 
     row: int
     col: int
     y: np.ndarray
-    fell_back: bool
+    mode: str = "model"
+    gain_db: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -78,13 +96,16 @@ class OnboardPlan:
         fallback_model: its no-reference twin for the tiles where the reference does not fit
             (None: no fallback).
         info: the LR tags (with the scene's reference warp).
-        policy: the fallback thresholds.
+        policy: the fallback thresholds and how tiles are decided.
+        bicubic: plain bicubic at the product's factor, a candidate of every tile when the
+            policy decides by measurement (else None).
     """
 
     model: Rescaler
     fallback_model: Rescaler | None
     info: LRInfo
     policy: FallbackPolicy = FallbackPolicy()
+    bicubic: Rescaler | None = None
 
     @classmethod
     def make(
@@ -120,7 +141,7 @@ class OnboardPlan:
         check_factor(model.factor)
         grid = Grid.from_dataset(target)
         dtype = target.dtypes[0]
-        scale = dn_scale(model, dtype, target_name)
+        scale, offset = dn_convention(target, model, target_name)
         _check_inputs(target, datasets, references, model, grid, target_name)
         if model.uses_reference and not datasets:
             raise InputError(f"{target_name}: model {model.name} needs a reference image")
@@ -139,6 +160,7 @@ class OnboardPlan:
             coreg=coreg,
             source_dtype=dtype,
             scale=scale,
+            offset=offset,
             target_grid=grid,
             tile=options.tiling.tile,
             halo=options.tiling.halo,
@@ -148,7 +170,12 @@ class OnboardPlan:
             nodata_mask=encode_mask(target, target_name),
         )
         info.tiling()  # tile and halo must fit the factor
-        return cls(model, fallback_model, info, options.fallback)
+        bicubic = None
+        if options.fallback.decide == "measure" and options.fallback.enabled:
+            from georefscale.engine.run import resolve_model
+
+            bicubic = resolve_model("bicubic", model.factor)
+        return cls(model, fallback_model, info, options.fallback, bicubic)
 
     @property
     def tiling(self) -> Tiling:
@@ -183,20 +210,63 @@ class OnboardPlan:
         info, model, fallback = self.info, self.model, self.fallback_model
         t = self.tiling.tile(row, col, "hr")
         arr, mask = read_masked(target, t.window)
-        x, mask = to_float(arr, info.scale, mask=mask)
+        x, mask = to_float(arr, info.scale, mask=mask, offset=info.offset)
         x = fill_nodata(x, mask)
-        y = None
+        ref = None
         if model.uses_reference:
             raw = align_window(datasets, info.target_grid, t.window, info.coreg.warp)
             if fallback is None or self.reference_fits(x, mask, raw):
-                y = downscale(model, x, normalise(raw, model, info.source_dtype))
+                ref = normalise(raw, model, info.source_dtype)
+        if self.bicubic is not None:
+            mode, y, gain = self._measured(x, mask, ref, t)
+        elif ref is not None or not model.uses_reference:
+            mode, y, gain = "model", downscale(model, x, ref), math.nan
         else:
-            y = downscale(model, x, None)
-        fell_back = y is None
-        if fell_back:
-            y = downscale(fallback, x, None)
+            mode, y, gain = "fallback", downscale(fallback, x, None), math.nan
         y[block_all(mask, info.factor)] = np.nan
-        return LRTile(row, col, y, fell_back)
+        return LRTile(row, col, y, mode, gain)
+
+    def _measured(self, x: np.ndarray, mask: np.ndarray, ref: np.ndarray | None,
+                  t: Tile) -> tuple[str, np.ndarray, float]:
+        """The mode that rebuilds tile ``t`` best, its LR and the reference's gain (dB).
+
+        Each candidate (the model when its reference got through the pre-filter, the
+        no-reference twin, bicubic) downscales ``x``, its LR is rounded to the source dtype and
+        rebuilt at alpha :data:`~georefscale.convention.REBUILD_ALPHA`; the squared error is
+        taken over the valid samples of the tile's core.
+        """
+        from georefscale.engine.run import downscale, upscale
+
+        info = self.info
+        candidates: list[tuple[str, Rescaler, np.ndarray | None]] = []
+        if ref is not None or not self.model.uses_reference:
+            candidates.append(("model", self.model, ref))
+        if self.fallback_model is not None:
+            candidates.append(("fallback", self.fallback_model, None))
+        candidates.append(("bicubic", self.bicubic, None))
+        r0, c0 = t.core.row_off - t.window.row_off, t.core.col_off - t.window.col_off
+        core = (slice(None), slice(r0, r0 + t.core.height), slice(c0, c0 + t.core.width))
+        valid = ~mask[core]
+        scale = info.scale
+        errors: dict[str, float] = {}
+        lrs: dict[str, np.ndarray] = {}
+        for mode, m, r in candidates:
+            y = downscale(m, x, r)
+            sent = to_float(from_float(y, info.source_dtype, scale, offset=info.offset), scale,
+                            offset=info.offset)[0]
+            hr = upscale(m, sent, r, REBUILD_ALPHA, REBUILD_SEED)
+            d = (hr[core] - x[core])[valid]
+            errors[mode] = float(np.mean(d.astype(np.float64) ** 2)) if d.size else 0.0
+            lrs[mode] = y
+        best = min(errors, key=errors.__getitem__)
+        if "model" in errors and errors[best] * 10 ** (SWITCH_DB / 10) > errors["model"]:
+            best = "model"  # another mode must win clearly (tiles blend into their neighbours)
+        without = min(e for mode, e in errors.items() if mode != "model")
+        gain = math.nan
+        if "model" in errors and self.model.uses_reference and valid.any():
+            gain = 10 * math.log10(max(without, 1e-20) / max(errors["model"], 1e-20))
+            gain = max(-MAX_GAIN_DB, min(MAX_GAIN_DB, gain))
+        return best, lrs[best], gain
 
     def tiles(self, target: DatasetReader, datasets: Sequence[DatasetReader],
               rows: range | None = None, progress: bool | None = False) -> Iterator[LRTile]:
@@ -218,12 +288,14 @@ def write_lr(plan: OnboardPlan, target: DatasetReader, out: PathLike, tiles: Ite
         cog: write a Cloud-Optimized GeoTIFF.
 
     Returns:
-        The row-major indices of the tiles that fell back (also recorded in the tags).
+        The row-major indices of the tiles made without the reference: those of the
+        no-reference model, then the bicubic ones (also recorded in the tags).
     """
     check_output(out)
     info, tiling = plan.info, plan.tiling
     grid, dtype, scale, nodata = info.target_grid, info.source_dtype, info.scale, target.nodata
-    fallback: list[int] = []
+    decided: dict[str, list[int]] = {"fallback": [], "bicubic": []}
+    gains: list[float] = []
     with (
         rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES),
         GeoTIFFWriter(
@@ -242,17 +314,23 @@ def write_lr(plan: OnboardPlan, target: DatasetReader, out: PathLike, tiles: Ite
         stitcher = Stitcher(
             tiling,
             target.count,
-            lambda rows, r0: writer.write_float_rows(rows, r0, scale),
+            lambda rows, r0: writer.write_float_rows(rows, r0, scale, offset=info.offset),
             level="lr",
         )
         for t in tiles:
-            if t.fell_back:
-                fallback.append(info.tile_index(t.row, t.col))
+            if t.mode != "model":
+                decided[t.mode].append(info.tile_index(t.row, t.col))
+            gains.append(t.gain_db)
             stitcher.add(tiling.tile(t.row, t.col, "lr"), t.y)
         stitcher.close()
-        if fallback:  # known only now; GDAL writes the tags when the file is closed
-            writer.update_tags(**replace(info, fallback_tiles=tuple(fallback)).to_tags())
-    return tuple(fallback)
+        measured = plan.bicubic is not None
+        if decided["fallback"] or decided["bicubic"] or measured:
+            # known only now; GDAL writes the tags when the file is closed
+            writer.update_tags(**replace(
+                info, fallback_tiles=tuple(decided["fallback"]),
+                bicubic_tiles=tuple(decided["bicubic"]),
+                tile_gains_db=tuple(gains) if measured else ()).to_tags())
+    return tuple(decided["fallback"]) + tuple(decided["bicubic"])
 
 
 def make_lr(plan: OnboardPlan, target: DatasetReader, datasets: Sequence[DatasetReader],
