@@ -493,10 +493,14 @@ def relevance_map(
     progress: bool | None = False,
     **keywords: Any,
 ) -> Product:
-    """Write where the reference was used for ``lr``: a single-band float32 GeoTIFF on the HR
-    (target) grid, values 0 (ignored) .. 1 (fully used), NaN where the LR product is nodata; 0
-    on tiles that fell back to the no-reference model. From the model's own gates
-    (``model.relevance``), tile by tile, blended like the HR output.
+    """Write where the reference was used for ``lr``: a float32 GeoTIFF on the HR (target)
+    grid, band 1 values 0 (ignored) .. 1 (fully used), NaN where the LR product is nodata; 0
+    on tiles made without the reference. From the model's own gates (``model.relevance``),
+    tile by tile, blended like the HR output. For a product whose tiles were decided by
+    measurement (``FallbackPolicy(decide="measure")``) two more bands say, per tile, what was
+    decided on board: band 2 the mode (0 the model with the reference, 1 its no-reference twin,
+    2 bicubic), band 3 the reference's measured gain (dB: PSNR with the reference minus the
+    best without it; NaN where the reference was not tried).
 
     Args:
         lr: the LR product.

@@ -29,7 +29,7 @@ from georefscale.raster.grid import Grid
 from georefscale.raster.io import DEFAULT_SCALES, BandMeta, georefscale_tags, prefixed
 from georefscale.tiling import Tiling
 
-__all__ = ["FORMAT_VERSION", "LRInfo", "decode_ranges", "encode_ranges"]
+__all__ = ["FORMAT_VERSION", "MODES", "LRInfo", "decode_ranges", "encode_ranges"]
 
 #: Newest version of the tag layout, written as ``GEOREFSCALE_FORMAT``. A product is written
 #: in the oldest layout that holds it: "2" only for an affine reference warp (``COREG``), which a
@@ -102,8 +102,8 @@ class LRInfo:
         return Tiling(g.height, g.width, factor=self.factor, tile=tile, halo=halo)
 
     def tile_mode(self, index: int) -> str:
-        """How tile ``index`` (row-major) was made: ``"model"``, ``"fallback"`` (the
-        no-reference model) or ``"bicubic"``."""
+        """How tile ``index`` (row-major) was made, one of :data:`MODES`: ``"model"``,
+        ``"fallback"`` (the no-reference model) or ``"bicubic"``."""
         if index in self.fallback_tiles:
             return "fallback"
         return "bicubic" if index in self.bicubic_tiles else "model"
@@ -320,6 +320,8 @@ def _numbers(text: str, n: int, name: str) -> list[float]:
     return out
 
 
+#: How a tile can be made: the product's model, its no-reference twin, plain bicubic.
+MODES = ("model", "fallback", "bicubic")
 #: Largest measured gain a product may record (dB, either sign).
 MAX_GAIN_DB = 100.0
 

@@ -6,6 +6,7 @@ nodata value or internal mask (:func:`~georefscale.raster.io.read_masked`).
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -32,7 +33,9 @@ def describe_lr(lr: PathLike) -> dict:
         scaling), ``references`` (ids),
         ``shift_px``, ``coregistration`` (the reference warp: ``model`` none / translation /
         affine, ``matrix`` (6 numbers, target pixels; None for none), ``rms_px``, windows used
-        and ``rejected``), ``tiles``, ``fallback_model``, ``fallback_tiles`` (count); for the
+        and ``rejected``), ``tiles``, ``fallback_model``, ``fallback_tiles`` (count),
+        ``bicubic_tiles`` (count); when tiles were decided by measurement, ``reference_gain_db``
+        (``median``, ``min``, ``max`` over the tiles where the reference was tried, dB); for the
         base of a two-layer product also ``layers``, ``base_bytes``, ``enhancement``,
         ``enhancement_bytes`` (``bytes`` counts both files).
 
@@ -77,8 +80,20 @@ def describe_lr(lr: PathLike) -> dict:
         "tiles": len(info.tiling()),
         "fallback_model": info.fallback_model,
         "fallback_tiles": len(info.fallback_tiles),
+        "bicubic_tiles": len(info.bicubic_tiles),
+        **_gains(info),
         **layers,
     }
+
+
+def _gains(info: LRInfo) -> dict:
+    tried = [g for g in info.tile_gains_db if not math.isnan(g)]
+    if not info.tile_gains_db:
+        return {}
+    if not tried:
+        return {"reference_gain_db": None}
+    return {"reference_gain_db": {"median": float(np.median(tried)), "min": min(tried),
+                                  "max": max(tried), "tiles": len(tried)}}
 
 
 def reconstruction_error(target: PathLike, hr: PathLike, scale: float,

@@ -169,3 +169,34 @@ def test_cli_decide_measure(changed, tmp_path):
     assert not math.isnan(info.tile_gains_db[-1])
     summary = json.loads(res.output)
     assert summary
+
+
+def test_relevance_map_shows_the_decision(made, changed, tmp_path):
+    _, info, lr, _ = made["measure"]
+    out = georefscale.relevance_map(lr, changed[1], out=tmp_path / "rel.tif")
+    with rasterio.open(out) as ds:
+        assert ds.count == 3 and ds.dtypes[0] == "float32"
+        rel, mode, gain = ds.read()
+    tiling = info.tiling()
+    for r in range(tiling.n_rows):
+        for c in range(tiling.n_cols):
+            core = tiling.tile(r, c, "hr").core
+            i = info.tile_index(r, c)
+            block = (slice(core.row_off, core.row_off + core.height),
+                     slice(core.col_off, core.col_off + core.width))
+            assert (mode[block] == ("model", "fallback", "bicubic").index(info.tile_mode(i))).all()
+            np.testing.assert_allclose(gain[block], info.tile_gains_db[i], atol=1e-6)
+            if info.tile_mode(i) != "model":  # away from the blend with the neighbours
+                h = TILING.halo
+                assert (rel[block][h:-h, h:-h] == 0).all()
+
+
+def test_summary_reports_the_gains(made):
+    from georefscale.report import describe_lr
+
+    _, info, lr, _ = made["measure"]
+    summary = describe_lr(lr)
+    assert summary["fallback_tiles"] + summary["bicubic_tiles"] >= 4
+    gains = summary["reference_gain_db"]
+    assert gains["min"] < -0.1 < 0.5 < gains["median"] <= gains["max"]
+    assert gains["tiles"] == len(info.tiling())

@@ -23,8 +23,8 @@ from georefscale.archive.scene import ground_plan, onboard_plan, open_scene, pro
 from georefscale.atomic import atomic_output
 from georefscale.options import ClusterOptions
 from georefscale.plans.ground import HRTile, write_hr
-from georefscale.plans.onboard import MODES, LRTile, write_lr
-from georefscale.product import LRInfo
+from georefscale.plans.onboard import LRTile, write_lr
+from georefscale.product import MODES, LRInfo
 from georefscale.raster.coreg import Coregistration
 from georefscale.raster.io import open_raster
 from georefscale.references import ReferenceSet
@@ -37,7 +37,7 @@ __all__ = ["DEFAULT_BAND_ROWS", "ground_band", "onboard_band", "split_ground", "
 #: Tile rows per task when a scene is split.
 DEFAULT_BAND_ROWS = ClusterOptions().band_rows
 #: Entry of an on-board band's ``.npz``: per tile, ``[row, col, mode index, gain (dB)]`` (mode
-#: indices into :data:`~georefscale.plans.onboard.MODES`).
+#: indices into :data:`~georefscale.product.MODES`).
 MODES_KEY = "modes"
 
 

@@ -24,7 +24,7 @@ from georefscale.convention import convention_problems, fill_nodata, reference_t
 from georefscale.errors import InputError
 from georefscale.masks import MaskRows
 from georefscale.options import GroundOptions
-from georefscale.product import LRInfo, encode_ranges
+from georefscale.product import MODES, LRInfo, encode_ranges
 from georefscale.raster.io import (
     GDAL_CACHE_BYTES,
     GeoTIFFWriter,
@@ -38,6 +38,12 @@ from georefscale.tiling import Stitcher, Tiling, tile_seed, with_progress
 
 if TYPE_CHECKING:
     from georefscale.engine.rescaler import Rescaler
+
+#: Bands of the relevance map; the last two only for products whose tiles were decided by
+#: measurement (``FallbackPolicy.decide = "measure"``).
+RELEVANCE_BANDS = ("reference relevance (0 ignored .. 1 used)",
+                   "tile mode (0 model with the reference, 1 no-reference twin, 2 bicubic)",
+                   "reference gain measured on board (dB)")
 
 __all__ = ["GroundPlan", "HRTile", "make_hr", "write_hr"]
 
@@ -250,14 +256,18 @@ def write_hr(plan: GroundPlan, lr: DatasetReader, tiles: Iterable[HRTile], *,
             hr_stitch = Stitcher(tiling, lr.count, _sink(writer, info), level="hr")
         if relevance_out is not None:
             check_output(relevance_out)
+            decided = bool(info.tile_gains_db)
             rel_writer = stack.enter_context(GeoTIFFWriter(
-                relevance_out, grid, count=1, dtype="float32", nodata=float("nan"),
-                descriptions=["reference relevance (0 ignored .. 1 used)"],
+                relevance_out, grid, count=len(RELEVANCE_BANDS) if decided else 1,
+                dtype="float32", nodata=float("nan"),
+                descriptions=list(RELEVANCE_BANDS) if decided else [RELEVANCE_BANDS[0]],
                 cog=plan.options.cog,
                 tags=prefixed({"PRODUCT": "reference relevance", **base,
-                               "FALLBACK_TILES": encode_ranges(info.fallback_tiles)}),
+                               "FALLBACK_TILES": encode_ranges(info.fallback_tiles),
+                               "BICUBIC_TILES": encode_ranges(info.bicubic_tiles)}),
             ))
-            rel_stitch = Stitcher(tiling, 1, rel_writer.write_rows, level="hr")
+            sink = _decision_sink(rel_writer, info, tiling) if decided else rel_writer.write_rows
+            rel_stitch = Stitcher(tiling, 1, sink, level="hr")
         for t in tiles:
             core = tiling.tile(t.row, t.col, "hr")
             if hr_stitch is not None:
@@ -267,6 +277,32 @@ def write_hr(plan: GroundPlan, lr: DatasetReader, tiles: Iterable[HRTile], *,
         for s in (hr_stitch, rel_stitch):
             if s is not None:
                 s.close()
+
+
+def _decision_sink(writer: GeoTIFFWriter, info: LRInfo,
+                   tiling: Tiling) -> Callable[[np.ndarray, int], None]:
+    """Finished relevance rows -> the writer, with the tile decision bands of a product decided
+    by measurement: each HR pixel takes the mode index (:data:`~georefscale.product.MODES`) and
+    the measured reference gain (dB) of the tile whose core holds it; NaN where the relevance is
+    (nodata)."""
+    g = info.target_grid
+    row_tile, col_tile = np.empty(g.height, np.int64), np.empty(g.width, np.int64)
+    for r in range(tiling.n_rows):
+        core = tiling.tile(r, 0, "hr").core
+        row_tile[core.row_off:core.row_off + core.height] = r
+    for c in range(tiling.n_cols):
+        core = tiling.tile(0, c, "hr").core
+        col_tile[core.col_off:core.col_off + core.width] = c
+    modes = np.array([MODES.index(info.tile_mode(i)) for i in range(len(tiling))], np.float32)
+    gains = np.asarray(info.tile_gains_db, np.float32)
+
+    def sink(rows: np.ndarray, r0: int) -> None:
+        idx = row_tile[r0:r0 + rows.shape[1], None] * tiling.n_cols + col_tile[None, :]
+        out = np.concatenate([rows, modes[idx][None], gains[idx][None]]).astype(np.float32)
+        out[1:, np.isnan(rows[0])] = np.nan
+        writer.write_rows(out, r0)
+
+    return sink
 
 
 def _sink(writer: GeoTIFFWriter, info: LRInfo) -> Callable[[np.ndarray, int], None]:

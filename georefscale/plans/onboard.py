@@ -53,10 +53,8 @@ from georefscale.tiling import Stitcher, Tile, Tiling, with_progress
 if TYPE_CHECKING:
     from georefscale.engine.rescaler import Rescaler
 
-__all__ = ["MODES", "LRTile", "OnboardPlan", "make_lr", "write_lr"]
+__all__ = ["LRTile", "OnboardPlan", "make_lr", "write_lr"]
 
-#: How a tile can be made (:attr:`LRTile.mode`).
-MODES = ("model", "fallback", "bicubic")
 #: By how much (dB) a mode without the reference must beat the model to replace it on a tile.
 SWITCH_DB = 0.1
 
@@ -74,8 +72,8 @@ class LRTile:
         col: tile column.
         y: float32 ``(bands, h/f, w/f)`` in units of the scale, NaN where all f x f source
             pixels are nodata.
-        mode: how it was made, one of :data:`MODES`: ``"model"`` (the product's model),
-            ``"fallback"`` (its no-reference twin) or ``"bicubic"``.
+        mode: how it was made, one of :data:`~georefscale.product.MODES`: ``"model"`` (the
+            product's model), ``"fallback"`` (its no-reference twin) or ``"bicubic"``.
         gain_db: what the reference gained on this tile, measured (dB; NaN when not measured,
             see :class:`~georefscale.options.FallbackPolicy`).
     """
