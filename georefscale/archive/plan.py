@@ -205,9 +205,15 @@ def plan_archive(
         split_pixels: scenes with more pixels are split into tile bands across workers.
 
     Raises:
-        InputError: a bad selection.
+        InputError: a bad selection, or a band selection (``onboard.bands``): the archive reads
+            its scenes in the catalog's band order, by the model's band count.
     """
     from georefscale.catalog import Catalog, parse_aoi, parse_datetime
+
+    if onboard is not None and onboard.bands is not None:
+        raise InputError("archive: --bands is not applied to catalog scenes (they are read as "
+                         "catalogued, by the model's band count); catalog 4-band files or "
+                         "run onboard per scene")
 
     sel = dict(selection or {})
     unknown = set(sel) - {"after", "before", "aoi", "aoi_crs"}
