@@ -1,7 +1,8 @@
 """georefscale: reference-based invertible rescaling of georeferenced satellite imagery.
 
 Importing the package is cheap: torch is only imported by :mod:`georefscale.engine`, and the
-public names below are imported on first use.
+public names below are imported on first use. The ``da.georefscale`` accessor of xarray
+DataArrays (:mod:`georefscale.accessor`) is registered once xarray is imported.
 
 >>> import georefscale
 >>> lr = georefscale.onboard("new.tif", catalog="catalogs/naip.parquet", out="lr.tif")
@@ -10,7 +11,7 @@ public names below are imported on first use.
 
 from __future__ import annotations
 
-from georefscale.lazy import lazy_exports
+from georefscale.lazy import after_import, lazy_exports
 
 __version__ = "0.1.0"
 
@@ -35,3 +36,12 @@ __all__ = ["__version__", *_LAZY]
 
 
 __getattr__, __dir__ = lazy_exports("georefscale", _LAZY, globals())
+
+
+def _register_accessor() -> None:
+    from georefscale.accessor import register
+
+    register()
+
+
+after_import("xarray", _register_accessor)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 import warnings
 from collections.abc import Sequence
@@ -37,7 +38,15 @@ from georefscale.raster.io import check_output, is_url, open_raster
 from georefscale.references import Reference, ReferenceSet, as_catalog, identity_of
 from georefscale.report import describe_lr, reconstruction_error
 from georefscale.stac import is_stac_item, item_raster, load_item
-from georefscale.xarray_io import from_geotiff, is_dataarray, is_decoded, label, to_geotiff
+from georefscale.xarray_io import (
+    from_geotiff,
+    is_dataarray,
+    is_decoded,
+    is_lazy,
+    label,
+    open_lazy,
+    to_geotiff,
+)
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -119,11 +128,14 @@ def ground_options(options: GroundOptions | None = None, **keywords: Any) -> Gro
 
 class Workspace:
     """A temporary directory (created on first use, removed on exit) for DataArrays written as
-    GeoTIFFs and intermediate products."""
+    GeoTIFFs and intermediate products; results for dask-backed DataArrays are written outside
+    it (:meth:`output`)."""
 
     def __init__(self) -> None:
         self._tmp: tempfile.TemporaryDirectory | None = None
         self._n = 0
+        #: directories of lazy results not yet handed to the DataArray that owns them
+        self._lasting: list[Path] = []
         #: a DataArray given was decoded with a scale / offset: results come back decoded
         self.decoded = False
         #: the band names STAC Items are stacked in (the model's), once known
@@ -141,6 +153,8 @@ class Workspace:
     def __exit__(self, *exc: object) -> None:
         if self._tmp is not None:
             self._tmp.cleanup()
+        for d in self._lasting:
+            shutil.rmtree(d, ignore_errors=True)
 
     def path(self, name: str) -> Path:
         """A fresh path named ``name`` in the workspace."""
@@ -148,6 +162,31 @@ class Workspace:
             self._tmp = tempfile.TemporaryDirectory(prefix="georefscale-")
         self._n += 1
         return Path(self._tmp.name) / f"{self._n}_{name}"
+
+    def output(self, name: str, like: Source) -> Path:
+        """A path named ``name`` for a result that comes back as a DataArray because ``like``
+        is one: in the workspace, or for a dask-backed ``like`` alone in a new directory
+        ``georefscale-result-*`` under the temporary folder, which the lazy result owns
+        (:meth:`dataarray`)."""
+        if not is_lazy(like):
+            return self.path(name)
+        directory = Path(tempfile.mkdtemp(prefix="georefscale-result-"))
+        self._lasting.append(directory)
+        return directory / name
+
+    def dataarray(self, path: Path, name: str, like: Source, *,
+                  decoded: bool | None = None) -> xr.DataArray:
+        """The result at ``path`` as a DataArray like ``like``: loaded, or lazy (dask-backed,
+        read from ``path``, removed with it when ``path`` came from :meth:`output`) when
+        ``like`` is lazy. ``decoded`` (default: a DataArray given was decoded): decode scale /
+        offset and nodata."""
+        decoded = self.decoded if decoded is None else decoded
+        if not is_lazy(like):
+            return from_geotiff(path, name, mask_and_scale=decoded)
+        owned = path.parent in self._lasting
+        if owned:
+            self._lasting.remove(path.parent)
+        return open_lazy(path, name, mask_and_scale=decoded, owned=owned)
 
     def source(self, obj: Source, what: str) -> tuple[Path | str, str, bool]:
         """(path or URL, label for messages, was a DataArray)."""
@@ -259,7 +298,7 @@ def _onboard(ws: Workspace, target: Source, reference: Source | Sequence[Source]
     if out is None:
         if not as_da:
             raise InputError(f"{tname}: out (the LR product to write) is required")
-        out = ws.path("lr" + (spec.ext if spec else ".tif"))
+        out = ws.output("lr" + (spec.ext if spec else ".tif"), target)
     out = Path(out)
     if spec is not None and out.suffix.lower() != spec.ext:
         out = out.with_suffix(spec.ext)
@@ -422,8 +461,7 @@ def onboard(
     options = onboard_options(options, **keywords)
     with Workspace() as ws:
         done = _onboard(ws, target, reference, out, catalog, archive, options, when, progress)
-        return (from_geotiff(done.path, "lr", mask_and_scale=ws.decoded) if done.as_da
-                else done.path)
+        return ws.dataarray(done.path, "lr", target) if done.as_da else done.path
 
 
 def ground(
@@ -473,12 +511,12 @@ def ground(
     with Workspace() as ws:
         if out is None and not is_dataarray(lr):
             raise InputError(f"{lr}: out (the HR GeoTIFF to write) is required")
-        out = out if out is not None else ws.path("hr.tif")
+        out = out if out is not None else ws.output("hr.tif", lr)
         path, _, as_da = _ground(ws, lr, reference, out=out, relevance_out=relevance_out,
                                  catalog=catalog, archive=archive, options=options,
                                  models=(model, noref_model), progress=progress,
                                  enhancement=enhancement)
-        return from_geotiff(path, "hr", mask_and_scale=ws.decoded) if as_da else path
+        return ws.dataarray(path, "hr", lr) if as_da else path
 
 
 def relevance_map(
@@ -520,11 +558,11 @@ def relevance_map(
     with Workspace() as ws:
         if out is None and not is_dataarray(lr):
             raise InputError(f"{lr}: out (the relevance GeoTIFF to write) is required")
-        out = out if out is not None else ws.path("relevance.tif")
+        out = out if out is not None else ws.output("relevance.tif", lr)
         _, path, as_da = _ground(ws, lr, references, out=None, relevance_out=out,
                                  catalog=catalog, archive=archive, options=options,
                                  models=(model, None), progress=progress)
-        return from_geotiff(path, "relevance") if as_da else path
+        return ws.dataarray(path, "relevance", lr, decoded=False) if as_da else path
 
 
 def roundtrip(
@@ -581,7 +619,7 @@ def roundtrip(
         if hr_out is None and not as_da:
             raise InputError("roundtrip: hr_out (the HR GeoTIFF to write) is required")
         hr, _, _ = _ground(ws, lr, None if catalog is not None else reference,
-                           out=hr_out if hr_out is not None else ws.path("hr.tif"),
+                           out=hr_out if hr_out is not None else ws.output("hr.tif", target),
                            relevance_out=relevance_out, catalog=catalog, archive=archive,
                            options=replace(gr, cog=on.cog),
                            models=(done.model, done.fallback), progress=progress)
@@ -594,7 +632,7 @@ def roundtrip(
         if relevance_out is not None:
             summary["relevance"] = str(relevance_out)
         if as_da:
-            summary["lr"] = from_geotiff(lr, "lr", mask_and_scale=ws.decoded)
-            summary["hr"] = from_geotiff(hr, "hr", mask_and_scale=ws.decoded)
+            summary["lr"] = ws.dataarray(lr, "lr", target)
+            summary["hr"] = ws.dataarray(hr, "hr", target)
         return summary
 

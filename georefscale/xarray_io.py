@@ -6,21 +6,27 @@ the encoded one of ``open_rasterio(..., masked=True)``: NaNs go back to the inte
 dtype), band names (the ``long_name`` attribute, else string band coordinates) and the other scalar
 attributes as GeoTIFF tags (so ``GEOREFSCALE_*`` tags of an LR product survive the trip).
 xarray / rioxarray are imported only when a DataArray is actually handled.
+
+A dask-backed DataArray (:func:`is_lazy`) is written chunk by chunk and results come back
+lazily (:func:`open_lazy`): neither is ever held whole in memory.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import sys
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from rasterio.windows import Window
 
 from georefscale.errors import InputError
 from georefscale.raster.grid import Grid
-from georefscale.raster.io import BandMeta, write_geotiff
+from georefscale.raster.io import BLOCKSIZE, BandMeta, GeoTIFFWriter, write_geotiff
 
 if TYPE_CHECKING:  # imported only when a DataArray is handled
     import xarray as xr
@@ -28,6 +34,14 @@ if TYPE_CHECKING:  # imported only when a DataArray is handled
 #: Attributes that describe the encoding, not the data: never written as tags.
 _NOT_TAGS = {"long_name", "_FillValue", "scale_factor", "add_offset", "AREA_OR_POINT", "units",
              "grid_mapping", "nodatavals", "description"}
+
+#: Pixels per side of the blocks a dask-backed DataArray is written in and a lazy result is read
+#: in (all bands together): a multiple of the GeoTIFF block, so each compressed block is written
+#: once; 8 MiB for 4 bands of uint16.
+CHUNK = 2 * BLOCKSIZE
+#: Blocks of one row computed at once while a dask-backed DataArray is written, by whichever
+#: scheduler dask is set to (threads, processes, a distributed cluster).
+BATCH = 8
 
 
 def is_dataarray(obj: object) -> bool:
@@ -41,10 +55,85 @@ def label(da: xr.DataArray, what: str) -> str:
     return f"{what} DataArray {da.name!r}" if da.name is not None else f"{what} DataArray"
 
 
+def is_lazy(obj: object) -> bool:
+    """Whether ``obj`` is a DataArray backed by a dask array (``open_rasterio(..., chunks=...)``,
+    odc-stac, stackstac): written and returned chunk by chunk, never computed whole."""
+    dask_array = sys.modules.get("dask.array")
+    return (is_dataarray(obj) and dask_array is not None
+            and isinstance(obj.data, dask_array.Array))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Encoding:
+    """How a DataArray's values become the stored samples of its GeoTIFF.
+
+    Attributes:
+        dtype: the stored data type.
+        nodata: the stored nodata value, or None.
+        meta: per-band scale / offset to record (decoded DataArrays), or None.
+        fill: stored value of NaN samples, or None when values are stored as they are.
+        factor: decoding scale (stored = rint((value - offset) / factor)).
+        offset: decoding offset.
+    """
+
+    dtype: np.dtype
+    nodata: float | None
+    meta: BandMeta | None = None
+    fill: float | None = None
+    factor: float = 1.0
+    offset: float = 0.0
+
+    def encode(self, arr: np.ndarray) -> np.ndarray:
+        """Values (any block of the DataArray) -> stored samples of :attr:`dtype`."""
+        if self.fill is None:
+            return arr
+        raw = np.rint((arr.astype(np.float64) - self.offset) / self.factor)
+        return np.where(np.isnan(arr), self.fill, raw).astype(self.dtype)
+
+
+def _encoding(da: xr.DataArray) -> _Encoding:
+    """The stored form of ``da`` (``(band, y, x)``): decoded floats (``mask_and_scale`` /
+    ``masked``) go back to the integer DN and nodata they were read from."""
+    dtype = np.dtype(da.dtype)
+    nodata = da.rio.nodata
+    encoded = da.rio.encoded_nodata
+    enc_dtype = da.encoding.get("dtype") or da.encoding.get("rasterio_dtype")
+    int_encoded = enc_dtype is not None and np.dtype(enc_dtype).kind in "ui"
+    factor, offset = da.encoding.get("scale_factor"), da.encoding.get("add_offset")
+    if (factor is not None or offset is not None) and dtype.kind == "f" and int_encoded:
+        # decoded by mask_and_scale: back to the stored DN, scale and offset kept as metadata
+        factor, offset = float(factor or 1.0), float(offset or 0.0)
+        fill = encoded if encoded is not None else da.encoding.get("_FillValue")
+        n = da.shape[0]
+        meta = dataclasses.replace(BandMeta.default(n), scales=(factor,) * n,
+                                   offsets=(offset,) * n)
+        return _Encoding(np.dtype(enc_dtype), None if fill is None else float(fill), meta,
+                         fill=0 if fill is None else fill, factor=factor, offset=offset)
+    if encoded is not None and dtype.kind == "f" and int_encoded:
+        return _Encoding(np.dtype(enc_dtype), float(encoded), fill=encoded)
+    if nodata is not None and np.isnan(nodata) and dtype.kind != "f":
+        nodata = None
+    return _Encoding(dtype, nodata)
+
+
 def to_geotiff(da: xr.DataArray, path: str | os.PathLike, what: str = "input") -> Path:
     """Write ``da`` as a GeoTIFF at ``path``; returns ``path``.
 
-    InputError when the DataArray has no CRS, is not 2-D / 3-D, or has no x/y dimensions.
+    A dask-backed DataArray (:func:`is_lazy`) is rechunked to blocks of :data:`CHUNK` pixels
+    (all bands together, whatever its own chunks) and written :data:`BATCH` blocks of a row at
+    a time, so memory holds a few blocks, never the whole array; others are written at once.
+
+    Args:
+        da: ``(band, y, x)`` or ``(y, x)`` in any order, with a CRS and a transform.
+        path: the GeoTIFF to write.
+        what: the DataArray's role, for messages (``"target"``, ``"reference"``, ...).
+
+    Returns:
+        ``path``.
+
+    Raises:
+        InputError: the DataArray has no CRS or transform, no x/y dimensions, or not one
+            dimension besides them.
     """
     import rioxarray  # noqa: F401  (registers the .rio accessor)
 
@@ -58,32 +147,14 @@ def to_geotiff(da: xr.DataArray, path: str | os.PathLike, what: str = "input") -
     if da.ndim == 2:
         da = da.expand_dims("band")
     if da.ndim != 3:
-        raise InputError(f"{name}: expected (band, y, x), got dims {da.dims}")
+        others = [d for d in da.dims if d not in (xdim, ydim)]
+        raise InputError(f"{name}: expected (band, y, x), got dims {da.dims}; select one "
+                         f"{others[0]!r} (e.g. da.isel({others[0]}=0)) or stack "
+                         f"{others} into one band dimension")
     band_dim = next(d for d in da.dims if d not in (xdim, ydim))
     da = da.transpose(band_dim, ydim, xdim)
-    arr = np.asarray(da.values)
-    nodata = da.rio.nodata
-    encoded = da.rio.encoded_nodata
-    enc_dtype = da.encoding.get("dtype") or da.encoding.get("rasterio_dtype")
-    int_encoded = enc_dtype is not None and np.dtype(enc_dtype).kind in "ui"
-    factor, offset = da.encoding.get("scale_factor"), da.encoding.get("add_offset")
-    meta = None
-    if (factor is not None or offset is not None) and arr.dtype.kind == "f" and int_encoded:
-        # decoded by mask_and_scale: back to the stored DN, scale and offset kept as metadata
-        factor, offset = float(factor or 1.0), float(offset or 0.0)
-        fill = encoded if encoded is not None else da.encoding.get("_FillValue")
-        raw = np.rint((arr.astype(np.float64) - offset) / factor)
-        arr = np.where(np.isnan(arr), 0 if fill is None else fill, raw).astype(enc_dtype)
-        nodata = None if fill is None else float(fill)
-        n = arr.shape[0]
-        meta = dataclasses.replace(BandMeta.default(n), scales=(factor,) * n,
-                                   offsets=(offset,) * n)
-    elif encoded is not None and arr.dtype.kind == "f" and int_encoded:
-        arr = np.where(np.isnan(arr), encoded, np.rint(arr)).astype(enc_dtype)
-        nodata = float(encoded)
-    elif nodata is not None and np.isnan(nodata) and arr.dtype.kind != "f":
-        nodata = None
-    count = arr.shape[0]
+    enc = _encoding(da)
+    count = da.shape[0]
     long_name = da.attrs.get("long_name")
     if isinstance(long_name, list | tuple) and len(long_name) == count:
         descriptions = [str(v) for v in long_name]
@@ -98,12 +169,25 @@ def to_geotiff(da: xr.DataArray, path: str | os.PathLike, what: str = "input") -
         for k, v in da.attrs.items()
         if k not in _NOT_TAGS and isinstance(v, str | int | float | np.number)
     }
-    grid = Grid(crs=da.rio.crs, transform=da.rio.transform(), width=arr.shape[2],
-                height=arr.shape[1])
+    grid = Grid(crs=da.rio.crs, transform=da.rio.transform(), width=da.shape[2],
+                height=da.shape[1])
     if grid.transform.is_identity:
         raise InputError(f"{name}: has no geotransform (x/y coordinates missing)")
-    write_geotiff(path, np.ascontiguousarray(arr), grid, nodata=nodata,
-                  descriptions=descriptions, tags=tags, meta=meta)
+    options = {"nodata": enc.nodata, "descriptions": descriptions, "tags": tags,
+               "meta": enc.meta}
+    if not is_lazy(da):
+        write_geotiff(path, np.ascontiguousarray(enc.encode(np.asarray(da.values))), grid,
+                      **options)
+        return Path(path)
+    blocks = da.data.rechunk((-1, CHUNK, CHUNK)).map_blocks(enc.encode, dtype=enc.dtype)
+    with GeoTIFFWriter(path, grid, count=count, dtype=enc.dtype, **options) as writer:
+        row = 0
+        for i, height in enumerate(blocks.chunks[1]):
+            for j in range(0, len(blocks.chunks[2]), BATCH):
+                part = blocks.blocks[0, i, j : j + BATCH].compute()
+                col = sum(blocks.chunks[2][:j])
+                writer.write(part, Window(col, row, part.shape[2], height))
+            row += height
     return Path(path)
 
 
@@ -138,3 +222,54 @@ def from_geotiff(path: str | os.PathLike, name: str | None = None, *,
     out = out.rio.write_nodata(nodata, encoded=mask_and_scale)
     out.encoding.update(encoding)
     return out
+
+
+class _Owner:
+    """Owns a directory of results: removes it when garbage-collected. Lives in the task graph
+    of a lazy result (and of every array computed from it); a pickled copy (sent to a dask
+    worker) is only the path and owns nothing."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        weakref.finalize(self, shutil.rmtree, str(directory), ignore_errors=True)
+
+    def __reduce__(self) -> tuple[type[Path], tuple[str]]:
+        return Path, (str(self.directory),)
+
+    def __dask_tokenize__(self) -> str:
+        return str(self.directory)
+
+
+def _kept(block: np.ndarray, owner: _Owner | Path) -> np.ndarray:
+    """``block`` itself; ``owner`` rides along in the task so the file stays as long as the
+    graph."""
+    return block
+
+
+def open_lazy(path: str | os.PathLike, name: str | None = None, *, mask_and_scale: bool = False,
+              owned: bool = False) -> xr.DataArray:
+    """Open a GeoTIFF as a dask-backed rioxarray DataArray in :data:`CHUNK` blocks, read
+    window by window when computed: values, coordinates, attributes, CRS, transform and
+    nodata as :func:`from_geotiff` gives them.
+
+    Args:
+        path: the raster; it must stay until the result (and whatever is computed from it) is
+            no longer used.
+        name: the DataArray's name.
+        mask_and_scale: decode the file's scale / offset and nodata as rioxarray does.
+        owned: the directory holding ``path`` belongs to the result: it is removed (with
+            ``path``) once the result and every array computed lazily from it are
+            garbage-collected (or at interpreter exit).
+
+    Returns:
+        The lazy DataArray (``encoding["source"]`` is ``path``).
+    """
+    import rioxarray
+
+    da = rioxarray.open_rasterio(path, chunks={"band": -1, "y": CHUNK, "x": CHUNK}, lock=False,
+                                 mask_and_scale=mask_and_scale)
+    if owned:
+        owner = _Owner(Path(path).parent)
+        da = da.copy(data=da.data.map_blocks(_kept, owner, dtype=da.dtype))
+    da.name = name
+    return da
