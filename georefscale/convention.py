@@ -20,6 +20,7 @@ from rasterio.windows import Window
 
 from georefscale.errors import InputError
 from georefscale.raster.align import align_window
+from georefscale.raster.clouds import clear_reference
 from georefscale.raster.grid import Grid
 from georefscale.raster.io import DEFAULT_SCALES, default_scale
 
@@ -175,10 +176,14 @@ def normalise(ref: np.ndarray, model, dtype: str) -> np.ndarray:
 
 
 def reference_tile(references: Sequence[DatasetReader], grid: Grid, window: Window,
-                   warp: Affine, model, dtype: str) -> np.ndarray:
+                   warp: Affine, model, dtype: str,
+                   clouds: tuple[str | None, float, float] = (None, 1.0, 0.0)) -> np.ndarray:
     """References warped onto the tile ``window`` (with the scene's ``warp``, see
-    :func:`~georefscale.raster.align.align_window`), normalised, NaN -> 0."""
-    return normalise(align_window(references, grid, window, warp), model, dtype)
+    :func:`~georefscale.raster.align.align_window`), clouds filled
+    (:func:`~georefscale.raster.clouds.clear_reference` with ``clouds``: the recorded test, DN
+    scale and offset; no test: as they are), normalised, NaN -> 0."""
+    raw = align_window(references, grid, window, warp)
+    return normalise(clear_reference(raw, *clouds), model, dtype)
 
 
 def block_all(mask: np.ndarray, f: int) -> np.ndarray:

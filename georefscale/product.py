@@ -24,6 +24,7 @@ from rasterio.io import DatasetReader
 from georefscale.errors import InputError
 from georefscale.masks import check_mask
 from georefscale.options import TilingOptions, check_factor
+from georefscale.raster.clouds import KINDS as CLOUD_KINDS
 from georefscale.raster.coreg import Coregistration
 from georefscale.raster.grid import Grid
 from georefscale.raster.io import DEFAULT_SCALES, BandMeta, georefscale_tags, prefixed
@@ -33,7 +34,8 @@ __all__ = ["FORMAT_VERSION", "MODES", "LRInfo", "decode_ranges", "encode_ranges"
 
 #: Newest version of the tag layout, written as ``GEOREFSCALE_FORMAT``. A product is written
 #: in the oldest layout that holds it: "2" only for an affine reference warp (``COREG``), which a
-#: reader of "1" would otherwise apply as the plain ``SHIFT``.
+#: reader of "1" would otherwise apply as the plain ``SHIFT``, or clouds filled in the reference
+#: (``REFERENCE_CLOUDS``), which it would not fill.
 FORMAT_VERSION = "2"
 #: The layouts this version reads.
 FORMATS = ("1", "2")
@@ -86,6 +88,9 @@ class LRInfo:
     offset: float = 0.0
     #: 2 for the base layer of a two-layer product (an enhancement layer belongs to it)
     layers: int = 1
+    #: the spectral cloud test whose clouds and shadows are filled in the reference tiles on
+    #: both sides (:func:`~georefscale.raster.clouds.clear_reference`); None: none
+    reference_clouds: str | None = None
 
     def tiling(self, tiling: TilingOptions | None = None) -> Tiling:
         """The product's tiling: the recorded tile and halo, or those of ``tiling``.
@@ -107,6 +112,11 @@ class LRInfo:
         if index in self.fallback_tiles:
             return "fallback"
         return "bicubic" if index in self.bicubic_tiles else "model"
+
+    @property
+    def format(self) -> str:
+        """The ``FORMAT`` tag: the oldest tag layout that holds this product."""
+        return "2" if self.coreg.kind == "affine" or self.reference_clouds else "1"
 
     @property
     def shift(self) -> tuple[float, float]:
@@ -131,7 +141,7 @@ class LRInfo:
         """The product's ``GEOREFSCALE_*`` tags (text values, as GDAL stores them)."""
         t = self.target_grid.transform
         tags: dict[str, object] = {
-            "FORMAT": "2" if self.coreg.kind == "affine" else "1",
+            "FORMAT": self.format,
             "FACTOR": self.factor,
             "MODEL": self.model,
             "REFERENCE_ID": ";".join(self.reference_ids),
@@ -155,6 +165,8 @@ class LRInfo:
             tags["NODATA_MASK"] = self.nodata_mask
         if self.layers != 1:
             tags["LAYERS"] = self.layers
+        if self.reference_clouds is not None:
+            tags["REFERENCE_CLOUDS"] = self.reference_clouds
         if self.offset:
             tags["OFFSET"] = repr(self.offset)
         if self.fallback_model is not None:
@@ -215,7 +227,15 @@ class LRInfo:
         if abs(shift[0]) > width or abs(shift[1]) > height:
             raise ValueError(f"SHIFT {shift} is larger than the scene")
         shift_error = float(tags["SHIFT_ERROR"]) if tags.get("SHIFT_ERROR") else None
-        coreg = _coreg(tags, shift, shift_error, fmt, width, height)
+        coreg = _coreg(tags, shift, shift_error, width, height)
+        clouds = tags.get("REFERENCE_CLOUDS") or None
+        if clouds is not None and clouds not in CLOUD_KINDS:
+            raise ValueError(f"REFERENCE_CLOUDS {clouds!r} is not one of "
+                             f"{', '.join(CLOUD_KINDS)}")
+        needs = "2" if coreg.kind == "affine" or clouds else "1"
+        if fmt != needs:
+            raise ValueError(f"FORMAT {fmt} does not fit the product's tags (COREG "
+                             f"{coreg.kind}, REFERENCE_CLOUDS {clouds}: FORMAT {needs})")
         dtype = tags["SOURCE_DTYPE"]
         if dtype not in DEFAULT_SCALES:
             raise ValueError(f"SOURCE_DTYPE {dtype!r} is not one of {', '.join(DEFAULT_SCALES)}")
@@ -273,6 +293,7 @@ class LRInfo:
             nodata_mask=tags.get("NODATA_MASK") or None,
             layers=_layers(tags.get("LAYERS", "1")),
             offset=offset,
+            reference_clouds=clouds,
         )
 
 
@@ -290,19 +311,15 @@ def _layers(text: str) -> int:
     return int(text)
 
 
-def _coreg(tags: dict[str, str], shift: list[float], shift_error: float | None, fmt: str,
+def _coreg(tags: dict[str, str], shift: list[float], shift_error: float | None,
            width: int, height: int) -> Coregistration:
-    """The reference warp from ``COREG`` (checked, and against ``SHIFT`` and ``FORMAT``), or the
-    plain ``SHIFT`` of products without it (earlier versions; no correction: the identity)."""
+    """The reference warp from ``COREG`` (checked, and against ``SHIFT``), or the plain ``SHIFT``
+    of products without it (earlier versions; no correction: the identity)."""
     if not tags.get("COREG"):
-        if fmt != "1":
-            raise ValueError(f"FORMAT {fmt} needs a COREG tag")
         if shift_error is None and shift == [0.0, 0.0]:
             return Coregistration()
         return Coregistration.translation(shift[0], shift[1], shift_error)
     coreg = Coregistration.from_json(tags["COREG"], width, height)
-    if (coreg.kind == "affine") != (fmt == "2"):
-        raise ValueError(f"FORMAT {fmt} does not fit a COREG {coreg.kind} warp")
     expected = (coreg.shift_at(width / 2, height / 2) if coreg.kind == "affine"
                 else (coreg.matrix[2], coreg.matrix[5]))
     if list(expected) != shift or coreg.error != shift_error:

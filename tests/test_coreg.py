@@ -180,8 +180,9 @@ def test_crafted_coreg_tags_are_refused(rotated_lr, tmp_path, change, match):
 
 @pytest.mark.parametrize(("tags", "match"), [
     ({"FORMAT": "1"}, "FORMAT 1 does not fit"),
+    ({"REFERENCE_CLOUDS": "everywhere"}, "REFERENCE_CLOUDS 'everywhere' is not one of"),
     ({"SHIFT": "[0.5, 0.5]"}, "do not match COREG"),
-    ({"COREG": ""}, "FORMAT 2 needs a COREG"),
+    ({"COREG": ""}, "FORMAT 2 does not fit"),
 ])
 def test_coreg_must_agree_with_shift_and_format(rotated_lr, tmp_path, tags, match):
     lr, moved = rotated_lr

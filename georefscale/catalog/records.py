@@ -335,6 +335,8 @@ def record_from_raster(path: str | os.PathLike[str], *, date_pattern: str | None
             bands = tuple(_band(i, ds.descriptions[i], names[i] if names else None)
                           for i in range(ds.count))
             cloud = next((float(tags[t]) for t in CLOUD_TAGS if _is_number(tags.get(t))), None)
+            if cloud is None:
+                cloud = _measured_cloud_cover(ds, bands)
             epsg = ds.crs.to_epsg()
             crs_text = f"EPSG:{epsg}" if epsg else ds.crs.to_wkt()
             return Record(
@@ -361,6 +363,21 @@ def record_from_raster(path: str | os.PathLike[str], *, date_pattern: str | None
         raise InputError(f"{src}: not a readable raster ({exc})") from None
     except OSError as exc:
         raise InputError(f"{src}: cannot read ({exc.strerror or exc})") from None
+
+
+def _measured_cloud_cover(ds: Any, bands: Sequence[Band]) -> float | None:
+    """The cloud cover (percent) of a raster without a cloud tag, by the spectral test the
+    references are masked with (:func:`~georefscale.raster.clouds.cloud_cover`, DN / the dtype's
+    default scale), so ranking and masking mean the same by "cloudy"; None when its bands are
+    not the four of a test, or the dtype has no default scale."""
+    from georefscale.raster.clouds import cloud_bands, cloud_cover
+    from georefscale.raster.io import DEFAULT_SCALES
+
+    found = cloud_bands([b.name for b in bands])
+    if found is None or ds.dtypes[0] not in DEFAULT_SCALES:
+        return None
+    kind, indexes = found
+    return round(cloud_cover(ds, kind, DEFAULT_SCALES[ds.dtypes[0]], bands=indexes), 3)
 
 
 def _band(index: int, description: str | None, name: str | None) -> Band:

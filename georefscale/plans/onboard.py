@@ -14,6 +14,7 @@ import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,6 +36,7 @@ from georefscale.metrics import detail_agreement
 from georefscale.options import FallbackPolicy, OnboardOptions, check_factor
 from georefscale.product import MAX_GAIN_DB, LRInfo
 from georefscale.raster.align import align_window, overlaps
+from georefscale.raster.clouds import clear_reference, cloud_kind, cloud_mask
 from georefscale.raster.coreg import Coregistration, coregister
 from georefscale.raster.grid import Grid
 from georefscale.raster.io import (
@@ -146,10 +148,12 @@ class OnboardPlan:
         if not model.uses_reference:
             fallback_model = None
         meta = BandMeta.from_dataset(target)
+        clouds = _clouds(model, target) if datasets else None
         if coreg is None:
             coreg = Coregistration()
             if datasets and options.correct_shift:
-                coreg = coregister(target, datasets, grid)
+                coreg = coregister(target, datasets, grid, mask=None if clouds is None else
+                                   partial(cloud_mask, kind=clouds, scale=scale, offset=offset))
         info = LRInfo(
             factor=model.factor,
             model=model.name,
@@ -166,6 +170,7 @@ class OnboardPlan:
             fallback_model=fallback_model.name if fallback_model is not None else None,
             meta=None if meta.is_default() else meta,
             nodata_mask=encode_mask(target, target_name),
+            reference_clouds=clouds if model.uses_reference else None,
         )
         info.tiling()  # tile and halo must fit the factor
         bicubic = None
@@ -212,7 +217,9 @@ class OnboardPlan:
         x = fill_nodata(x, mask)
         ref = None
         if model.uses_reference:
-            raw = align_window(datasets, info.target_grid, t.window, info.coreg.warp)
+            raw = clear_reference(align_window(datasets, info.target_grid, t.window,
+                                               info.coreg.warp),
+                                  info.reference_clouds, info.scale, info.offset)
             if fallback is None or self.reference_fits(x, mask, raw):
                 ref = normalise(raw, model, info.source_dtype)
         if self.bicubic is not None:
@@ -346,6 +353,15 @@ def make_lr(plan: OnboardPlan, target: DatasetReader, datasets: Sequence[Dataset
         log.info("%s: %d of %d tiles made without the reference", target_name, len(fallback),
                  len(plan.tiling))
     return Path(out)
+
+
+def _clouds(model: Rescaler, target: DatasetReader) -> str | None:
+    """The cloud test for the references (:func:`~georefscale.raster.clouds.cloud_kind`) from
+    the model's band names, else the target's band descriptions; None when neither names the
+    four bands of a kind."""
+    from georefscale.engine.cards import band_names
+
+    return cloud_kind(band_names(model.name) or target.descriptions)
 
 
 def _check_inputs(target: DatasetReader, datasets: Sequence[DatasetReader],

@@ -68,6 +68,9 @@ CONVERGED_PX = 0.1
 #: the affine is kept when it moves some corner of the target by more than this (target pixels)
 #: from the translation's position and explains the windows better
 AFFINE_PX = 0.25
+#: ... and, with as many inlier windows as the translation, has an RMS residual below this
+#: fraction of the translation's
+AFFINE_GAIN = 0.8
 #: an affine's linear part may differ from the identity by at most this (about 30 degrees of
 #: rotation, or a scale of 0.5 .. 1.5): anything larger is not a misregistration
 MAX_LINEAR = 0.5
@@ -290,6 +293,10 @@ def _residuals(warp: Affine, p: np.ndarray, s: np.ndarray) -> np.ndarray:
     return np.hypot(*(s - pred).T)
 
 
+def _rms(warp: Affine, p: np.ndarray, s: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(_residuals(warp, p, s) ** 2)))
+
+
 def _ransac(p: np.ndarray, s: np.ndarray, affine: bool, threshold: float
             ) -> tuple[Affine, np.ndarray] | None:
     """Robust fit: the minimal-sample hypothesis with most inliers (fewest summed residual on a
@@ -340,9 +347,10 @@ def _plausible(warp: Affine) -> bool:
 def _choose(p: np.ndarray, s: np.ndarray, grid: Grid, threshold: float
             ) -> tuple[str, Affine, np.ndarray] | None:
     """Translation or affine: the affine needs 6 inlier windows spread over at least half the
-    target along both axes, at least the translation's inliers, a plausible linear part
-    (:func:`_plausible`), and a position differing from the translation's by more
-    than :data:`AFFINE_PX` at some corner of the target."""
+    target along both axes, a plausible linear part (:func:`_plausible`), a position differing
+    from the translation's by more than :data:`AFFINE_PX` at some corner of the target, and to
+    explain the windows better: more inliers than the translation, or as many with a residual
+    below :data:`AFFINE_GAIN` of the translation's (RMS over each one's inliers)."""
     trans = _ransac(p, s, False, threshold)
     aff = _ransac(p, s, True, threshold) if len(p) >= 6 else None
     if aff is not None:
@@ -351,8 +359,10 @@ def _choose(p: np.ndarray, s: np.ndarray, grid: Grid, threshold: float
         corners = [(0, 0), (grid.width, 0), (0, grid.height), (grid.width, grid.height)]
         apart = trans is None or max(
             math.dist(warp @ q, trans[0] @ q) for q in corners) > AFFINE_PX
-        if (inl.sum() >= 6 and spread.all() and _plausible(warp) and apart
-                and (trans is None or inl.sum() >= trans[1].sum())):
+        better = trans is None or inl.sum() > trans[1].sum() or (
+            inl.sum() == trans[1].sum() and _rms(warp, p[inl], s[inl])
+            < AFFINE_GAIN * _rms(trans[0], p[trans[1]], s[trans[1]]))
+        if inl.sum() >= 6 and spread.all() and _plausible(warp) and apart and better:
             return "affine", warp, inl
     if trans is None:
         return None
