@@ -141,8 +141,8 @@ def test_save_load_geopandas_duckdb(naip_catalog: Catalog, tmp_path: Path) -> No
 
     path = tmp_path / "naip.parquet"
     naip_catalog.save(path, archive=naip_catalog.get(NAIP_2019[:-4]).href.rsplit("/", 2)[0])
-    back = Catalog.load(path)
-    assert list(back) == list(naip_catalog)
+    back = Catalog.load(path)  # rows are stored in Hilbert order of their bbox centres
+    assert sorted(back, key=lambda r: r.id) == sorted(naip_catalog, key=lambda r: r.id)
     gdf = geopandas.read_parquet(path)
     assert len(gdf) == 10 and gdf.crs.to_epsg() == 4326
     assert {"id", "datetime", "proj:code", "proj:transform", "eo:bands", "assets"} <= set(gdf)

@@ -6,7 +6,7 @@
 'm_4709963_se_14_1_20190904'
 """
 
-from georefscale.catalog.core import Catalog
+from georefscale.catalog.core import Catalog, CatalogWarning
 from georefscale.catalog.ingest import IngestResult, IngestWarning, expand_sources, ingest
 from georefscale.catalog.query import Candidate, QueryResult, parse_aoi
 from georefscale.catalog.records import (
@@ -21,6 +21,7 @@ __all__ = [
     "Band",
     "Candidate",
     "Catalog",
+    "CatalogWarning",
     "IngestResult",
     "IngestWarning",
     "QueryResult",
