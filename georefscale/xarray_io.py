@@ -29,19 +29,19 @@ from georefscale.raster.grid import Grid
 from georefscale.raster.io import BLOCKSIZE, BandMeta, GeoTIFFWriter, write_geotiff
 
 if TYPE_CHECKING:  # imported only when a DataArray is handled
+    import dask.array
     import xarray as xr
 
 #: Attributes that describe the encoding, not the data: never written as tags.
 _NOT_TAGS = {"long_name", "_FillValue", "scale_factor", "add_offset", "AREA_OR_POINT", "units",
              "grid_mapping", "nodatavals", "description"}
 
-#: Pixels per side of the blocks a dask-backed DataArray is written in and a lazy result is read
-#: in (all bands together): a multiple of the GeoTIFF block, so each compressed block is written
-#: once; 8 MiB for 4 bands of uint16.
+#: Pixels per side of the chunks a lazy result is read in (all bands together): a multiple of
+#: the GeoTIFF block; 8 MiB for 4 bands of uint16.
 CHUNK = 2 * BLOCKSIZE
-#: Blocks of one row computed at once while a dask-backed DataArray is written, by whichever
-#: scheduler dask is set to (threads, processes, a distributed cluster).
-BATCH = 8
+#: Bytes of one row of blocks computed at once while a dask-backed DataArray is written (at
+#: least one block), by whichever scheduler dask is set to (threads, processes, a cluster).
+BATCH_BYTES = 256 * 2**20
 
 
 def is_dataarray(obj: object) -> bool:
@@ -119,9 +119,9 @@ def _encoding(da: xr.DataArray) -> _Encoding:
 def to_geotiff(da: xr.DataArray, path: str | os.PathLike, what: str = "input") -> Path:
     """Write ``da`` as a GeoTIFF at ``path``; returns ``path``.
 
-    A dask-backed DataArray (:func:`is_lazy`) is rechunked to blocks of :data:`CHUNK` pixels
-    (all bands together, whatever its own chunks) and written :data:`BATCH` blocks of a row at
-    a time, so memory holds a few blocks, never the whole array; others are written at once.
+    A dask-backed DataArray (:func:`is_lazy`) is written block by block (:func:`_blocks`),
+    up to :data:`BATCH_BYTES` of a row of blocks at a time, so memory holds about a row of its
+    chunks, never the whole array; others are written at once.
 
     Args:
         da: ``(band, y, x)`` or ``(y, x)`` in any order, with a CRS and a transform.
@@ -179,16 +179,28 @@ def to_geotiff(da: xr.DataArray, path: str | os.PathLike, what: str = "input") -
         write_geotiff(path, np.ascontiguousarray(enc.encode(np.asarray(da.values))), grid,
                       **options)
         return Path(path)
-    blocks = da.data.rechunk((-1, CHUNK, CHUNK)).map_blocks(enc.encode, dtype=enc.dtype)
+    blocks = _blocks(da.data).map_blocks(enc.encode, dtype=enc.dtype)
+    side_y, side_x = blocks.chunksize[1:]
+    batch = max(1, BATCH_BYTES // (count * side_y * side_x * max(enc.dtype.itemsize,
+                                                                 da.dtype.itemsize)))
     with GeoTIFFWriter(path, grid, count=count, dtype=enc.dtype, **options) as writer:
         row = 0
         for i, height in enumerate(blocks.chunks[1]):
-            for j in range(0, len(blocks.chunks[2]), BATCH):
-                part = blocks.blocks[0, i, j : j + BATCH].compute()
+            for j in range(0, len(blocks.chunks[2]), batch):
+                part = blocks.blocks[0, i, j : j + batch].compute()
                 col = sum(blocks.chunks[2][:j])
                 writer.write(part, Window(col, row, part.shape[2], height))
             row += height
     return Path(path)
+
+
+def _blocks(data: dask.array.Array) -> dask.array.Array:
+    """``data`` (``(band, y, x)``) rechunked to the blocks it is written in: all bands
+    together, and along y and x its largest chunk rounded up to a multiple of the GeoTIFF
+    block (:data:`~georefscale.raster.io.BLOCKSIZE`), so each compressed GeoTIFF block is
+    written once whole and each of the source's regular chunks is computed once."""
+    sides = [-(-max(max(c), 1) // BLOCKSIZE) * BLOCKSIZE for c in data.chunks[1:]]
+    return data.rechunk((-1, *sides))
 
 
 def is_decoded(da: xr.DataArray) -> bool:
