@@ -105,6 +105,7 @@ def synthetic_rows(a: dict[str, np.ndarray], idx: np.ndarray) -> tuple[pa.Table,
         "file_size": pa.array(np.full(n, 200_000_000, dtype="int64")),
         "datetime_source": pa.array(["tag:ACQUISITION_DATE"] * n),
         "footprint_kind": pa.array(["bounds"] * n),
+        "band_hrefs": pa.nulls(n, pa.list_(pa.string())),
     }
     table = pa.Table.from_arrays([cols[f.name] for f in FLAT_SCHEMA], schema=FLAT_SCHEMA)
     return table, footprints

@@ -27,7 +27,7 @@ from xml.sax.saxutils import escape
 from georefscale.errors import InputError
 from georefscale.raster.io import gdal_path, is_url, open_raster
 
-__all__ = ["is_stac_item", "item_raster", "load_item"]
+__all__ = ["is_stac_item", "item_raster", "load_item", "read_json"]
 
 #: Largest STAC Item JSON read (bytes): an item is metadata, not data.
 MAX_ITEM_BYTES = 16 * 2**20
@@ -54,26 +54,44 @@ def load_item(obj: Any) -> tuple[dict, str]:
         item, base = obj.to_dict(), obj.get_self_href() or ""
     else:
         base = str(obj)
-        try:
-            if is_url(base):
-                from urllib.request import urlopen
-
-                with urlopen(base, timeout=30) as resp:  # noqa: S310  (http(s) only: is_url)
-                    text = resp.read(MAX_ITEM_BYTES + 1)
-            else:
-                text = Path(base).read_bytes()[: MAX_ITEM_BYTES + 1]
-        except OSError as exc:
-            raise InputError(f"{base}: STAC item cannot be read ({exc})") from exc
-        if len(text) > MAX_ITEM_BYTES:
-            raise InputError(f"{base}: larger than {MAX_ITEM_BYTES} bytes: not a STAC item")
-        try:
-            item = json.loads(text)
-        except ValueError as exc:
-            raise InputError(f"{base}: not JSON ({exc})") from exc
+        item = read_json(base, "STAC item")
     if not isinstance(item, dict) or item.get("type") != "Feature" or not isinstance(
             item.get("assets"), dict):
         raise InputError(f"{base or 'item'}: not a STAC Item (a Feature with assets)")
     return item, base
+
+
+def read_json(location: str | os.PathLike[str], what: str = "STAC document") -> Any:
+    """A JSON document from a local file or an http(s) URL, at most :data:`MAX_ITEM_BYTES`.
+
+    Args:
+        location: the file or URL.
+        what: how messages name it.
+
+    Returns:
+        The parsed JSON.
+
+    Raises:
+        InputError: unreadable, too large or not JSON (the message names ``location``).
+    """
+    base = str(location)
+    try:
+        if is_url(base):
+            from urllib.request import urlopen
+
+            with urlopen(base, timeout=30) as resp:  # noqa: S310  (http(s) only: is_url)
+                text = resp.read(MAX_ITEM_BYTES + 1)
+        else:
+            with open(base, "rb") as f:
+                text = f.read(MAX_ITEM_BYTES + 1)
+    except OSError as exc:
+        raise InputError(f"{base}: {what} cannot be read ({exc})") from exc
+    if len(text) > MAX_ITEM_BYTES:
+        raise InputError(f"{base}: larger than {MAX_ITEM_BYTES} bytes: not a {what}")
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"{base}: not JSON ({exc})") from exc
 
 
 def _names(band: str) -> set[str]:

@@ -4,7 +4,6 @@ into records. Unreadable inputs are skipped with a warning naming each one."""
 from __future__ import annotations
 
 import glob
-import json
 import os
 import warnings
 from collections.abc import Iterable, Sequence
@@ -13,9 +12,14 @@ from pathlib import Path
 
 from georefscale.catalog.records import Record, record_from_raster
 from georefscale.errors import InputError
+from georefscale.raster.io import is_url
 
 RASTER_SUFFIXES = (".tif", ".tiff")
 STAC_SUFFIXES = (".json", ".geojson")
+#: Levels of ``child`` links followed from a static STAC catalog.
+MAX_STAC_DEPTH = 8
+#: STAC documents (catalogs, collections, items) read from one input at most.
+MAX_STAC_DOCUMENTS = 100_000
 
 
 class IngestWarning(UserWarning):
@@ -62,16 +66,20 @@ def expand_sources(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
 def ingest(paths: Iterable[str | os.PathLike[str]], *, date_pattern: str | None = None,
            platform: str | None = None, band_names: Sequence[str] | None = None,
            collection: str | None = None, footprint: str = "auto") -> IngestResult:
-    """Records for every raster / STAC item under ``paths`` (see :func:`expand_sources`).
+    """Records for every raster / STAC item under ``paths`` (see :func:`expand_sources`), and
+    for each http(s) URL of a STAC document (hrefs kept remote).
 
     Options apply to rasters (see :func:`record_from_raster`); ``collection`` also to STAC items.
     Ids are file stems; a second input with an id already read is skipped.
     """
     result = IngestResult()
     seen: dict[str, str] = {}
-    for path in expand_sources(paths):
-        if path.suffix.lower() in STAC_SUFFIXES:
-            records = _stac_records(path, result)
+    paths = [os.fspath(p) for p in paths]
+    urls = [p for p in paths if is_url(p)]
+    sources: list[str | Path] = [*urls, *expand_sources(p for p in paths if p not in urls)]
+    for path in sources:
+        if isinstance(path, str) or path.suffix.lower() in STAC_SUFFIXES:
+            records = _stac_records(str(path), result)
         else:
             try:
                 records = [record_from_raster(path, date_pattern=date_pattern, platform=platform,
@@ -91,33 +99,81 @@ def ingest(paths: Iterable[str | os.PathLike[str]], *, date_pattern: str | None 
     return result
 
 
-def _stac_records(path: Path, result: IngestResult) -> list[Record]:
-    """Records of a STAC ItemCollection / Item / Catalog / Collection JSON file; relative asset
-    hrefs are resolved against the file's folder."""
-    import pystac
+def _stac_records(location: str, result: IngestResult) -> list[Record]:
+    """Records of a STAC ItemCollection / Item / static Catalog / Collection (a local file or
+    an http(s) URL); each item's relative asset hrefs resolve against its self link or the
+    document it came from, and stay URLs for a remote one. A catalog's ``child`` and ``item``
+    links are followed up to :data:`MAX_STAC_DEPTH` levels and :data:`MAX_STAC_DOCUMENTS`
+    documents; a remote catalog's links must be http(s). Unreadable documents and items are
+    skipped with a reason."""
+    from georefscale.stac import read_json
 
-    try:
-        doc = json.loads(path.read_text())
-        kind = doc.get("type") if isinstance(doc, dict) else None
-        if kind == "FeatureCollection":
-            items = list(pystac.ItemCollection.from_dict(doc).items)
-        elif kind == "Feature":
-            items = [pystac.Item.from_dict(doc)]
-        elif kind in ("Catalog", "Collection"):
-            items = list(pystac.read_file(str(path)).get_items(recursive=True))  # type: ignore
-        else:
-            raise ValueError("not a STAC ItemCollection, Item, Catalog or Collection")
-    except (OSError, ValueError, KeyError, TypeError, pystac.STACError) as exc:
-        result.skip(str(path), f"not readable STAC JSON ({exc})")
-        return []
-    records = []
-    for item in items:
-        try:
-            rec = Record.from_item(item)
-        except (InputError, KeyError, ValueError, TypeError) as exc:
-            result.skip(f"{path}#{item.id}", str(exc))
+    records: list[Record] = []
+    pending = [(location, 0)]
+    seen: set[str] = set()
+    while pending:
+        where, depth = pending.pop(0)
+        if where in seen:
             continue
-        if "://" not in rec.href and not os.path.isabs(rec.href):
-            rec = rec.with_href(os.path.normpath(path.parent / rec.href))
-        records.append(rec)
+        seen.add(where)
+        if len(seen) > MAX_STAC_DOCUMENTS:
+            result.skip(where, f"more than {MAX_STAC_DOCUMENTS} STAC documents; stopped here")
+            break
+        try:
+            doc = read_json(where)
+        except InputError as exc:
+            result.skip(where, str(exc).removeprefix(f"{where}: "))
+            continue
+        kind = doc.get("type") if isinstance(doc, dict) else None
+        if kind == "FeatureCollection" and isinstance(doc.get("features"), list):
+            items = doc["features"]
+        elif kind == "Feature":
+            items = [doc]
+        elif kind in ("Catalog", "Collection"):
+            for link in doc.get("links") or []:
+                rel = link.get("rel") if isinstance(link, dict) else None
+                href = link.get("href") if rel in ("child", "item") else None
+                if not isinstance(href, str):
+                    continue
+                target = _link(where, href)
+                if target is None:
+                    result.skip(f"{where} -> {href[:80]}", "a remote catalog may only link "
+                                "to http(s) documents")
+                elif depth >= MAX_STAC_DEPTH:
+                    result.skip(target, f"deeper than {MAX_STAC_DEPTH} catalog levels")
+                else:
+                    pending.append((target, depth + 1))
+            continue
+        else:
+            result.skip(where, "not a STAC ItemCollection, Item, Catalog or Collection")
+            continue
+        for i, item in enumerate(items):
+            name = item.get("id") if isinstance(item, dict) else None
+            label = f"{where}#{name if isinstance(name, str) else i}"[:300]
+            if not isinstance(item, dict):
+                result.skip(label, "not a STAC Item")
+                continue
+            try:
+                rec = Record.from_item(item, base=where)
+            except (InputError, KeyError, ValueError, TypeError) as exc:
+                result.skip(label, str(exc))
+                continue
+            if not rec.bands:
+                result.skip(label, "no bands recorded (no band assets with eo:bands / bands "
+                            "entries or band-named keys such as blue or B02, and no item-level "
+                            "eo:bands): it could never be picked as a reference")
+                continue
+            records.append(rec)
     return records
+
+
+def _link(base: str, href: str) -> str | None:
+    """A catalog link's target: a URL, or a local path for a local catalog; None for a
+    remote catalog's link to anything but http(s)."""
+    from urllib.parse import urljoin
+
+    if "://" in href:
+        return href if href.lower().startswith(("http://", "https://")) else None
+    if is_url(base):
+        return urljoin(base, href)
+    return os.path.normpath(href if os.path.isabs(href) else Path(base).parent / href)

@@ -39,6 +39,15 @@ CLOUD_TAGS = ("CLOUD_COVER", "CLOUDY_PIXEL_PERCENTAGE", "CLOUD_COVERAGE_ASSESSME
 DEFAULT_DATE_PATTERN = r"(?<!\d)(\d{8})(?!\d)"
 COMMON_NAMES = ("coastal", "blue", "green", "red", "yellow", "pan", "rededge", "nir", "nir08",
                 "nir09", "cirrus", "swir16", "swir22", "lwir", "lwir11", "lwir12")
+#: Sentinel-2 MSI band names and their STAC common names (asset keys of many STAC APIs).
+SENTINEL2_COMMON = {"B01": "coastal", "B02": "blue", "B03": "green", "B04": "red",
+                    "B05": "rededge", "B06": "rededge", "B07": "rededge", "B08": "nir",
+                    "B8A": "nir08", "B09": "nir09", "B10": "cirrus", "B11": "swir16",
+                    "B12": "swir22"}
+#: Asset roles that never hold a band of the scene (unless the asset is also a "data" asset).
+NON_BAND_ROLES = frozenset({"thumbnail", "overview", "visual", "metadata"})
+#: At most this many assets are looked at in one STAC Item (an item is metadata, not data).
+MAX_ASSETS = 1000
 STAC_EXTENSIONS = (
     "https://stac-extensions.github.io/eo/v1.1.0/schema.json",
     "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
@@ -48,11 +57,14 @@ STAC_EXTENSIONS = (
 
 @dataclass(frozen=True)
 class Band:
-    """One raster band: ``name`` (e.g. ``B02``), optional STAC ``common_name`` and description."""
+    """One raster band: ``name`` (e.g. ``B02``), optional STAC ``common_name`` and description;
+    ``href``: the single-band file holding it when the record's bands are separate files (STAC
+    band assets), else None (band i of the record's file)."""
 
     name: str
     common_name: str | None = None
     description: str | None = None
+    href: str | None = None
 
     def to_dict(self) -> dict[str, str]:
         return {k: v for k, v in (("name", self.name), ("common_name", self.common_name),
@@ -137,51 +149,106 @@ class Record:
             asset_extra["file:checksum"] = self.checksum
         if self.file_size is not None:
             asset_extra["file:size"] = self.file_size
+        if any(b.href for b in self.bands):
+            for band in self.bands:
+                item.add_asset(band.name, pystac.Asset(
+                    href=band.href or self.href, media_type=media_type(band.href or self.href),
+                    roles=["data"], extra_fields={"eo:bands": [band.to_dict()]}))
+            return item
         item.add_asset("data", pystac.Asset(href=self.href, media_type=media_type(self.href),
                                             roles=["data"], extra_fields=asset_extra))
         return item
 
     @classmethod
-    def from_item(cls, item: Any, asset_key: str | None = None) -> Record:
-        """Build a record from a ``pystac.Item`` (or its dict); the raster is asset ``asset_key``
-        or the first asset with role ``data`` / a GeoTIFF media type."""
-        import pystac
+    def from_item(cls, item: Any, asset_key: str | None = None, base: str | None = None
+                  ) -> Record:
+        """Build a record from a STAC Item (``pystac.Item`` or its dict, untrusted).
 
-        if isinstance(item, dict):
-            item = pystac.Item.from_dict(item)
-        props = item.properties
-        asset = _pick_asset(item, asset_key)
-        when = item.datetime or props.get("start_datetime")
+        The bands are the item's band assets when it has any (single-band assets named by an
+        asset-level ``eo:bands`` / ``bands`` entry, or keyed by a band name such as ``blue`` or
+        ``B02``): those on the finest grid, each keeping its own href (the record's href is the
+        first one's). Otherwise the raster is asset ``asset_key`` or the first asset with role
+        ``data`` / a GeoTIFF media type, with the item-level ``eo:bands``.
+
+        Args:
+            item: the Item.
+            asset_key: the asset holding the raster, for items without band assets.
+            base: where the item was read from (file or URL); relative hrefs resolve against
+                its self link, else against ``base``. A remote item's assets must be remote.
+
+        Returns:
+            The record (hrefs absolute paths or URLs).
+
+        Raises:
+            InputError: the item is malformed (id, datetime, geometry, assets), its band
+                assets disagree in grid, or a remote item names a local file.
+        """
+        if not isinstance(item, dict):
+            base = base or item.get_self_href()
+            item = item.to_dict(include_self_link=True)
+        rid = item.get("id")
+        if not isinstance(rid, str) or not rid.strip() or len(rid) > 1024 or any(
+                ord(c) < 32 for c in rid):
+            raise InputError(f"STAC item {str(rid)[:80]!r}: id must be a non-empty string of "
+                             "printable characters")
+        props = item.get("properties")
+        assets = item.get("assets")
+        if not isinstance(props, dict) or not isinstance(assets, dict):
+            raise InputError(f"STAC item {rid}: properties and assets must be objects")
+        if len(assets) > MAX_ASSETS:
+            raise InputError(f"STAC item {rid}: {len(assets)} assets (at most {MAX_ASSETS})")
+        self_link = next((ln.get("href") for ln in item.get("links") or []
+                          if isinstance(ln, dict) and ln.get("rel") == "self"
+                          and isinstance(ln.get("href"), str)), None)
+        base = self_link if self_link and ("://" in self_link or base is None) else base
+        when = props.get("datetime") or props.get("start_datetime")
         if when is None:
-            raise InputError(f"STAC item {item.id}: no datetime")
-        if isinstance(when, str):
-            when = parse_datetime(when)
-        if item.geometry is None:
-            raise InputError(f"STAC item {item.id}: no geometry")
-        bands = tuple(Band(b.get("name") or f"b{i + 1}", b.get("common_name"), b.get("description"))
-                      for i, b in enumerate(props.get("eo:bands") or []))
-        transform = props.get("proj:transform")
-        shp = props.get("proj:shape")
-        crs = props.get("proj:code") or props.get("proj:wkt2")
-        if crs is None and props.get("proj:epsg"):
-            crs = f"EPSG:{props['proj:epsg']}"
+            raise InputError(f"STAC item {rid}: no datetime")
+        when = parse_datetime(when) if isinstance(when, str) else when
+        if not isinstance(when, datetime):
+            raise InputError(f"STAC item {rid}: datetime {when!r} is not a date")
+        try:
+            footprint = shape(item["geometry"])
+        except (KeyError, TypeError, ValueError, AttributeError,
+                shapely.errors.GEOSException) as exc:
+            raise InputError(f"STAC item {rid}: no usable geometry ({exc})") from None
+        if footprint.is_empty or not footprint.is_valid:
+            raise InputError(f"STAC item {rid}: geometry is empty or invalid")
+        grid = _grid(props, {})
+        band_assets = _band_assets(rid, assets, props, base)
+        if band_assets:
+            bands = tuple(band for band, _, _ in band_assets)
+            key, asset, grid = band_assets[0][1], assets[band_assets[0][1]], band_assets[0][2]
+            href, checksum, size = bands[0].href, None, None
+        else:
+            key, asset = _pick_asset(rid, assets, asset_key)
+            href = _resolve(rid, key, asset, base)
+            bands = tuple(Band(str(b.get("name") or f"b{i + 1}"), b.get("common_name"),
+                               b.get("description"))
+                          for i, b in enumerate(props.get("eo:bands") or [])
+                          if isinstance(b, dict))
+            checksum, size = asset.get("file:checksum"), asset.get("file:size")
+        crs, transform, shp = grid
+        raster = (asset.get("raster:bands") or [{}])[0]
+        raster = raster if isinstance(raster, dict) else {}
         return cls(
-            id=item.id,
-            href=asset.get_absolute_href() or asset.href,
+            id=rid,
+            href=href,  # type: ignore[arg-type]
             datetime=when.astimezone(timezone.utc),
-            footprint=shape(item.geometry),
+            footprint=footprint,
             crs=crs,
-            transform=tuple(float(v) for v in transform[:6]) if transform else None,
-            shape=(int(shp[0]), int(shp[1])) if shp else None,
+            transform=transform,
+            shape=shp,  # type: ignore[arg-type]
             bands=bands,
-            dtype=props.get("data_type"),
-            nodata=_parse_nodata(props.get("nodata")),
+            dtype=props.get("data_type") or raster.get("data_type"),
+            nodata=_parse_nodata(props.get("nodata", raster.get("nodata"))),
             platform=props.get("platform"),
-            cloud_cover=props.get("eo:cloud_cover"),
-            gsd=props.get("gsd"),
-            checksum=asset.extra_fields.get("file:checksum"),
-            file_size=asset.extra_fields.get("file:size"),
-            collection=item.collection_id,
+            cloud_cover=_number(props.get("eo:cloud_cover")),
+            gsd=_number(props.get("gsd")),
+            checksum=checksum if isinstance(checksum, str) else None,
+            file_size=size if isinstance(size, int) else None,
+            collection=item.get("collection") if isinstance(item.get("collection"), str)
+            else None,
             datetime_source=props.get("georefscale:datetime_source", "stac"),
             footprint_kind=props.get("georefscale:footprint", "stac"),
         )
@@ -435,14 +502,114 @@ def media_type(href: str) -> str | None:
     return None
 
 
-def _pick_asset(item: Any, key: str | None) -> Any:
+def _pick_asset(rid: str, assets: dict[str, Any], key: str | None) -> tuple[str, dict]:
+    """The (key, asset) holding an item's raster: ``key``, else the first data / GeoTIFF one."""
     if key is not None:
-        if key not in item.assets:
-            raise InputError(f"STAC item {item.id}: no asset {key!r}")
-        return item.assets[key]
-    for asset in item.assets.values():
-        if "data" in (asset.roles or []) or "geotiff" in (asset.media_type or ""):
-            return asset
-    if item.assets:
-        return next(iter(item.assets.values()))
-    raise InputError(f"STAC item {item.id}: no assets")
+        if not isinstance(assets.get(key), dict):
+            raise InputError(f"STAC item {rid}: no asset {key!r}")
+        return key, assets[key]
+    usable = [(k, a) for k, a in assets.items() if isinstance(a, dict)]
+    for k, asset in usable:
+        if "data" in (asset.get("roles") or []) or "geotiff" in str(asset.get("type") or ""):
+            return k, asset
+    if usable:
+        return usable[0]
+    raise InputError(f"STAC item {rid}: no assets")
+
+
+def _resolve(rid: str, key: str, asset: dict[str, Any], base: str | None) -> str:
+    """The asset's href, absolute: a relative one resolved against ``base``. A remote item
+    (``base`` a URL) may only name remote files."""
+    from urllib.parse import urljoin
+
+    href = asset.get("href")
+    if not isinstance(href, str) or not href.strip() or len(href) > 4096:
+        raise InputError(f"STAC item {rid}: asset {key!r} has no href")
+    remote_base = base is not None and "://" in base
+    if "://" in href:
+        if not href.lower().startswith(("http://", "https://", "s3://", "gs://")):
+            raise InputError(f"STAC item {rid}: asset {key!r} href {href[:80]!r} has an "
+                             "unsupported scheme")
+        return href
+    if remote_base:  # a path on the item's server, never a local file
+        return urljoin(base, href)  # type: ignore[arg-type]
+    if os.path.isabs(href):
+        return os.path.normpath(href)
+    folder = Path(base).parent if base else Path.cwd()
+    return os.path.normpath(folder / href)
+
+
+def _grid(props: dict[str, Any], asset: dict[str, Any]
+          ) -> tuple[str | None, tuple[float, ...] | None, tuple[int, int] | None]:
+    """(CRS, transform, shape) from an asset's ``proj:`` fields, else the item's."""
+
+    def get(name: str) -> Any:
+        return asset.get(name, props.get(name))
+
+    crs = get("proj:code") or get("proj:wkt2")
+    if crs is None and isinstance(get("proj:epsg"), int):
+        crs = f"EPSG:{get('proj:epsg')}"
+    transform, shp = get("proj:transform"), get("proj:shape")
+    try:
+        transform = tuple(float(v) for v in transform[:6]) if transform else None
+        shp = (int(shp[0]), int(shp[1])) if shp else None
+    except (TypeError, ValueError, IndexError):
+        transform, shp = None, None
+    return (str(crs) if crs is not None else None), transform, shp
+
+
+def _band_of(key: str, asset: dict[str, Any]) -> Band | None:
+    """The band a single-band asset holds (by its one ``eo:bands`` / ``bands`` entry, or by a
+    key that is a band name); None for any other asset."""
+    roles = asset.get("roles") if isinstance(asset.get("roles"), list) else []
+    if set(roles) & NON_BAND_ROLES and "data" not in roles:
+        return None
+    entries = asset.get("eo:bands", asset.get("bands"))
+    if isinstance(entries, list):
+        if len(entries) != 1 or not isinstance(entries[0], dict):
+            return None
+        name, common = entries[0].get("name"), entries[0].get("common_name")
+        if not isinstance(name, str) and not isinstance(common, str):
+            return None
+        return Band(str(name or common), common if isinstance(common, str) else None,
+                    entries[0].get("description"))
+    upper = key.upper()
+    if upper in SENTINEL2_COMMON or re.fullmatch(r"B0?([1-9]|1[0-2])|B8A", upper):
+        name = upper if upper in SENTINEL2_COMMON else f"B{int(upper[1:]):02d}"
+        return Band(name, SENTINEL2_COMMON.get(name))
+    if key.lower() in COMMON_NAMES:
+        return Band(key, key.lower())
+    return None
+
+
+def _band_assets(rid: str, assets: dict[str, Any], props: dict[str, Any], base: str | None
+                 ) -> list[tuple[Band, str, tuple[Any, Any, Any]]]:
+    """The item's band assets on its finest grid: (band with its href, asset key, grid).
+
+    Raises:
+        InputError: band assets of the same resolution disagree in CRS, transform or shape.
+    """
+    found = []
+    for key, asset in assets.items():
+        if not isinstance(asset, dict):
+            continue
+        band = _band_of(str(key), asset)
+        if band is not None:
+            band = replace(band, href=_resolve(rid, str(key), asset, base))
+            found.append((band, str(key), _grid(props, asset)))
+    if any(grid[1] is None for _, _, grid in found):
+        return found  # grids unknown: checked when the assets are read
+    finest = min((abs(grid[1][0]) for _, _, grid in found), default=0.0)
+    found = [f for f in found if math.isclose(abs(f[2][1][0]), finest, rel_tol=1e-9)]
+    for _, key, grid in found[1:]:
+        if grid != found[0][2]:
+            raise InputError(
+                f"STAC item {rid}: band assets {found[0][1]!r} and {key!r} disagree in grid "
+                f"(CRS, transform, shape {found[0][2]} vs {grid})")
+    return found
+
+
+def _number(value: Any) -> float | None:
+    """A JSON number as a float; None for anything else."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+        else None

@@ -61,6 +61,7 @@ FLAT_SCHEMA = pa.schema([
     ("file_size", pa.int64()),
     ("datetime_source", pa.string()),
     ("footprint_kind", pa.string()),
+    ("band_hrefs", pa.list_(pa.string())),
 ])
 
 #: stac-geoparquet property columns <- flat columns.
@@ -71,11 +72,13 @@ _PROPERTY_COLUMNS = (
     ("georefscale:datetime_source", "datetime_source"),
     ("georefscale:footprint", "footprint_kind"),
 )
+#: Per-band files of a record whose bands are separate assets (hrefs stored like ``href``).
+BAND_HREFS_COLUMN = "georefscale:band_hrefs"
 
 
 #: stac-geoparquet columns a query reads (the rest: constant or not part of a record).
 _READ_COLUMNS = ("id", "geometry", "assets", "collection", *(p for p, _ in _PROPERTY_COLUMNS),
-                 "proj:code", "proj:wkt2")
+                 "proj:code", "proj:wkt2", BAND_HREFS_COLUMN)
 
 
 def records_to_table(records: Sequence[Record]) -> tuple[pa.Table, np.ndarray]:
@@ -99,6 +102,8 @@ def records_to_table(records: Sequence[Record]) -> tuple[pa.Table, np.ndarray]:
         cols["file_size"].append(r.file_size)
         cols["datetime_source"].append(r.datetime_source)
         cols["footprint_kind"].append(r.footprint_kind)
+        cols["band_hrefs"].append([b.href or r.href for b in r.bands]
+                                  if any(b.href for b in r.bands) else None)
     arrays = [pa.array(cols[f.name], type=f.type, from_pandas=False) for f in FLAT_SCHEMA]
     table = pa.Table.from_arrays(arrays, schema=FLAT_SCHEMA)
     return table, np.array([r.footprint for r in records], dtype=object)
@@ -111,7 +116,9 @@ def row_to_record(row: dict[str, Any], footprint: shapely.Geometry) -> Record:
         crs=row["crs"],
         transform=tuple(row["transform"]) if row["transform"] is not None else None,
         shape=tuple(row["shape"]) if row["shape"] is not None else None,  # type: ignore[arg-type]
-        bands=tuple(Band(b["name"], b["common_name"], b["description"]) for b in row["bands"]),
+        bands=tuple(Band(b["name"], b["common_name"], b["description"],
+                         row["band_hrefs"][i] if row.get("band_hrefs") else None)
+                    for i, b in enumerate(row["bands"])),
         dtype=row["dtype"], nodata=row["nodata"], platform=row["platform"],
         cloud_cover=row["cloud_cover"], gsd=row["gsd"], checksum=row["checksum"],
         file_size=row["file_size"], collection=row["collection"],
@@ -211,6 +218,9 @@ def _disk_table(table: pa.Table, footprints: np.ndarray, root: Path) -> tuple[pa
     pairs = list(zip(crs, is_code, strict=True))
     columns["proj:code"] = pa.array([c if ok else None for c, ok in pairs], pa.string())
     columns["proj:wkt2"] = pa.array([None if ok else c for c, ok in pairs], pa.string())
+    columns[BAND_HREFS_COLUMN] = pa.array(
+        [relative_hrefs(h, root) if h is not None else None
+         for h in table.column("band_hrefs").to_pylist()], pa.list_(pa.string()))
     return pa.table(columns), bounds
 
 
@@ -337,6 +347,8 @@ class CatalogFile:
         num_rows: records in the file.
         covering: the ``(xmin, ymin, xmax, ymax)`` column paths of the bbox covering, or None
             for a file written without one (before covering columns were written).
+        last_read: what the last :meth:`read` by boxes read: ``row_groups`` in the file,
+            ``near`` (statistics meet a box), ``read`` (holding a match), ``rows`` kept.
     """
 
     def __init__(self, path: str | os.PathLike[str],
@@ -386,6 +398,7 @@ class CatalogFile:
         self._group_rows = np.array([meta.row_group(g).num_rows
                                      for g in range(meta.num_row_groups)], dtype=np.int64)
         self._groups = self._group_bounds() if self.covering is not None else None
+        self.last_read: dict[str, int] = {}
 
     def _covering(self, geo: Any) -> tuple[tuple[str, ...], ...] | None:
         """The bbox covering's column paths when the file declares a usable one."""
@@ -472,6 +485,7 @@ class CatalogFile:
         for w, s, e, n in boxes:
             near |= (g[:, 0] <= e) & (g[:, 2] >= w) & (g[:, 1] <= n) & (g[:, 3] >= s)
         groups = np.flatnonzero(near)
+        self.last_read = {"row_groups": len(g), "near": int(groups.size), "read": 0, "rows": 0}
         if not groups.size:
             return self.schema.empty_table().select(columns)
         tops = sorted({p[0] for p in self.covering})
@@ -493,6 +507,7 @@ class CatalogFile:
         holding = np.add.reduceat(hit, np.r_[0, np.cumsum(sizes)[:-1]]) > 0
         rows = self._parquet.read_row_groups(groups[holding].tolist(), columns=columns,
                                              use_threads=False)
+        self.last_read.update(read=int(holding.sum()), rows=int(hit.sum()))
         return rows.filter(pa.array(hit[np.repeat(holding, sizes)]))
 
 
@@ -544,6 +559,9 @@ def _flatten(table: pa.Table, src: Path, root: Path) -> tuple[pa.Table, np.ndarr
             "file_size": from_asset("file:size", pa.int64()),
             "datetime_source": prop("georefscale:datetime_source", pa.string()),
             "footprint_kind": prop("georefscale:footprint", pa.string()),
+            "band_hrefs": pa.array([resolve_hrefs(h, root) if h is not None else None
+                                    for h in prop(BAND_HREFS_COLUMN, pa.list_(pa.string()))
+                                    .to_pylist()], pa.list_(pa.string())),
         }
         footprints = shapely.from_wkb(table.column("geometry").combine_chunks().to_numpy(
             zero_copy_only=False))
