@@ -153,3 +153,30 @@ def test_clouds_are_left_out_of_coregistration(oscd_dir, tmp_path):
     assert masked.windows > plain.windows
     assert max(math.dist(masked.warp @ q, clean.warp @ q)
                for q in [(0, 0), (w, 0), (0, h), (w, h)]) < 0.2
+
+
+def test_a_reference_mask_is_missing_data(oscd_dir, tmp_path):
+    """A reference's GDAL mask (an internal mask over a block, e.g. a provider's cloud mask) is
+    honoured by the warp: the block is missing (NaN), and co-registration leaves it out."""
+    from georefscale.raster.align import align
+    from georefscale.raster.coreg import coregister
+    from georefscale.raster.grid import Grid
+
+    target, ref = oscd_dir / "rio_20171011.tif", oscd_dir / "rio_20160424.tif"
+    with rasterio.open(ref) as ds:
+        arr, profile = ds.read(), ds.profile
+    mask = np.full(arr.shape[1:], 255, np.uint8)
+    mask[:, :200] = 0
+    masked = tmp_path / "masked.tif"
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(masked, "w", **profile) as out:
+        out.write(arr)
+        out.write_mask(mask)
+    with rasterio.open(target) as t, rasterio.open(masked) as r, rasterio.open(ref) as c:
+        grid = Grid.from_dataset(t)
+        warped = align([r], grid)
+        assert np.isnan(warped[:, :, 5:195]).all() and not np.isnan(warped[:, :, 205:]).any()
+        fit, clean = coregister(t, [r], grid), coregister(t, [c], grid)
+    assert fit.windows < clean.windows and fit.rejected > clean.rejected
+    w, h = grid.width, grid.height
+    assert max(math.dist(fit.warp @ q, clean.warp @ q)
+               for q in [(0, 0), (w, 0), (0, h), (w, h)]) < 0.3
