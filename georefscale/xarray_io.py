@@ -41,7 +41,7 @@ _NOT_TAGS = {"long_name", "_FillValue", "scale_factor", "add_offset", "AREA_OR_P
 CHUNK = 2 * BLOCKSIZE
 #: Bytes of one row of blocks computed at once while a dask-backed DataArray is written (at
 #: least one block), by whichever scheduler dask is set to (threads, processes, a cluster).
-BATCH_BYTES = 256 * 2**20
+BATCH_BYTES = 64 * 2**20
 
 
 def is_dataarray(obj: object) -> bool:
@@ -179,18 +179,20 @@ def to_geotiff(da: xr.DataArray, path: str | os.PathLike, what: str = "input") -
         write_geotiff(path, np.ascontiguousarray(enc.encode(np.asarray(da.values))), grid,
                       **options)
         return Path(path)
+    import dask
+
     blocks = _blocks(da.data).map_blocks(enc.encode, dtype=enc.dtype)
     side_y, side_x = blocks.chunksize[1:]
     batch = max(1, BATCH_BYTES // (count * side_y * side_x * max(enc.dtype.itemsize,
                                                                  da.dtype.itemsize)))
+    rows, cols = (np.cumsum((0, *c)) for c in blocks.chunks[1:])
     with GeoTIFFWriter(path, grid, count=count, dtype=enc.dtype, **options) as writer:
-        row = 0
-        for i, height in enumerate(blocks.chunks[1]):
-            for j in range(0, len(blocks.chunks[2]), batch):
-                part = blocks.blocks[0, i, j : j + batch].compute()
-                col = sum(blocks.chunks[2][:j])
-                writer.write(part, Window(col, row, part.shape[2], height))
-            row += height
+        for i in range(len(rows) - 1):
+            for j0 in range(0, len(cols) - 1, batch):
+                js = range(j0, min(j0 + batch, len(cols) - 1))
+                for j, part in zip(js, dask.compute(*(blocks.blocks[0, i, j] for j in js)),
+                                   strict=True):
+                    writer.write(part, Window(cols[j], rows[i], part.shape[2], part.shape[1]))
     return Path(path)
 
 
