@@ -130,7 +130,8 @@ def run_case(case: Case, catalog: Catalog, out: Path, *, factor: int, quality: f
         onboard(target, refs, out=lr, options=OnboardOptions(model=method, factor=factor))
         nbytes = _link(lr, jp2, quality)
         ground(jp2, refs, out=hr, options=GroundOptions(alpha=1.0, seed=0))
-        psnr, ssim = score_files(target, hr)
+        fig = score_files(target, hr)
+        psnr, ssim = fig["psnr_db"], fig["ssim"]
         result[tag] = {"lr": lr.name, "bitstream": jp2.name, "hr": hr.name, "bytes": nbytes,
                        "bpp_hr": codecs.bits_per_pixel(nbytes, (1, hr_pixels)),
                        "psnr": psnr, "ssim": ssim}
@@ -146,7 +147,8 @@ def run_case(case: Case, catalog: Catalog, out: Path, *, factor: int, quality: f
         onboard(target, refs, out=base, options=options)
         ground(base, refs, out=hr)
         nbytes = base.stat().st_size + enhancement_path(base).stat().st_size
-        psnr, ssim = score_files(target, hr)
+        fig = score_files(target, hr)
+        psnr, ssim = fig["psnr_db"], fig["ssim"]
         result["layered"] = {"target_psnr": goal, "bitstream": base.name,
                              "enhancement": enhancement_path(base).name, "hr": hr.name,
                              "bytes": nbytes,
