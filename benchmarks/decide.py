@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("GEOREFSCALE_DATA", ROOT.parent / "shared" / "data"))
 RESULTS = ROOT / "benchmarks" / "results" / "decide.json"
 TEST_CITIES = ["brasilia", "montpellier", "norcia", "rio", "saclay_w"]
-NAIP = DATA / "naip" / "m_4709963_se_14_1_{}.tif"
+NAIP = str(DATA / "naip" / "m_4709963_se_14_1_{}.tif")
 
 
 def changed_reference(ref: Path, out: Path) -> Path:
