@@ -22,11 +22,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import rasterio
 from rasterio.windows import Window
 
 from georefscale.errors import InputError
 from georefscale.raster.grid import Grid
-from georefscale.raster.io import BLOCKSIZE, BandMeta, GeoTIFFWriter, write_geotiff
+from georefscale.raster.io import (
+    BLOCKSIZE,
+    GDAL_CACHE_BYTES,
+    BandMeta,
+    GeoTIFFWriter,
+    write_geotiff,
+)
 
 if TYPE_CHECKING:  # imported only when a DataArray is handled
     import dask.array
@@ -186,7 +193,8 @@ def to_geotiff(da: xr.DataArray, path: str | os.PathLike, what: str = "input") -
     batch = max(1, BATCH_BYTES // (count * side_y * side_x * max(enc.dtype.itemsize,
                                                                  da.dtype.itemsize)))
     rows, cols = (np.cumsum((0, *c)) for c in blocks.chunks[1:])
-    with GeoTIFFWriter(path, grid, count=count, dtype=enc.dtype, **options) as writer:
+    with (rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES),  # not GDAL's 5 % of RAM of blocks
+          GeoTIFFWriter(path, grid, count=count, dtype=enc.dtype, **options) as writer):
         for i in range(len(rows) - 1):
             for j0 in range(0, len(cols) - 1, batch):
                 js = range(j0, min(j0 + batch, len(cols) - 1))
