@@ -4,9 +4,16 @@ The scenes are mosaics of the real OSCD Sentinel-2 scenes (uint16, 4 bands): 400
 the newer dates laid side by side on a 10 m UTM grid (target) and the same crops of the older
 dates (reference). Each step runs in a fresh subprocess; its peak RSS (``VmHWM``) is reported.
 
-    python benchmarks/peak_rss.py [--sizes 2500 5000 10000] [--json out/peak_rss.json]
+Two ways in: ``file`` gives the steps GeoTIFF paths; ``lazy`` gives them dask-backed DataArrays
+(``rioxarray.open_rasterio(path, chunks=...)``, chunks of ``LAZY_CHUNKS`` as odc-stac would):
+target and reference on board, LR product and reference on the ground, through the
+``da.georefscale`` accessor; each lazy result is then reduced chunk by chunk (its mean), and its
+file must equal the ``file`` one pixel for pixel.
 
-Goal: <= 2 GB at 10,000 x 10,000 and flat in the scene size.
+    python benchmarks/peak_rss.py [--sizes 2500 5000 10000] [--modes file lazy]
+                                  [--json out/peak_rss.json]
+
+Goal: <= 2 GB at 10,000 x 10,000 in both modes and flat in the scene size.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from rasterio.windows import Window
 
 REPO = Path(__file__).resolve().parents[1]
 CELL = 400
+#: chunks of the dask-backed DataArrays of the ``lazy`` mode
+LAZY_CHUNKS = {"x": 2048, "y": 2048}
 
 
 def data_dir() -> Path:
@@ -86,36 +95,62 @@ def _vm_hwm() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _child(step: str, args: list[str]) -> None:
-    """Run one pipeline step in this process and print its wall time and peak RSS as JSON."""
+def _child(step: str, mode: str, args: list[str]) -> None:
+    """Run one pipeline step (``onboard`` / ``ground``) in this process, its inputs given as
+    ``mode`` (``file`` / ``lazy``), and print its wall time and peak RSS as JSON."""
+    import rioxarray
+
     from georefscale.api import ground, onboard
+    from georefscale.options import OnboardOptions
 
     t0 = time.perf_counter()
-    if step == "onboard":
-        onboard(args[0], args[1], out=args[2], factor=4, model="bicubic")
+    options = OnboardOptions(model="bicubic", factor=4)
+    if mode == "file":
+        if step == "onboard":
+            onboard(args[0], args[1], out=args[2], options=options)
+        else:
+            ground(args[0], args[1], out=args[2])
     else:
-        ground(args[0], args[1], out=args[2])
+        src, ref = (rioxarray.open_rasterio(p, chunks=LAZY_CHUNKS) for p in args[:2])
+        if step == "onboard":
+            result = src.georefscale.onboard(reference=ref, options=options, out=args[2])
+        else:
+            result = src.georefscale.ground(reference=ref, out=args[2])
+        assert result.chunks is not None
+        float(result.mean())  # computed chunk by chunk
     wall = time.perf_counter() - t0
     rss = _vm_hwm()
     print(json.dumps({"step": step, "wall_s": wall, "peak_rss_bytes": rss}))
 
 
-def run_step(step: str, *args: Path) -> dict:
+def run_step(step: str, mode: str, *args: Path) -> dict:
+    """Run :func:`_child` in a fresh subprocess; its JSON line."""
     out = subprocess.run(
-        [sys.executable, __file__, "--child", step, *map(str, args)],
+        [sys.executable, __file__, "--child", step, mode, *map(str, args)],
         check=True, capture_output=True, text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def same_pixels(a: Path, b: Path, rows: int = 512) -> bool:
+    """Whether two rasters hold the same pixels (compared in strips of ``rows``)."""
+    with rasterio.open(a) as da, rasterio.open(b) as db:
+        if da.shape != db.shape or da.count != db.count:
+            return False
+        return all(np.array_equal(da.read(window=w), db.read(window=w))
+                   for w in (Window(0, r, da.width, min(rows, da.height - r))
+                             for r in range(0, da.height, rows)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[2500, 5000, 10000])
+    ap.add_argument("--modes", nargs="+", choices=["file", "lazy"], default=["file", "lazy"])
     ap.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "peak_rss.json")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        _child(a.child[0], a.child[1:])
+        _child(a.child[0], a.child[1], a.child[2:])
         return
     rows = []
     for size in a.sizes:
@@ -124,18 +159,26 @@ def main() -> None:
             t0 = time.perf_counter()
             target, ref = build_oscd_mosaic(size, tmp)
             build = time.perf_counter() - t0
-            on = run_step("onboard", target, ref, tmp / "lr.tif")
-            gr = run_step("ground", tmp / "lr.tif", ref, tmp / "hr.tif")
-            with rasterio.open(tmp / "hr.tif") as hr, rasterio.open(target) as t:
-                assert hr.shape == t.shape and hr.transform == t.transform
-            rows.append({"size": size, "bands": 4, "dtype": "uint16", "build_s": build,
-                         "onboard": on, "ground": gr})
-            print(f"{size:>6} x {size:<6} onboard {on['wall_s']:7.1f} s "
-                  f"{on['peak_rss_bytes'] / 2**20:7.0f} MiB   ground {gr['wall_s']:7.1f} s "
-                  f"{gr['peak_rss_bytes'] / 2**20:7.0f} MiB", flush=True)
+            row = {"size": size, "bands": 4, "dtype": "uint16", "build_s": build}
+            for mode in a.modes:
+                lr, hr = tmp / f"lr_{mode}.tif", tmp / f"hr_{mode}.tif"
+                on = run_step("onboard", mode, target, ref, lr)
+                gr = run_step("ground", mode, lr, ref, hr)
+                with rasterio.open(hr) as h, rasterio.open(target) as t:
+                    assert h.shape == t.shape and h.transform == t.transform
+                if mode != a.modes[0]:
+                    first = a.modes[0]
+                    assert same_pixels(lr, tmp / f"lr_{first}.tif"), f"LR {mode} != {first}"
+                    assert same_pixels(hr, tmp / f"hr_{first}.tif"), f"HR {mode} != {first}"
+                row[mode] = {"onboard": on, "ground": gr}
+                print(f"{size:>6} x {size:<6} {mode:4} onboard {on['wall_s']:7.1f} s "
+                      f"{on['peak_rss_bytes'] / 2**20:7.0f} MiB   ground {gr['wall_s']:7.1f} s "
+                      f"{gr['peak_rss_bytes'] / 2**20:7.0f} MiB", flush=True)
+            rows.append(row)
     a.json.parent.mkdir(parents=True, exist_ok=True)
     a.json.write_text(json.dumps({"benchmark": "peak_rss", "model": "bicubic", "factor": 4,
-                                  "tile": 512, "halo": 32, "rows": rows}, indent=2) + "\n")
+                                  "tile": 512, "halo": 32,
+                                  "lazy_chunks": LAZY_CHUNKS, "rows": rows}, indent=2) + "\n")
     print(f"wrote {a.json}")
 
 
