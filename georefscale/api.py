@@ -235,7 +235,14 @@ class Workspace:
         """``refs`` (e.g. from a catalog), each read as the model takes it (:meth:`adapt`;
         one that is adapted is identified by the content read)."""
         out = []
-        for r in refs:
+        for i, r in enumerate(refs):
+            if r.item is not None:  # separate band files: stacked in the model's band order
+                if not self.bands:
+                    raise InputError(f"{r.label}: its bands are separate files; a model that "
+                                     "names its bands is needed to stack them")
+                read = item_raster(r.item, self.bands, self.path(f"record-{i + 1}.vrt"))
+                out.append(Reference(r.id, read, identity_of(read), r.label))
+                continue
             read = self.adapt(r.path, "reference", r.label)
             out.append(r if read == r.path else Reference(r.id, read, identity_of(read),
                                                           r.label))
@@ -377,10 +384,10 @@ def _ground(ws: Workspace, lr: Source, reference: Source | Sequence[Source] | No
         info = LRInfo.from_dataset(lds, lname)
         m = given_model(models[0], info.model, info.factor, "model", lname)
         ws.model = m
+        ws.bands = info.bands or band_names(info.model)
         if catalog is not None:
             refs = ws.adapt_all(ReferenceSet.by_ids(as_catalog(catalog, archive), info, lname))
         else:
-            ws.bands = info.bands or band_names(info.model)
             refs = ws.references(reference)
         refs.verify(info, lname)
         guard_outputs([out, relevance_out], [lpath, received if not as_da else None,

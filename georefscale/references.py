@@ -54,12 +54,16 @@ class Reference:
         path: the GeoTIFF read: a local file (a temporary one for a DataArray) or a URL.
         identity: the content identity recorded in the LR tags.
         label: how messages name it.
+        item: for a catalog record whose bands are separate files (a STAC Item with one asset
+            per band), that Item as a dict: the reference is read by stacking its band assets
+            (:func:`~georefscale.stac.item_raster`), ``path`` is then its first band's file.
     """
 
     id: str
     path: Path | str
     identity: str
     label: str
+    item: dict | None = None
 
     @classmethod
     def from_file(cls, path: PathLike, id: str | None = None,
@@ -91,12 +95,17 @@ class Reference:
     @classmethod
     def from_record(cls, rec: Record, catalog: Catalog, *, check_sha: bool = True) -> Reference:
         """A catalog record as a reference: its id, its file (which must exist) and, with
-        ``check_sha``, the record's checksum verified against the file.
+        ``check_sha``, the record's checksum verified against the file. A record whose bands are
+        separate files keeps them as a STAC Item (``item``); its identity is that of the
+        stacked bands, known once they are stacked for a model (``identity`` empty until then).
 
         Raises:
             InputError: the file is missing.
             ReferenceMismatchError: the file changed since the catalog was built.
         """
+        if any(b.href for b in rec.bands):  # one file per band: read by stacking them
+            item = rec.to_item().to_dict()
+            return cls(rec.id, rec.href, "", f"{rec.id} of {catalog_name(catalog)}", item)
         if is_url(rec.href):  # remote: the catalog's byte checksum cannot be checked cheaply
             return cls(rec.id, rec.href, identity_of(rec.href), rec.href)
         path = Path(rec.href)

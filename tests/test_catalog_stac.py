@@ -206,3 +206,34 @@ def test_remote_catalog_cannot_reach_local_files(stac_root: Path, tmp_path: Path
     assert "file:///etc/catalog.json" in reasons and "only link to http(s)" in reasons
     # a local absolute path in a remote catalog is a path on that server, not a local file
     assert f"{url}{stac_root}/catalog.json" in reasons
+
+
+def test_band_asset_record_is_used_on_board_and_found_on_the_ground(
+        stac_root: Path, oscd_dir: Path, tmp_path: Path) -> None:
+    """A picked record whose bands are separate files is read by stacking them: the LR and HR
+    are those of the same reference given as one file (same content identity), and the ground
+    finds it again by id in the catalog."""
+    import georefscale
+    from georefscale.options import GroundOptions, OnboardOptions, TilingOptions
+
+    cat_file = tmp_path / "stac.parquet"
+    res = CliRunner().invoke(main, ["catalog", "build", str(stac_root / "search.json"),
+                                    "-o", str(cat_file)])
+    assert res.exit_code == 0, res.output
+    target = oscd_dir / "rio_20171011.tif"
+    options = OnboardOptions(tiling=TilingOptions(tile=256, halo=16))
+    via_catalog = georefscale.onboard(target, catalog=cat_file, out=tmp_path / "a.tif",
+                                      options=options)
+    direct = georefscale.onboard(target, oscd_dir / "rio_20160424.tif", out=tmp_path / "b.tif",
+                                 options=options)
+    with rasterio.open(via_catalog) as a, rasterio.open(direct) as b:
+        assert np.array_equal(a.read(), b.read())
+        ta, tb = a.tags(), b.tags()
+        assert ta["GEOREFSCALE_REFERENCE_ID"] == "rio_20160424"
+        assert ta["GEOREFSCALE_REFERENCE_IDENTITY"] == tb["GEOREFSCALE_REFERENCE_IDENTITY"]
+    hr = georefscale.ground(via_catalog, catalog=cat_file, out=tmp_path / "hr.tif",
+                            options=GroundOptions(alpha=0.0))
+    hr_direct = georefscale.ground(direct, oscd_dir / "rio_20160424.tif",
+                                   out=tmp_path / "hr_b.tif", options=GroundOptions(alpha=0.0))
+    with rasterio.open(hr) as a, rasterio.open(hr_direct) as b:
+        assert np.array_equal(a.read(), b.read())
