@@ -61,6 +61,7 @@ def run_case(name: str, target: Path, ref: Path, model: str, tile: int, tmp: Pat
                        "reference_gain_db": summary.get("reference_gain_db")}
     row["psnr_gain_db"] = round(row["measure"]["psnr_db"] - row["agreement"]["psnr_db"], 3)
     row["onboard_ratio"] = round(row["measure"]["onboard_s"] / row["agreement"]["onboard_s"], 2)
+    print(json.dumps(row), flush=True)
     return row
 
 
@@ -80,7 +81,7 @@ def main() -> int:
             rows.append(run_case(f"{site.name}+changed", site.target, changed,
                                  "refscale-s2-x4", args.tile, tmp))
         if not args.no_naip and Path(NAIP.format("20200831")).is_file():
-            rows.append(run_case("naip-2020/2009", Path(NAIP.format("20200831")),
+            rows.append(run_case("naip-2020-vs-2009", Path(NAIP.format("20200831")),
                                  Path(NAIP.format("20090818")), "refscale-naip-x4", args.tile,
                                  tmp))
     print(f"{'case':<22} {'tiles':>5} {'agree dB':>9} {'measure dB':>10} {'gain':>6} "
