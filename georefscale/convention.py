@@ -25,7 +25,7 @@ from georefscale.raster.grid import Grid
 from georefscale.raster.io import DEFAULT_SCALES, default_scale
 
 __all__ = ["REBUILD_ALPHA", "REBUILD_SEED", "block_all", "convention_problems", "dn_convention",
-           "fill_nodata", "normalise", "reference_tile", "takes"]
+           "fill_nodata", "normalise", "reference_scale", "reference_tile", "takes"]
 
 #: The latent rule of every rebuild made on board (alpha 0: the mean reconstruction, which the
 #: seed does not change): the base of a two-layer product and the per-tile mode measurement.
@@ -169,21 +169,32 @@ def _needs_offset(ds: DatasetReader) -> bool:
     return m is not None and (int(m.group(1)), int(m.group(2))) >= OFFSET_BASELINE
 
 
+def reference_scale(model, dtype: str) -> float:
+    """DN per 1.0 of the references as both sides read them: the model's DN convention (no
+    offset), whatever the target's, since a reference in another convention is converted to it
+    when opened (:func:`~georefscale.bandmap.adapt`).
+
+    Args:
+        model: a rescaler (its ``scale``).
+        dtype: the target's dtype name (for models without a scale).
+    """
+    return float(model.scale) if model.scale is not None else default_scale(dtype)
+
+
 def normalise(ref: np.ndarray, model, dtype: str) -> np.ndarray:
     """A reference block in DN -> the model's normalised range, NaN (uncovered) -> 0."""
-    scale = float(model.scale) if model.scale is not None else default_scale(dtype)
-    return np.nan_to_num(ref / np.float32(scale), nan=0.0)
+    return np.nan_to_num(ref / np.float32(reference_scale(model, dtype)), nan=0.0)
 
 
 def reference_tile(references: Sequence[DatasetReader], grid: Grid, window: Window,
-                   warp: Affine, model, dtype: str,
-                   clouds: tuple[str | None, float, float] = (None, 1.0, 0.0)) -> np.ndarray:
+                   warp: Affine, model, dtype: str, clouds: str | None = None) -> np.ndarray:
     """References warped onto the tile ``window`` (with the scene's ``warp``, see
     :func:`~georefscale.raster.align.align_window`), clouds filled
-    (:func:`~georefscale.raster.clouds.clear_reference` with ``clouds``: the recorded test, DN
-    scale and offset; no test: as they are), normalised, NaN -> 0."""
+    (:func:`~georefscale.raster.clouds.clear_reference` with the recorded test ``clouds``, in
+    the references' convention :func:`reference_scale`; None: as they are), normalised,
+    NaN -> 0."""
     raw = align_window(references, grid, window, warp)
-    return normalise(clear_reference(raw, *clouds), model, dtype)
+    return normalise(clear_reference(raw, clouds, reference_scale(model, dtype)), model, dtype)
 
 
 def block_all(mask: np.ndarray, f: int) -> np.ndarray:

@@ -196,7 +196,7 @@ class GroundPlan:
         if not use_fallback and m.uses_reference:
             ref = reference_tile(datasets, info.target_grid, t.window, info.coreg.warp, m,
                                  info.source_dtype,
-                                 clouds=(info.reference_clouds, info.scale, info.offset))
+                                 clouds=info.reference_clouds)
         x = rel = None
         if self.hr:
             x = upscale(m, y, ref, self.options.alpha, tile_seed(self.options.seed, row, col))

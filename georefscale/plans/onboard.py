@@ -29,6 +29,7 @@ from georefscale.convention import (
     dn_convention,
     fill_nodata,
     normalise,
+    reference_scale,
 )
 from georefscale.errors import InputError
 from georefscale.masks import encode_mask
@@ -153,7 +154,8 @@ class OnboardPlan:
             coreg = Coregistration()
             if datasets and options.correct_shift:
                 coreg = coregister(target, datasets, grid, mask=None if clouds is None else
-                                   partial(cloud_mask, kind=clouds, scale=scale, offset=offset))
+                                   partial(cloud_mask, kind=clouds,
+                                           scale=reference_scale(model, dtype)))
         info = LRInfo(
             factor=model.factor,
             model=model.name,
@@ -219,7 +221,8 @@ class OnboardPlan:
         if model.uses_reference:
             raw = clear_reference(align_window(datasets, info.target_grid, t.window,
                                                info.coreg.warp),
-                                  info.reference_clouds, info.scale, info.offset)
+                                  info.reference_clouds,
+                                  reference_scale(model, info.source_dtype))
             if fallback is None or self.reference_fits(x, mask, raw):
                 ref = normalise(raw, model, info.source_dtype)
         if self.bicubic is not None:
