@@ -43,8 +43,9 @@ __all__ = ["KINDS", "Coregistration", "coregister", "measured_windows"]
 WINDOW = 128
 #: at most this many windows along each axis (windows overlap by half at most)
 MAX_WINDOWS = 12
-#: float32 samples of the warped reference held at a time (64 MiB)
-STRIP_SAMPLES = 1 << 24
+#: float32 samples of the warped reference held at a time (16 MiB; the cloud test on a strip
+#: holds about 6 times that), at least one row of windows
+STRIP_SAMPLES = 1 << 22
 #: smallest window side (target pixels): smaller targets are not co-registered
 MIN_WINDOW = 32
 #: a window is used only when at least this fraction of it is valid in target and reference
