@@ -319,9 +319,9 @@ def _onboard(ws: Workspace, target: Source, reference: Source | Sequence[Source]
     refs = ws.references(reference)
     if catalog is not None:
         try:
-            refs = ws.adapt_all(ReferenceSet.from_catalog(
-                as_catalog(catalog, archive), given, target_name=tname, band_count=count,
-                when=when))
+            refs = ws.adapt_all(ReferenceSet.from_catalog(  # an item: its geometry and date
+                as_catalog(catalog, archive), target if is_stac_item(target) else given,
+                target_name=tname, band_count=count, when=when))
         except NoCandidateError:
             if not options.allow_noref:
                 raise
@@ -610,11 +610,11 @@ def roundtrip(
     on, gr = options or (OnboardOptions(), GroundOptions())
     ground_keys = {k: keywords.pop(k) for k in ("alpha", "seed") if k in keywords}
     on, gr = onboard_options(on, **keywords), ground_options(gr, **ground_keys)
-    given = [] if reference is None or is_dataarray(reference) else (
-        [reference] if isinstance(reference, str | os.PathLike) else list(reference))
-    guard_outputs([lr_out, hr_out, relevance_out],
-                  [None if is_dataarray(target) else target,
-                   *(r for r in given if not is_dataarray(r))])
+    single = reference is None or isinstance(reference, str | os.PathLike) or is_dataarray(
+        reference) or is_stac_item(reference)
+    sources = [target, *([reference] if single else reference)]
+    guard_outputs([lr_out, hr_out, relevance_out],  # files only, not DataArrays or Items
+                  [s for s in sources if isinstance(s, str | os.PathLike)])
     for p in (lr_out, hr_out, relevance_out):
         if p is not None:
             Path(p).parent.mkdir(parents=True, exist_ok=True)

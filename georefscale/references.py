@@ -22,7 +22,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from rasterio.io import DatasetReader
@@ -153,7 +153,7 @@ class ReferenceSet:
     def from_catalog(
         cls,
         catalog: Catalog,
-        target: PathLike,
+        target: PathLike | Any,
         *,
         target_name: str | None = None,
         band_count: int | None = None,
@@ -165,7 +165,7 @@ class ReferenceSet:
 
         Args:
             catalog: the catalog.
-            target: the target GeoTIFF.
+            target: the target GeoTIFF or STAC Item (``Catalog.references_for``).
             target_name: how messages name the target (default: its path).
             band_count: only records with this many bands.
             when: acquisition time of the target (default: from its tags or name).

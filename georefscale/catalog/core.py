@@ -293,17 +293,23 @@ class Catalog:
                          score=float(score[i]),
                          ranking=explain(raw, i, float(overlap[i]), float(score[i]), weights))
 
-    def references_for(self, target: str | os.PathLike[str] | Record, *, time: str = "nearest",
+    def references_for(self, target: Any, *, time: str = "nearest",
                        when: datetime | str | None = None, date_pattern: str | None = None,
                        **filters: Any) -> QueryResult:
-        """References for a target raster (path) or record: its footprint as AOI, its
-        acquisition time (or ``when``) as ``at`` (``time="nearest"``) or ``before``
-        (``time="before"``), its gsd for ranking; the target itself (same href, id or checksum)
-        is excluded. ``filters`` go to :meth:`query`."""
+        """References for a target raster (path), STAC Item (``pystac.Item``, dict, JSON file
+        or URL) or record: its footprint as AOI, its acquisition time (or ``when``) as ``at``
+        (``time="nearest"``) or ``before`` (``time="before"``), its gsd for ranking; the target
+        itself (same href, id or checksum) is excluded. ``filters`` go to :meth:`query`."""
+        from georefscale.stac import is_stac_item, load_item
+
         if time not in ("nearest", "before"):
             raise InputError(f"time must be 'nearest' or 'before', not {time!r}")
         if isinstance(target, Record):
             rec = target
+            exclude_ids = [rec.id]
+        elif is_stac_item(target):
+            item, base = load_item(target)
+            rec = Record.from_item(item, base=base or None)
             exclude_ids = [rec.id]
         else:
             rec = record_from_raster(target, date_pattern=date_pattern,

@@ -66,8 +66,8 @@ def build(paths: tuple[str, ...], output: str, date_pattern: str | None, sensor:
 @click.argument("catalog_file", metavar="CATALOG", type=click.Path(dir_okay=False))
 @click.option("--aoi", help="AOI: WKT, GeoJSON, a GeoJSON file or 'minx,miny,maxx,maxy'.")
 @click.option("--aoi-crs", default="EPSG:4326", show_default=True, help="CRS of the AOI.")
-@click.option("--target", type=click.Path(dir_okay=False, exists=True),
-              help="Instead of --aoi: find references for this raster (footprint, date, gsd).")
+@click.option("--target", help="Instead of --aoi: find references for this raster or STAC Item "
+              "(file or URL; its footprint, date, gsd).")
 @click.option("--before", help="Only records acquired strictly before this date/datetime.")
 @click.option("--at", "at_time", help="Rank by nearness to this date (either side).")
 @click.option("--max-age-days", type=float, help="Largest time gap in days.")
