@@ -12,86 +12,23 @@ import numpy as np
 import pytest
 import rasterio
 from click.testing import CliRunner
-from test_remote import _serve
 
 from georefscale.catalog import Catalog, IngestWarning, ingest
 from georefscale.cli import main
+from georefscale.sample_stac import BANDS, serve, write_catalog
 from georefscale.stac import item_raster
 
-BANDS = [("B02", "blue"), ("B03", "green"), ("B04", "red"), ("B08", "nir")]
 MODEL_BANDS = ["B02 blue", "B03 green", "B04 red", "B08 nir"]
 CITIES = ["rio_20160424", "rio_20171011", "pisa_20150704"]
-
-
-def _item(src: Path, folder: Path, *, named_by: str = "eo:bands") -> dict:
-    """A STAC Item for the OSCD stack ``src`` with one single-band GeoTIFF asset per band in
-    ``folder`` (hrefs relative to ``folder``), asset-level ``proj:`` fields, a 20 m ``B05``
-    asset on another grid, a thumbnail; bands named by asset ``eo:bands`` or (``named_by="key"``)
-    only by the asset keys."""
-    with rasterio.open(src) as ds:
-        profile = {**ds.profile, "count": 1, "driver": "GTiff"}
-        when = ds.tags()["ACQUISITION_DATE"]
-        west, south, east, north = ds.bounds
-        proj = {"proj:code": "EPSG:4326", "proj:transform": list(ds.transform)[:6],
-                "proj:shape": [ds.height, ds.width]}
-        assets: dict[str, dict] = {}
-        for i, (name, common) in enumerate(BANDS, start=1):
-            tif = folder / f"{src.stem}_{name}.tif"
-            with rasterio.open(tif, "w", **profile) as out:
-                out.write(ds.read(i), 1)
-            asset = {"href": tif.name, "type": "image/tiff; application=geotiff",
-                     "roles": ["data"], **proj,
-                     "raster:bands": [{"data_type": "uint16", "scale": 1.0}]}
-            if named_by == "eo:bands":
-                assets[common] = {**asset, "eo:bands": [{"name": name, "common_name": common}]}
-            else:
-                assets[name if common == "nir" else common] = asset
-    coarse = list(ds.transform)[:6]
-    coarse[0], coarse[4] = coarse[0] * 2, coarse[4] * 2
-    assets["rededge1"] = {"href": f"{src.stem}_B02.tif", "roles": ["data"],
-                          "proj:code": "EPSG:4326", "proj:transform": coarse,
-                          "proj:shape": [ds.height // 2, ds.width // 2],
-                          "eo:bands": [{"name": "B05", "common_name": "rededge"}]}
-    assets["thumbnail"] = {"href": f"{src.stem}_B02.tif", "roles": ["thumbnail"]}
-    return {"type": "Feature", "stac_version": "1.0.0", "id": src.stem,
-            "geometry": {"type": "Polygon", "coordinates": [[[west, south], [east, south],
-                                                             [east, north], [west, north],
-                                                             [west, south]]]},
-            "bbox": [west, south, east, north],
-            "properties": {"datetime": when.replace(" ", "T") + "Z"
-                           if "T" not in when else when, "platform": "sentinel-2a",
-                           "gsd": 10},
-            "assets": assets, "links": []}
 
 
 @pytest.fixture(scope="module")
 def stac_root(oscd_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A static catalog (catalog.json -> collection.json -> items/<id>.json) and the same
-    items as an ItemCollection (search.json, what ``stac-client search --save`` writes)."""
+    items as an ItemCollection (search.json, what ``stac-client search --save`` writes); pisa's
+    bands are named only by their asset keys."""
     root = tmp_path_factory.mktemp("stac")
-    (root / "items").mkdir()
-    items = [_item(oscd_dir / f"{c}.tif", root / "items",
-                   named_by="key" if c.startswith("pisa") else "eo:bands") for c in CITIES]
-    for item in items:
-        item["links"] = [{"rel": "collection", "href": "../collection.json"}]
-        (root / "items" / f"{item['id']}.json").write_text(json.dumps(item))
-    (root / "collection.json").write_text(json.dumps({
-        "type": "Collection", "id": "oscd-s2", "stac_version": "1.0.0",
-        "description": "sample", "license": "proprietary",
-        "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]},
-                   "temporal": {"interval": [[None, None]]}},
-        "links": [{"rel": "item", "href": f"items/{i['id']}.json"} for i in items]}))
-    (root / "catalog.json").write_text(json.dumps({
-        "type": "Catalog", "id": "root", "stac_version": "1.0.0", "description": "sample",
-        "links": [{"rel": "child", "href": "./collection.json"}]}))
-    flat = []
-    for item in items:
-        copy = json.loads(json.dumps(item))
-        for asset in copy["assets"].values():
-            asset["href"] = f"items/{asset['href']}"
-        flat.append(copy)
-    (root / "search.json").write_text(json.dumps({"type": "FeatureCollection",
-                                                  "features": flat}))
+    write_catalog([oscd_dir / f"{c}.tif" for c in CITIES], root, key_named=["pisa_20150704"])
     return root
 
 
@@ -124,7 +61,7 @@ def test_item_collection_builds_records_picked_as_references(stac_root: Path, os
 
 def test_static_catalog_over_http_keeps_remote_hrefs(stac_root: Path, oscd_dir: Path,
                                                      tmp_path: Path) -> None:
-    server, url = _serve(stac_root, ranges=True)
+    server, url = serve(stac_root, ranges=True)
     try:
         out = tmp_path / "remote.parquet"
         res = CliRunner().invoke(main, ["catalog", "build", f"{url}/catalog.json", "-o",
@@ -194,7 +131,7 @@ def test_remote_catalog_cannot_reach_local_files(stac_root: Path, tmp_path: Path
         "links": [{"rel": "item", "href": "item.json"},
                   {"rel": "child", "href": str(stac_root / "catalog.json")},
                   {"rel": "child", "href": "file:///etc/catalog.json"}]}))
-    server, url = _serve(root, ranges=True)
+    server, url = serve(root, ranges=True)
     try:
         with pytest.warns(IngestWarning):
             result = ingest([f"{url}/catalog.json"])

@@ -4,12 +4,8 @@ files locally, and a bad server or URL a clear error."""
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import os
-import re
-import threading
 from pathlib import Path
 
 import pytest
@@ -21,57 +17,14 @@ from georefscale.cli import main
 from georefscale.errors import InputError, ReferenceMismatchError
 from georefscale.options import OnboardOptions
 from georefscale.references import identity_of
+from georefscale.sample_stac import serve
 
 FAST = OnboardOptions(model="refscale-s2-x4")  # one tile: few range requests
 
 
-class RangeHandler(http.server.SimpleHTTPRequestHandler):
-    """Static files with single-range ``Range: bytes=a-b`` support (206), as object stores
-    and CDNs answer."""
-
-    ranges = True
-
-    def log_message(self, *args: object) -> None:  # quiet
-        pass
-
-    def send_head(self):  # noqa: D102
-        path = Path(self.translate_path(self.path))
-        rng = self.headers.get("Range")
-        if not self.ranges or rng is None or not path.is_file():
-            return super().send_head()
-        m = re.fullmatch(r"bytes=(\d+)-(\d*)", rng.strip())
-        size = path.stat().st_size
-        start = int(m.group(1))
-        end = min(int(m.group(2)) if m.group(2) else size - 1, size - 1)
-        f = open(path, "rb")  # noqa: SIM115  (closed by copyfile's caller)
-        f.seek(start)
-        self.send_response(206)
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-        self.send_header("Content-Length", str(end - start + 1))
-        self.send_header("Accept-Ranges", "bytes")
-        self.end_headers()
-        self._remaining = end - start + 1
-        return f
-
-    def copyfile(self, source, outputfile):  # noqa: D102
-        remaining = getattr(self, "_remaining", None)
-        if remaining is None:
-            return super().copyfile(source, outputfile)
-        outputfile.write(source.read(remaining))
-
-
-def _serve(root: Path, ranges: bool):
-    handler = functools.partial(type("H", (RangeHandler,), {"ranges": ranges}),
-                                directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
-
-
 @pytest.fixture(scope="module")
 def http_data(oscd_dir):
-    server, url = _serve(oscd_dir, ranges=True)
+    server, url = serve(oscd_dir, ranges=True)
     before = os.environ.get("GDAL_DISABLE_READDIR_ON_OPEN")
     os.environ["GDAL_DISABLE_READDIR_ON_OPEN"] = "EMPTY_DIR"  # no directory listing requests
     yield url
@@ -105,7 +58,7 @@ def test_bad_urls_and_servers(oscd_dir, http_data, tmp_path):
     with pytest.raises(InputError, match="cannot be read over the network"):
         onboard("http://127.0.0.1:9/rio_20171011.tif", None, out=tmp_path / "lr.tif",
                 options=FAST)
-    server, url = _serve(oscd_dir, ranges=False)
+    server, url = serve(oscd_dir, ranges=False)
     try:
         with pytest.raises(InputError, match="rio_20171011.tif"):
             onboard(f"{url}/rio_20171011.tif", f"{url}/rio_20160424.tif",
@@ -154,7 +107,7 @@ def test_stac_items_with_band_assets_over_http(oscd_dir, tmp_path):
     root = tmp_path / "stac"
     _item(oscd_dir / "rio_20171011.tif", root / "target")
     _item(oscd_dir / "rio_20160424.tif", root / "reference")
-    server, url = _serve(root, ranges=True)
+    server, url = serve(root, ranges=True)
     try:
         target, ref = f"{url}/target/rio_20171011.json", f"{url}/reference/rio_20160424.json"
         lr = onboard(target, ref, out=tmp_path / "lr.tif", options=FAST)
