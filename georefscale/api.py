@@ -446,7 +446,8 @@ def onboard(
     tile, ``options.fallback`` decides when the tile is made by the twin (recorded in the tags).
 
     Args:
-        target: the new acquisition (GeoTIFF path or DataArray).
+        target: the new acquisition: a GeoTIFF (path or URL), a STAC Item (``pystac.Item``,
+            dict, JSON file or URL; its band assets) or a DataArray.
         reference: the reference(s), or None with ``catalog``.
         out: the LR product to write (may be None when ``target`` is a DataArray).
         catalog: a :class:`~georefscale.catalog.Catalog` or the path of its parquet.

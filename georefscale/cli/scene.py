@@ -90,7 +90,8 @@ def _lr_lines(s: dict) -> list[str]:
 @quiet_opt
 @json_opt
 def onboard_cmd(target, references, catalog, archive, output, options, quiet, as_json):
-    """On board: shrink TARGET (a GeoTIFF) 2x or 4x into a tagged LR product.
+    """On board: shrink TARGET (a GeoTIFF or a STAC Item; a file or URL) 2x or 4x into a
+    tagged LR product.
 
     The reference (an older image of the same place) comes from --reference or is picked from
     --catalog. The LR product records the model, the reference ids and checksums and the
