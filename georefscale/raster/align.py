@@ -119,6 +119,8 @@ def estimate_shift(
     """
     t = _standardise(target, target_mask)
     r = _standardise(reference, np.isnan(reference))
+    if not (t.any() and r.any()):  # a flat or empty image: nothing to correlate
+        return 0.0, 0.0, 1.0
     hann = _hann(t.shape)
     shift, error, _ = phase_cross_correlation(
         t * hann, r * hann, upsample_factor=upsample, normalization=None
