@@ -104,6 +104,42 @@ def test_drawn_cloud_and_its_shadow_are_masked_and_filled(oscd_dir, tmp_path):
     assert not cloud_mask(plain, "s2", 10000.0)[shadow].any()
 
 
+def test_ground_fills_the_clouds_as_on_board(oscd_dir, tmp_path):
+    """A 256 px crop of Rio with a cloud over a third of its reference: the product records the
+    test (FORMAT 2), the round trip beats the no-reference model, and a second ground (which
+    fills the reference's clouds itself) gives the same HR bit for bit."""
+    from georefscale.options import GroundOptions, OnboardOptions, TilingOptions
+
+    crops = []
+    for name in ("rio_20171011.tif", "rio_20160424.tif"):
+        with rasterio.open(oscd_dir / name) as ds:
+            win = ((0, 256), (0, 256))
+            profile = {**ds.profile, "width": 256, "height": 256,
+                       "transform": ds.window_transform(win)}
+            arr, desc = ds.read(window=win), ds.descriptions
+        crop = tmp_path / name
+        with rasterio.open(crop, "w", **profile) as dst:
+            dst.write(arr)
+            dst.descriptions = desc
+        crops.append(crop)
+    target, (cloudy, _) = crops[0], _clouded(crops[1], tmp_path / "cloudy.tif")
+    with rasterio.open(cloudy) as ds:
+        assert cloud_mask(ds.read().astype(np.float32), "s2", 10000.0).mean() > 0.2
+    options = (OnboardOptions(tiling=TilingOptions(tile=128, halo=16)), GroundOptions())
+    res = roundtrip(target, cloudy, lr_out=tmp_path / "lr.tif", hr_out=tmp_path / "hr.tif",
+                    options=options)
+    noref = roundtrip(target, None, lr_out=tmp_path / "n_lr.tif", hr_out=tmp_path / "n_hr.tif",
+                      options=(OnboardOptions(model="noref-s2-x4"), GroundOptions()))
+    assert res["psnr_db"] > noref["psnr_db"]
+    with rasterio.open(res["lr"]) as ds:
+        assert LRInfo.from_dataset(ds, res["lr"]).reference_clouds == "s2"
+        assert georefscale_tags(ds)["FORMAT"] == "2"
+    again = ground(res["lr"], cloudy, out=tmp_path / "again.tif")
+    with rasterio.open(again) as x, rasterio.open(res["hr"]) as y:
+        np.testing.assert_array_equal(x.read(), y.read())
+
+
+@pytest.mark.slow  # three whole-scene round trips (the goal, also in benchmarks/coregistration.py)
 def test_cloudy_reference_roundtrip(oscd_dir, tmp_path):
     """Rio with a cloud over a third of the reference (refscale-s2-x4): outside the cloud
     within 0.3 dB of the clean reference's result, and on the whole scene better than the
