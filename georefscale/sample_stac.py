@@ -86,6 +86,10 @@ def serve(root: str | os.PathLike[str], *, ranges: bool = True,
           port: int = 0) -> tuple[http.server.ThreadingHTTPServer, str]:
     """Serve the folder ``root`` on 127.0.0.1 in a daemon thread.
 
+    GDAL in the same process must not list the server's folders (a plain ``rasterio.open`` of
+    one of its URLs hangs there): georefscale's readers do not; elsewhere set
+    ``GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR``.
+
     Args:
         root: the folder to serve.
         ranges: answer ``Range`` requests with 206 (False: a server without Range support).
