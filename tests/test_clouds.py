@@ -143,8 +143,7 @@ def test_ground_fills_the_clouds_as_on_board(oscd_dir, tmp_path):
 def test_cloudy_reference_roundtrip(oscd_dir, tmp_path):
     """Rio with a cloud over a third of the reference (refscale-s2-x4): outside the cloud
     within 0.3 dB of the clean reference's result, and on the whole scene better than the
-    no-reference model; the product records the test (FORMAT 2) and the ground fills the same
-    pixels (a second ground is the same)."""
+    no-reference model (the tags and the ground's fill: the crop test above)."""
     target = oscd_dir / "rio_20171011.tif"
     ref = oscd_dir / "rio_20160424.tif"
     cloudy, alpha = _clouded(ref, tmp_path / "cloudy.tif")
@@ -162,12 +161,6 @@ def test_cloudy_reference_roundtrip(oscd_dir, tmp_path):
 
         assert psnr(a.read()) > psnr(b.read()) - 0.3
     assert res["psnr_db"] > noref["psnr_db"]
-    with rasterio.open(res["lr"]) as ds:
-        assert LRInfo.from_dataset(ds, res["lr"]).reference_clouds == "s2"
-        assert georefscale_tags(ds)["FORMAT"] == "2"
-    again = ground(res["lr"], cloudy, out=tmp_path / "again.tif")
-    with rasterio.open(again) as x, rasterio.open(res["hr"]) as y:
-        np.testing.assert_array_equal(x.read(), y.read())
 
 
 def test_clouds_are_left_out_of_coregistration(oscd_dir, tmp_path):
