@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -205,8 +206,9 @@ def plan_archive(
         split_pixels: scenes with more pixels are split into tile bands across workers.
 
     Raises:
-        InputError: a bad selection, or a band selection (``onboard.bands``): the archive reads
-            its scenes in the catalog's band order, by the model's band count.
+        InputError: a bad selection, a band selection (``onboard.bands``: the archive reads
+            its scenes in the catalog's band order, by the model's band count), or selected
+            records whose bands are separate files.
     """
     from georefscale.catalog import Catalog, parse_aoi, parse_datetime
 
@@ -236,6 +238,7 @@ def plan_archive(
         ),
         key=lambda r: (r.datetime, r.id),
     )
+    _single_files(records)
     jobs = []
     for rec in records:
         note = None
@@ -243,6 +246,7 @@ def plan_archive(
             refs = cat.references_for(rec, time="before", band_count=rec.band_count).references
         except NoCandidateError:
             refs, note = [], "no earlier reference in the catalog"
+        _single_files(refs)
         model, choice = _choose_model(onboard.model, rec, onboard.factor)
         pixels = (rec.shape[0] * rec.shape[1]) if rec.shape else 0
         jobs.append(SceneJob(
@@ -255,6 +259,21 @@ def plan_archive(
             note=note,
         ))
     return jobs
+
+
+def _single_files(records: Sequence[Record]) -> None:
+    """Refuse records whose bands are separate files (STAC band assets): the archive's tasks
+    open each scene as one file.
+
+    Raises:
+        InputError: naming how many there are and the first one.
+    """
+    separate = [r.id for r in records if any(b.href for b in r.bands)]
+    if separate:
+        raise InputError(
+            f"archive: {len(separate)} records keep their bands in separate files (STAC band "
+            f"assets; first: {separate[0]!r}); the archive reads single-file scenes. Run "
+            "onboard on each Item (it stacks the bands), or catalog stacked files")
 
 
 def _with_model(options: OnboardOptions, model: str) -> OnboardOptions:
