@@ -25,7 +25,8 @@ from georefscale.raster.grid import Grid
 from georefscale.raster.io import DEFAULT_SCALES, default_scale
 
 __all__ = ["REBUILD_ALPHA", "REBUILD_SEED", "block_all", "convention_problems", "dn_convention",
-           "fill_nodata", "normalise", "reference_scale", "reference_tile", "takes"]
+           "fill_nodata", "normalise", "reference_dn", "reference_scale", "reference_tile",
+           "takes"]
 
 #: The latent rule of every rebuild made on board (alpha 0: the mean reconstruction, which the
 #: seed does not change): the base of a two-layer product and the per-tile mode measurement.
@@ -186,15 +187,22 @@ def normalise(ref: np.ndarray, model, dtype: str) -> np.ndarray:
     return np.nan_to_num(ref / np.float32(reference_scale(model, dtype)), nan=0.0)
 
 
-def reference_tile(references: Sequence[DatasetReader], grid: Grid, window: Window,
-                   warp: Affine, model, dtype: str, clouds: str | None = None) -> np.ndarray:
+def reference_dn(references: Sequence[DatasetReader], grid: Grid, window: Window,
+                 warp: Affine, model, dtype: str, clouds: str | None = None) -> np.ndarray:
     """References warped onto the tile ``window`` (with the scene's ``warp``, see
     :func:`~georefscale.raster.align.align_window`), clouds filled
     (:func:`~georefscale.raster.clouds.clear_reference` with the recorded test ``clouds``, in
-    the references' convention :func:`reference_scale`; None: as they are), normalised,
-    NaN -> 0."""
+    the references' convention :func:`reference_scale`; None: as they are), in DN, NaN where
+    uncovered."""
     raw = align_window(references, grid, window, warp)
-    return normalise(clear_reference(raw, clouds, reference_scale(model, dtype)), model, dtype)
+    return clear_reference(raw, clouds, reference_scale(model, dtype))
+
+
+def reference_tile(references: Sequence[DatasetReader], grid: Grid, window: Window,
+                   warp: Affine, model, dtype: str, clouds: str | None = None) -> np.ndarray:
+    """:func:`reference_dn`, normalised, NaN -> 0."""
+    return normalise(reference_dn(references, grid, window, warp, model, dtype, clouds), model,
+                     dtype)
 
 
 def block_all(mask: np.ndarray, f: int) -> np.ndarray:

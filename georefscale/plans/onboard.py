@@ -29,6 +29,7 @@ from georefscale.convention import (
     dn_convention,
     fill_nodata,
     normalise,
+    reference_dn,
     reference_scale,
 )
 from georefscale.errors import InputError
@@ -36,8 +37,8 @@ from georefscale.masks import encode_mask
 from georefscale.metrics import detail_agreement
 from georefscale.options import FallbackPolicy, OnboardOptions, check_factor
 from georefscale.product import MAX_GAIN_DB, LRInfo
-from georefscale.raster.align import align_window, overlaps
-from georefscale.raster.clouds import clear_reference, cloud_kind, cloud_mask
+from georefscale.raster.align import overlaps
+from georefscale.raster.clouds import cloud_kind, cloud_mask
 from georefscale.raster.coreg import Coregistration, coregister
 from georefscale.raster.grid import Grid
 from georefscale.raster.io import (
@@ -219,10 +220,8 @@ class OnboardPlan:
         x = fill_nodata(x, mask)
         ref = None
         if model.uses_reference:
-            raw = clear_reference(align_window(datasets, info.target_grid, t.window,
-                                               info.coreg.warp),
-                                  info.reference_clouds,
-                                  reference_scale(model, info.source_dtype))
+            raw = reference_dn(datasets, info.target_grid, t.window, info.coreg.warp, model,
+                               info.source_dtype, info.reference_clouds)
             if fallback is None or self.reference_fits(x, mask, raw):
                 ref = normalise(raw, model, info.source_dtype)
         if self.bicubic is not None:
