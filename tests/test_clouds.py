@@ -104,25 +104,15 @@ def test_drawn_cloud_and_its_shadow_are_masked_and_filled(oscd_dir, tmp_path):
     assert not cloud_mask(plain, "s2", 10000.0)[shadow].any()
 
 
-def test_ground_fills_the_clouds_as_on_board(oscd_dir, tmp_path):
+def test_ground_fills_the_clouds_as_on_board(oscd_dir, tmp_path, crop):
     """A 256 px crop of Rio with a cloud over a third of its reference: the product records the
     test (FORMAT 2), the round trip beats the no-reference model, and a second ground (which
     fills the reference's clouds itself) gives the same HR bit for bit."""
     from georefscale.options import GroundOptions, OnboardOptions, TilingOptions
 
-    crops = []
-    for name in ("rio_20171011.tif", "rio_20160424.tif"):
-        with rasterio.open(oscd_dir / name) as ds:
-            win = ((0, 256), (0, 256))
-            profile = {**ds.profile, "width": 256, "height": 256,
-                       "transform": ds.window_transform(win)}
-            arr, desc = ds.read(window=win), ds.descriptions
-        crop = tmp_path / name
-        with rasterio.open(crop, "w", **profile) as dst:
-            dst.write(arr)
-            dst.descriptions = desc
-        crops.append(crop)
-    target, (cloudy, _) = crops[0], _clouded(crops[1], tmp_path / "cloudy.tif")
+    target, ref = (crop(oscd_dir / name, tmp_path / name, 256)
+                   for name in ("rio_20171011.tif", "rio_20160424.tif"))
+    cloudy, _ = _clouded(ref, tmp_path / "cloudy.tif")
     with rasterio.open(cloudy) as ds:
         assert cloud_mask(ds.read().astype(np.float32), "s2", 10000.0).mean() > 0.2
     options = (OnboardOptions(tiling=TilingOptions(tile=128, halo=16)), GroundOptions())

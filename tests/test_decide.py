@@ -37,26 +37,19 @@ def _options(decide: str) -> tuple[OnboardOptions, GroundOptions]:
 
 
 @pytest.fixture(scope="module")
-def changed(oscd_dir, tmp_path_factory):
+def changed(oscd_dir, tmp_path_factory, crop):
     """A 384 px crop of Montpellier 2017 and of its 2015 reference, the reference's top-left
     block replaced by other land of the same reference turned 180 degrees (a co-registered
     reference with changed land)."""
     d = tmp_path_factory.mktemp("decide")
-    out = []
-    for name in ("montpellier_20171030.tif", "montpellier_20150812.tif"):
-        with rasterio.open(oscd_dir / name) as ds:
-            full = ds.read()
-            win = ((0, SIZE), (0, SIZE))
-            profile = {**ds.profile, "width": SIZE, "height": SIZE,
-                       "transform": ds.window_transform(win)}
-        a = full[:, :SIZE, :SIZE].copy()
-        if out:  # the reference
-            a[:, :BLOCK, :BLOCK] = full[:, -BLOCK:, -BLOCK:][:, ::-1, ::-1]
-        path = d / ("changed_ref.tif" if out else "target.tif")
-        with rasterio.open(path, "w", **profile) as dst:
-            dst.write(a)
-        out.append(path)
-    return tuple(out)
+    target = crop(oscd_dir / "montpellier_20171030.tif", d / "target.tif", SIZE)
+    ref = oscd_dir / "montpellier_20150812.tif"
+    changed = crop(ref, d / "changed_ref.tif", SIZE)
+    with rasterio.open(ref) as ds:
+        other = ds.read()[:, -BLOCK:, -BLOCK:][:, ::-1, ::-1]
+    with rasterio.open(changed, "r+") as ds:
+        ds.write(other, window=((0, BLOCK), (0, BLOCK)))
+    return target, changed
 
 
 @pytest.fixture(scope="module")

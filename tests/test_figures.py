@@ -8,34 +8,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
-from rasterio.windows import Window
 
 from georefscale.evaluation import ratedistortion, scores
 
 CROP = 128
 
 
-def _crop(src: Path, out: Path) -> None:
-    with rasterio.open(src) as ds:
-        win = Window(0, 0, CROP, CROP)
-        profile = {**ds.profile, "width": CROP, "height": CROP,
-                   "transform": ds.window_transform(win)}
-        with rasterio.open(out, "w", **profile) as o:
-            o.write(ds.read(window=win))
-            o.descriptions = ds.descriptions
-            o.update_tags(**ds.tags())
-
-
-def _pairs(oscd_dir: Path, folder: Path) -> Path:
+def _pairs(oscd_dir: Path, folder: Path, crop) -> Path:
     folder.mkdir()
     for name in ("montpellier_20150812.tif", "montpellier_20171030.tif"):
-        _crop(oscd_dir / name, folder / name)
+        crop(oscd_dir / name, folder / name, CROP)
     return folder
 
 
-def test_evaluate_and_rd_report_per_band_figures(oscd_dir, tmp_path):
-    pairs = _pairs(oscd_dir, tmp_path / "pairs")
+def test_evaluate_and_rd_report_per_band_figures(oscd_dir, tmp_path, crop):
+    pairs = _pairs(oscd_dir, tmp_path / "pairs", crop)
     ev = scores.evaluate(pairs, 4, {"bicubic": "bicubic"})
     row = ev["sites"][0]
     bands = row["bands"]["bicubic"]
