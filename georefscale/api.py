@@ -235,15 +235,10 @@ class Workspace:
         """``refs`` (e.g. from a catalog), each read as the model takes it (:meth:`adapt`;
         one that is adapted is identified by the content read)."""
         out = []
-        for i, r in enumerate(refs):
-            if r.item is not None:  # separate band files: stacked in the model's band order
-                if not self.bands:
-                    raise InputError(f"{r.label}: its bands are separate files; a model that "
-                                     "names its bands is needed to stack them")
-                read = item_raster(r.item, self.bands, self.path(f"record-{i + 1}.vrt"))
-                out.append(Reference(r.id, read, identity_of(read), r.label))
-                continue
-            read = self.adapt(r.path, "reference", r.label)
+        for r in refs:
+            # separate band files (``item``): stacked as a given STAC Item is (:meth:`source`)
+            path = r.path if r.item is None else self.source(r.item, r.label)[0]
+            read = self.adapt(path, "reference", r.label)
             out.append(r if read == r.path else Reference(r.id, read, identity_of(read),
                                                           r.label))
         return ReferenceSet(tuple(out))
