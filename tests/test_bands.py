@@ -14,11 +14,9 @@ from click.testing import CliRunner
 from rasterio.windows import Window
 
 import georefscale
-from georefscale.archive import process_archive
-from georefscale.catalog import Catalog, ingest
 from georefscale.cli import main
 from georefscale.errors import InputError
-from georefscale.options import ClusterOptions, OnboardOptions, parse_bands
+from georefscale.options import OnboardOptions, parse_bands
 
 CROP = 128
 FAST = {"tiling": georefscale.TilingOptions(128, 16)}
@@ -217,15 +215,3 @@ def test_float32_reflectance_in_float32_out(montpellier, tmp_path):
     # a float reference for a uint16 target is converted to the model's DN
     mixed = _roundtrip(t, files[1], tmp_path, "mixed")
     assert abs(mixed["psnr_db"] - orig["psnr_db"]) < 0.05
-
-
-def test_archive_refuses_a_band_selection(oscd_dir, tmp_path):
-    """The archive reads catalogued scenes as they are: a band selection is refused before any
-    work, never silently ignored."""
-    records = ingest([oscd_dir / "rio_20160424.tif", oscd_dir / "rio_20171011.tif"]).records
-    out = tmp_path / "out"
-    with pytest.raises(InputError, match="--bands"):
-        process_archive(Catalog.from_records(records), out,
-                        onboard=OnboardOptions(bands=parse_bands("1,2,3,4")),
-                        cluster=ClusterOptions(workers=0), progress=False)
-    assert not out.exists()

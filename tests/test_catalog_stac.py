@@ -175,17 +175,3 @@ def test_band_asset_record_is_used_on_board_and_found_on_the_ground(
     with rasterio.open(hr) as a, rasterio.open(hr_direct) as b:
         assert np.array_equal(a.read(), b.read())
 
-
-def test_archive_refuses_records_with_separate_band_files(stac_root: Path,
-                                                          tmp_path: Path) -> None:
-    """The archive's tasks open a scene as one file: records of band assets are refused before
-    any work, naming one, instead of failing scene by scene on a 1-band file."""
-    cat_file = tmp_path / "stac.parquet"
-    res = CliRunner().invoke(main, ["catalog", "build", str(stac_root / "search.json"),
-                                    "-o", str(cat_file)])
-    assert res.exit_code == 0, res.output
-    out = tmp_path / "out"
-    res = CliRunner().invoke(main, ["archive", str(cat_file), "-o", str(out), "--workers", "0"])
-    assert res.exit_code != 0
-    assert "3 records keep their bands in separate files" in res.output
-    assert not out.exists()

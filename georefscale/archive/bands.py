@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from georefscale.archive.inputs import SceneInputs
 from georefscale.archive.plan import SceneJob
 from georefscale.archive.scene import ground_plan, onboard_plan, open_scene, product_path
 from georefscale.atomic import atomic_output
@@ -79,14 +80,14 @@ def _submit(client: Client, n_rows: int, band_rows: int, parts: Path, prefix: st
     return futures
 
 
-def onboard_band(job: SceneJob, refs: ReferenceSet, coreg: Coregistration,
+def onboard_band(job: SceneJob, inputs: SceneInputs, coreg: Coregistration,
                  rows: range, part: str) -> str:
     """On a worker: the LR tiles of tile rows ``rows`` with the scene's reference warp
     ``coreg``, saved to the ``.npz`` ``part`` with how each was made (:data:`MODES_KEY`)."""
     from georefscale.engine.run import single_threaded
 
-    with single_threaded(), open_scene(job, refs) as (tds, rdss):
-        plan = onboard_plan(job, refs, tds, rdss, coreg=coreg)
+    with single_threaded(), open_scene(inputs) as (tds, rdss):
+        plan = onboard_plan(job, inputs.refs, tds, rdss, coreg=coreg)
         arrays: dict[str, np.ndarray] = {}
         modes = []
         for t in plan.tiles(tds, rdss, rows):
@@ -96,14 +97,14 @@ def onboard_band(job: SceneJob, refs: ReferenceSet, coreg: Coregistration,
     return _save(part, arrays)
 
 
-def split_onboard(client: Client, job: SceneJob, refs: ReferenceSet, lr: Path, parts: Path,
+def split_onboard(client: Client, job: SceneJob, inputs: SceneInputs, lr: Path, parts: Path,
                   band_rows: int = DEFAULT_BAND_ROWS) -> None:
     """The writer of a split scene's LR product: the plan once here (checks, reference warp,
     tags), the tiles from the band tasks, :func:`~georefscale.plans.onboard.write_lr`."""
-    with open_scene(job, refs) as (tds, rdss):
-        plan = onboard_plan(job, refs, tds, rdss)
+    with open_scene(inputs) as (tds, rdss):
+        plan = onboard_plan(job, inputs.refs, tds, rdss)
         futures = _submit(client, plan.tiling.n_rows, band_rows, parts, "band", onboard_band,
-                          job, refs, plan.info.coreg)
+                          job, inputs, plan.info.coreg)
         tiles = (LRTile(r, c, y, *_mode(how, lr)) for r, c, y, how in _read_parts(futures))
         write_lr(plan, tds, lr, tiles, cog=job.onboard.cog)
 

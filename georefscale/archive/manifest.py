@@ -77,21 +77,34 @@ def verify_product(path: Path) -> None:
         ) from None
 
 
-def scene_manifest(job: SceneJob, products: dict[str, Path]) -> dict[str, Any]:
+def scene_manifest(job: SceneJob, products: dict[str, Path],
+                   target: str | os.PathLike) -> dict[str, Any]:
     """The deterministic scene manifest: the job, its products (size, SHA-256) and metrics
-    (sizes, and with an HR the reconstruction error rounded to 1e-6; PSNR None when exact)."""
+    (sizes, and with an HR the reconstruction error rounded to 1e-6; PSNR None when exact).
+
+    Args:
+        job: the scene.
+        products: kind (``lr``, ``enhancement``, ``hr``) -> file.
+        target: the target as read (its file, or its staged bands), for the error.
+
+    Returns:
+        The manifest; ``target_bytes`` (the target's files, all bands) and ``size_ratio`` are
+        None for a remote target.
+    """
     for p in products.values():
         verify_product(p)
     lr = products["lr"]
+    target_bytes = job.target.nbytes()
     metrics: dict[str, Any] = {
-        "target_bytes": Path(job.target.href).stat().st_size,
+        "target_bytes": target_bytes,
         "lr_bytes": lr.stat().st_size,
+        "size_ratio": (round(target_bytes / lr.stat().st_size, 4)
+                       if target_bytes is not None else None),
     }
-    metrics["size_ratio"] = round(metrics["target_bytes"] / metrics["lr_bytes"], 4)
     if "hr" in products:
         with open_raster(lr, "LR product") as lds:
             scale = LRInfo.from_dataset(lds, lr).scale
-        err = reconstruction_error(job.target.href, products["hr"], scale)
+        err = reconstruction_error(target, products["hr"], scale)
         psnr = err["psnr_db"]
         metrics.update(rmse_dn=round(err["rmse_dn"], 6),
                        psnr_db=None if psnr == float("inf") else round(psnr, 6))

@@ -13,14 +13,20 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from georefscale.catalog.records import Band
 from georefscale.errors import InputError, NoCandidateError
-from georefscale.options import DEFAULT_MODEL, ClusterOptions, GroundOptions, OnboardOptions
-from georefscale.references import Reference, ReferenceSet, identity_of
+from georefscale.options import (
+    DEFAULT_MODEL,
+    ClusterOptions,
+    GroundOptions,
+    OnboardOptions,
+    RateTarget,
+)
+from georefscale.raster.io import is_url
 
 if TYPE_CHECKING:
     from georefscale.catalog import Catalog, Record
@@ -40,35 +46,67 @@ class Input:
 
     Attributes:
         id: catalog record id (recorded as the reference id in the LR tags).
-        href: absolute href.
+        href: absolute href (for separate band files: the first band's).
         datetime: acquisition time (ISO 8601, UTC).
         sha256: the SHA-256 recorded in the catalog (hex; None when the catalog has none).
+        bands: for a record whose bands are separate files (STAC band assets), its bands with
+            their files, in the record's order; empty for a single-file record.
     """
 
     id: str
     href: str
     datetime: str
     sha256: str | None
+    bands: tuple[Band, ...] = ()
 
     @classmethod
     def from_record(cls, rec: Record) -> Input:
-        return cls(rec.id, rec.href, rec.datetime.isoformat(), rec.sha256)
+        separate = rec.bands if any(b.href for b in rec.bands) else ()
+        return cls(rec.id, rec.href, rec.datetime.isoformat(), rec.sha256, separate)
 
-    def check(self, role: str) -> str:
-        """The file's SHA-256, checked against the catalog's.
+    @property
+    def files(self) -> tuple[str, ...]:
+        """Every file (or URL) the input is read from: its href, or its band files."""
+        return tuple(dict.fromkeys(b.href or self.href for b in self.bands)) or (self.href,)
+
+    def item(self) -> dict:
+        """A record of separate band files as the STAC Item :func:`~georefscale.stac.item_raster`
+        stacks: one asset per band, named by its ``eo:bands``."""
+        return {"type": "Feature", "id": self.id,
+                "assets": {b.name: {"href": b.href or self.href, "eo:bands": [b.to_dict()]}
+                           for b in self.bands}}
+
+    def spec(self) -> dict[str, Any]:
+        """The input as recorded in the scene manifest (``bands`` only for band files)."""
+        out = asdict(self)
+        if not self.bands:
+            del out["bands"]
+        return out
+
+    def check(self, role: str) -> None:
+        """Check the input's local files: they exist and, for a single file, its SHA-256 is
+        the catalog's. Remote files are read as they are.
 
         Raises:
-            InputError: the file is missing or changed since it was catalogued.
+            InputError: a file is missing or changed since it was catalogued.
         """
         from georefscale.raster.io import sha256_file
 
-        p = Path(self.href)
-        if not p.is_file():
-            raise InputError(f"{p}: {role} {self.id} does not exist")
-        sha = sha256_file(p)
-        if self.sha256 and sha != self.sha256:
-            raise InputError(f"{p}: {role} {self.id} changed since it was catalogued (SHA-256)")
-        return sha
+        for href in self.files:
+            p = Path(href)
+            if is_url(href):
+                continue
+            if not p.is_file():
+                raise InputError(f"{p}: {role} {self.id} does not exist")
+            if self.sha256 and not self.bands and sha256_file(p) != self.sha256:
+                raise InputError(f"{p}: {role} {self.id} changed since it was catalogued "
+                                 "(SHA-256)")
+
+    def nbytes(self) -> int | None:
+        """The size of the input's files (bytes; None when one is remote)."""
+        if any(is_url(h) for h in self.files):
+            return None
+        return sum(Path(h).stat().st_size for h in self.files)
 
 
 @dataclass(frozen=True)
@@ -109,13 +147,6 @@ class SceneJob:
         m = self.onboard.model
         return m if isinstance(m, str) else m.name
 
-    def reference_set(self) -> ReferenceSet:
-        """The references with their catalog ids, each file checked against the catalog."""
-        for r in self.references:
-            r.check("reference")
-        return ReferenceSet(tuple(Reference(r.id, Path(r.href), identity_of(r.href), r.href)
-                                  for r in self.references))
-
     def spec(self) -> dict[str, Any]:
         """The deterministic description recorded in the scene manifest.
 
@@ -124,8 +155,8 @@ class SceneJob:
         """
         o = self.onboard
         spec: dict[str, Any] = {
-            "target": asdict(self.target),
-            "references": [asdict(r) for r in self.references],
+            "target": self.target.spec(),
+            "references": [r.spec() for r in self.references],
             "model": self.model,
             "model_choice": self.model_choice,
             "factor": o.factor,
@@ -162,7 +193,8 @@ def folder_name(record_id: str) -> str:
 
 
 def _non_default(o: OnboardOptions) -> dict[str, Any]:
-    """The codec, fallback and shift options that differ from the defaults, as JSON values."""
+    """The codec, fallback, shift, rate and band options that differ from the defaults, as JSON
+    values."""
     default = OnboardOptions()
     out: dict[str, Any] = {}
     if o.codec != default.codec:
@@ -179,7 +211,10 @@ def _non_default(o: OnboardOptions) -> dict[str, Any]:
     if o.correct_shift != default.correct_shift:
         out["correct_shift"] = o.correct_shift
     if o.rate is not None:
-        out["rate"] = {k: v for k, v in dataclasses.asdict(o.rate).items() if v is not None}
+        defaults = {f.name: f.default for f in dataclasses.fields(RateTarget)}
+        out["rate"] = {k: v for k, v in dataclasses.asdict(o.rate).items() if v != defaults[k]}
+    if o.bands is not None:
+        out["bands"] = list(o.bands)
     return out
 
 
@@ -195,7 +230,9 @@ def plan_archive(
 
     Each target's references are the catalog's ranking among strictly earlier records with the
     same band count (none: the job notes it and the archive skips it). ``onboard.model ==
-    "auto"`` picks a shipped model fitting the scene's bands and dtype (bicubic when none does).
+    "auto"`` picks a shipped model fitting the scene's bands (``onboard.bands`` when given) and
+    dtype (bicubic when none does). Records whose bands are separate files (STAC band assets)
+    are stacked when their scene runs (:mod:`georefscale.archive.inputs`).
 
     Args:
         catalog: a :class:`~georefscale.catalog.Catalog` or its stac-geoparquet path.
@@ -206,22 +243,19 @@ def plan_archive(
         split_pixels: scenes with more pixels are split into tile bands across workers.
 
     Raises:
-        InputError: a bad selection, a band selection (``onboard.bands``: the archive reads
-            its scenes in the catalog's band order, by the model's band count), or selected
-            records whose bands are separate files.
+        InputError: a bad selection.
     """
     from georefscale.catalog import Catalog, parse_aoi, parse_datetime
-
-    if onboard is not None and onboard.bands is not None:
-        raise InputError("archive: --bands is not applied to catalog scenes (they are read as "
-                         "catalogued, by the model's band count); catalog 4-band files or "
-                         "run onboard per scene")
 
     sel = dict(selection or {})
     unknown = set(sel) - {"after", "before", "aoi", "aoi_crs"}
     if unknown:
         raise InputError(f"unknown selection keys: {', '.join(sorted(unknown))}")
     onboard = onboard or OnboardOptions()
+    if onboard.rate is not None and onboard.rate.factors:
+        raise InputError("archive: the rate search over other factors (--try-factor) is for "
+                         "onboard and roundtrip; archive measures the model's factor and direct "
+                         "coding")
     cat = catalog if isinstance(catalog, Catalog) else Catalog.load(catalog)
     lo = parse_datetime(sel["after"]) if sel.get("after") is not None else None
     hi = parse_datetime(sel["before"]) if sel.get("before") is not None else None
@@ -238,7 +272,6 @@ def plan_archive(
         ),
         key=lambda r: (r.datetime, r.id),
     )
-    _single_files(records)
     jobs = []
     for rec in records:
         note = None
@@ -246,8 +279,7 @@ def plan_archive(
             refs = cat.references_for(rec, time="before", band_count=rec.band_count).references
         except NoCandidateError:
             refs, note = [], "no earlier reference in the catalog"
-        _single_files(refs)
-        model, choice = _choose_model(onboard.model, rec, onboard.factor)
+        model, choice = _choose_model(onboard, rec)
         pixels = (rec.shape[0] * rec.shape[1]) if rec.shape else 0
         jobs.append(SceneJob(
             target=Input.from_record(rec),
@@ -261,35 +293,22 @@ def plan_archive(
     return jobs
 
 
-def _single_files(records: Sequence[Record]) -> None:
-    """Refuse records whose bands are separate files (STAC band assets): the archive's tasks
-    open each scene as one file.
-
-    Raises:
-        InputError: naming how many there are and the first one.
-    """
-    separate = [r.id for r in records if any(b.href for b in r.bands)]
-    if separate:
-        raise InputError(
-            f"archive: {len(separate)} records keep their bands in separate files (STAC band "
-            f"assets; first: {separate[0]!r}); the archive reads single-file scenes. Run "
-            "onboard on each Item (it stacks the bands), or catalog stacked files")
-
-
 def _with_model(options: OnboardOptions, model: str) -> OnboardOptions:
     from dataclasses import replace
 
     return replace(options, model=model)
 
 
-def _choose_model(model: Any, rec: Record, factor: int | None) -> tuple[Any, str]:
-    """(model, how it was chosen) for one record."""
-    if model != "auto":
-        return model, "given"
+def _choose_model(onboard: OnboardOptions, rec: Record) -> tuple[Any, str]:
+    """(model, how it was chosen) for one record: ``"auto"`` fits the bands read (the
+    selection's count when given)."""
+    if onboard.model != "auto":
+        return onboard.model, "given"
     from georefscale.engine.cards import models_for
 
-    fits = models_for(rec.band_count, rec.dtype or "", factor)
+    count = rec.band_count if onboard.bands is None else len(onboard.bands)
+    fits = models_for(count, rec.dtype or "", onboard.factor)
     if not fits:
-        return "bicubic", f"auto: no shipped model for {rec.band_count} x {rec.dtype}"
+        return "bicubic", f"auto: no shipped model for {count} x {rec.dtype}"
     ranked = sorted(fits, key=lambda n: (n != DEFAULT_MODEL, not n.startswith("refscale"), n))
-    return ranked[0], f"auto: fits {rec.band_count} x {rec.dtype}"
+    return ranked[0], f"auto: fits {count} x {rec.dtype}"

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from georefscale.archive.bands import split_ground, split_onboard
 from georefscale.archive.cluster import cluster_info, connect
+from georefscale.archive.inputs import SceneInputs
 from georefscale.archive.manifest import (
     MANIFEST,
     ArchiveResult,
@@ -46,7 +47,6 @@ from georefscale.archive.scene import (
 )
 from georefscale.errors import InputError
 from georefscale.options import ClusterOptions, GroundOptions, OnboardOptions
-from georefscale.references import ReferenceSet
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -68,16 +68,16 @@ def run_split_scene(client: Client, job: SceneJob, out: PathLike,
     run are reused. Never raises for a scene fault."""
     out = Path(out)
 
-    def work(refs: ReferenceSet, staging: Path) -> None:
+    def work(inputs: SceneInputs, staging: Path) -> None:
         parts = out / f".{job.folder}.parts-{job.key()[:16]}"
         parts.mkdir(exist_ok=True)
-        split_onboard(client, job, refs, lr_path(staging, job), parts, band_rows)
-        code_lr(job, refs, staging)
+        split_onboard(client, job, inputs, lr_path(staging, job), parts, band_rows)
+        code_lr(job, inputs, staging)
         if job.ground is not None and job.onboard.rate is not None:
-            ground_scene(job, refs, staging)  # the two layers are made and added whole
+            ground_scene(job, inputs.refs, staging)  # the two layers are made and added whole
         elif job.ground is not None:
-            split_ground(client, job, refs, decoded_lr(job, staging), hr_path(staging, job),
-                         parts, band_rows)
+            split_ground(client, job, inputs.refs, decoded_lr(job, staging),
+                         hr_path(staging, job), parts, band_rows)
         shutil.rmtree(parts, ignore_errors=True)
 
     return guarded(job, out, work, split=True)
@@ -287,12 +287,14 @@ def _check_out(out: PathLike, jobs: Sequence[SceneJob]) -> Path:
     where = p.resolve()
     for job in jobs:
         for item in (job.target, *job.references):
-            if "://" in item.href:
-                continue
-            folder = Path(item.href).resolve().parent
-            if where == folder or where.is_relative_to(folder) or folder.is_relative_to(where):
-                raise InputError(f"{p}: output folder overlaps the folder {folder} of input "
-                                 f"{item.id}; choose a folder apart from the imagery")
+            for href in item.files:
+                if "://" in href:
+                    continue
+                folder = Path(href).resolve().parent
+                if where == folder or where.is_relative_to(folder) or folder.is_relative_to(
+                        where):
+                    raise InputError(f"{p}: output folder overlaps the folder {folder} of "
+                                     f"input {item.id}; choose a folder apart from the imagery")
     probe = p
     while not probe.exists():
         probe = probe.parent

@@ -2,9 +2,10 @@
 
 A scene folder ``out/<id>/`` exists only once the scene is complete (renamed from a hidden
 staging folder); its ``manifest.json`` holds only deterministic content, so a resumed or
-distributed run gives byte-identical folders to a serial one. The scene's work goes straight
-through the plans and writers of :mod:`georefscale.plans`, with
-the references' catalog ids recorded in the product.
+distributed run gives byte-identical folders to a serial one. The scene's inputs are staged
+first (:mod:`georefscale.archive.inputs`: band files stacked, bands chosen as for ``onboard``);
+the work goes straight through the plans and writers of :mod:`georefscale.plans`, with the
+references' catalog ids recorded in the product.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from georefscale.archive.inputs import INPUTS, SceneInputs, stage_inputs
 from georefscale.archive.manifest import MANIFEST, scene_manifest
 from georefscale.archive.plan import SceneJob
 from georefscale.atomic import write_json
+from georefscale.direct import ground_direct, is_direct
 from georefscale.errors import GeoRefScaleError
-from georefscale.layers import enhancement_path, ground_layered, write_layered
+from georefscale.layers import BaseCandidate, enhancement_path, ground_layered, write_layered
 from georefscale.link import codec_spec, encode_lr, exact_lr
 from georefscale.options import CodecChoice, GroundOptions
 from georefscale.plans.ground import GroundPlan, make_hr
@@ -77,15 +80,16 @@ def product_path(folder: Path, job: SceneJob) -> Path:
     return lr_path(folder, job).with_suffix(spec.ext) if spec else lr_path(folder, job)
 
 
-def code_lr(job: SceneJob, refs: ReferenceSet, staging: Path) -> None:
+def code_lr(job: SceneJob, inputs: SceneInputs, staging: Path) -> None:
     """With a codec, replace the staged LR GeoTIFF by the coded product; with a rate target, by
     the two layers (:func:`~georefscale.layers.write_layered`)."""
     lr = lr_path(staging, job)
     if job.onboard.rate is not None:
         with open_raster(lr, "LR product") as lds:
             info = LRInfo.from_dataset(lds, lr)
-        write_layered(lr, product_path(staging, job), Path(job.target.href), info, refs,
-                      models(job), job.onboard.rate, scratch(staging))
+        write_layered([BaseCandidate(lr, info, models(job))], product_path(staging, job),
+                      inputs.target, inputs.refs, job.onboard.rate, scratch(staging),
+                      direct=job.onboard.rate.direct)
     elif job.onboard.codec.name is not None:
         encode_lr(lr, product_path(staging, job), job.onboard.codec)
     else:
@@ -114,11 +118,11 @@ def hr_path(folder: Path, job: SceneJob) -> Path:
 
 
 @contextmanager
-def open_scene(job: SceneJob, refs: ReferenceSet) -> Iterator[tuple[DatasetReader, list]]:
-    """The open target dataset and reference datasets of ``job``."""
+def open_scene(inputs: SceneInputs) -> Iterator[tuple[DatasetReader, list]]:
+    """The open target dataset and reference datasets of a scene's staged ``inputs``."""
     with ExitStack() as stack:
-        tds = stack.enter_context(open_raster(job.target.href, "target"))
-        rdss = stack.enter_context(refs.open())
+        tds = stack.enter_context(open_raster(inputs.target, "target"))
+        rdss = stack.enter_context(inputs.refs.open())
         yield tds, rdss
 
 
@@ -154,17 +158,18 @@ def staging_folder(out: Path, scene_id: str) -> Path:
     return staging
 
 
-def guarded(job: SceneJob, out: PathLike, work: Callable[[ReferenceSet, Path], None],
+def guarded(job: SceneJob, out: PathLike, work: Callable[[SceneInputs, Path], None],
             **extra: Any) -> dict[str, Any]:
     """Run one scene's ``work`` into a fresh staging folder and publish it as ``out/<folder>``.
 
-    The target and references are checked against the catalog first; torch and BLAS run on one
-    thread (the products' bytes must not depend on the thread count).
+    The target and references are checked against the catalog and staged first
+    (:func:`~georefscale.archive.inputs.stage_inputs`); torch and BLAS run on one thread (the
+    products' bytes must not depend on the thread count).
 
     Args:
         job: the scene.
         out: the archive's output folder.
-        work: makes the products in the staging folder, given the checked references.
+        work: makes the products in the staging folder, given the staged inputs.
         **extra: added to the archive entry.
 
     Returns:
@@ -177,12 +182,11 @@ def guarded(job: SceneJob, out: PathLike, work: Callable[[ReferenceSet, Path], N
     out = Path(out)
     staging = None
     try:
-        job.target.check("target")
-        refs = job.reference_set()
         staging = staging_folder(out, job.folder)
+        inputs = stage_inputs(job, models(job)[0], staging)
         with single_threaded():
-            work(refs, staging)
-            finish_scene(job, staging, out)
+            work(inputs, staging)
+            finish_scene(job, inputs, staging, out)
         staging = None
         status, error = "done", None
     except Exception as exc:  # a scene fault is data for the manifest, not a crash
@@ -197,20 +201,23 @@ def run_scene(job: SceneJob, out: PathLike) -> dict[str, Any]:
     """Process one scene into ``out/<folder>/`` (atomically) in this process (see
     :func:`guarded`)."""
 
-    def work(refs: ReferenceSet, staging: Path) -> None:
-        with open_scene(job, refs) as (tds, rdss):
-            plan = onboard_plan(job, refs, tds, rdss)
+    def work(inputs: SceneInputs, staging: Path) -> None:
+        with open_scene(inputs) as (tds, rdss):
+            plan = onboard_plan(job, inputs.refs, tds, rdss)
             make_lr(plan, tds, rdss, lr_path(staging, job), cog=job.onboard.cog,
                     target_name=job.target.href)
-        code_lr(job, refs, staging)
+        code_lr(job, inputs, staging)
         if job.ground is not None:
-            ground_scene(job, refs, staging)
+            ground_scene(job, inputs.refs, staging)
 
     return guarded(job, out, work)
 
 
 def ground_scene(job: SceneJob, refs: ReferenceSet, staging: Path) -> None:
     """Rebuild the HR of the LR product in ``staging`` in this process."""
+    if is_direct(product_path(staging, job)):  # the rate search coded the target directly
+        ground_direct(product_path(staging, job), hr_path(staging, job), cog=job.onboard.cog)
+        return
     lr = decoded_lr(job, staging)
     name = product_path(staging, job).name
     with open_raster(lr, "LR product") as lds, refs.open() as rdss:
@@ -226,16 +233,18 @@ def ground_scene(job: SceneJob, refs: ReferenceSet, staging: Path) -> None:
         make_hr(plan, lds, rdss, out=hr_path(staging, job), lr_name=name)
 
 
-def finish_scene(job: SceneJob, staging: Path, out: Path) -> None:
-    """Verify the products, write the scene manifest, publish ``staging`` as ``out/<id>``."""
+def finish_scene(job: SceneJob, inputs: SceneInputs, staging: Path, out: Path) -> None:
+    """Verify the products, write the scene manifest (the error measured against the staged
+    target), remove the staged inputs, publish ``staging`` as ``out/<id>``."""
     (staging / f".{job.folder}_lr.decoded.tif").unlink(missing_ok=True)
     shutil.rmtree(staging / ".scratch", ignore_errors=True)
     products = {"lr": product_path(staging, job)}
-    if job.onboard.rate is not None:
-        products["enhancement"] = enhancement_path(products["lr"])
+    if job.onboard.rate is not None and enhancement_path(products["lr"]).is_file():
+        products["enhancement"] = enhancement_path(products["lr"])  # not when coded directly
     if job.ground is not None:
         products["hr"] = hr_path(staging, job)
-    write_json(staging / MANIFEST, scene_manifest(job, products), sort_keys=True)
+    write_json(staging / MANIFEST, scene_manifest(job, products, inputs.target), sort_keys=True)
+    shutil.rmtree(staging / INPUTS, ignore_errors=True)
     publish(staging, out / job.folder)
 
 
