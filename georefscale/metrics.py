@@ -124,6 +124,71 @@ class ErrorTally:
         return out
 
 
+class SsimTally:
+    """:func:`ssim_bands` summed strip by strip (bounded memory), equal to the whole-image
+    figure up to rounding (~1e-12).
+
+    skimage's SSIM is the mean, over the pixels at least :data:`HALO` pixels from every edge,
+    of a map whose value at a pixel depends only on its 7x7 window. A strip of full-width rows
+    read with :data:`HALO` more rows above and below its own (:func:`strips`) gives the map of
+    its own rows exactly; the tally sums it and counts the pixels.
+
+    Args:
+        bands: the band count.
+        height: the image height (pixels).
+        peak: the data range (e.g. 10000 DN).
+    """
+
+    #: The window's half width: the rows read beyond a strip's own, the edge left out.
+    HALO = 3
+
+    def __init__(self, bands: int, height: int, peak: float) -> None:
+        self.height, self.peak = height, peak
+        self.sums, self.n = np.zeros(bands), 0
+
+    def add(self, a: np.ndarray, b: np.ndarray, top: int, own: tuple[int, int]) -> None:
+        """Add the SSIM map of a strip's own rows.
+
+        Args:
+            a: the target strip, float64 ``(bands, rows, cols)``, image rows from ``top``.
+            b: the reconstruction strip, the same shape.
+            top: the image row of the strip's first row.
+            own: ``(start, end)`` image rows the strip owns; the strip holds :data:`HALO`
+                more rows on each side, clipped to the image (:func:`strips`).
+        """
+        from skimage.metrics import structural_similarity
+
+        h = self.HALO
+        lo, hi = max(own[0], h) - top, min(own[1], self.height - h) - top
+        if hi <= lo or a.shape[-1] <= 2 * h:
+            return
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _, smap = structural_similarity(x, y, data_range=self.peak, full=True)
+            self.sums[i] += float(smap[lo:hi, h:-h].sum(dtype=np.float64))
+        self.n += (hi - lo) * (a.shape[-1] - 2 * h)
+
+    def scores(self) -> list[float] | None:
+        """One SSIM per band; None when the image is smaller than the 7x7 window."""
+        return [float(s / self.n) for s in self.sums] if self.n else None
+
+
+def strips(height: int, rows: int, halo: int) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Full-width strips of an image: the rows each owns and the rows it reads.
+
+    Args:
+        height: the image height (pixels).
+        rows: the rows a strip owns (the last may own fewer); at least 1.
+        halo: rows read beyond the own rows on each side (clipped to the image).
+
+    Returns:
+        Per strip ``((start, end), (top, bottom))``: the own rows (together they tile
+        ``[0, height)``) and the rows read.
+    """
+    return [((start, min(start + rows, height)),
+             (max(start - halo, 0), min(start + rows + halo, height)))
+            for start in range(0, height, rows)]
+
+
 def figures(target: np.ndarray, rec: np.ndarray, valid: np.ndarray, peak: float) -> dict:
     """The figures of a whole reconstruction: pooled PSNR (:func:`psnr`) and SSIM (:func:`ssim`)
     beside PSNR and SSIM per band and the mean spectral angle (:class:`ErrorTally`).

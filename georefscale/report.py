@@ -11,12 +11,16 @@ import os
 from pathlib import Path
 
 import numpy as np
+from rasterio.windows import Window
 
-from georefscale.metrics import ErrorTally
+from georefscale.metrics import ErrorTally, SsimTally, strips
 from georefscale.product import LRInfo
 from georefscale.raster.io import georefscale_tags, open_raster, read_masked
 
-__all__ = ["describe_lr", "reconstruction_error"]
+__all__ = ["STRIP_PIXELS", "describe_lr", "reconstruction_error"]
+
+#: Pixels per band of the strips :func:`reconstruction_error` reads (full-width rows).
+STRIP_PIXELS = 1 << 20
 
 PathLike = str | os.PathLike
 
@@ -98,9 +102,10 @@ def _gains(info: LRInfo) -> dict:
 
 def reconstruction_error(target: PathLike, hr: PathLike, scale: float,
                          offset: float = 0.0) -> dict:
-    """RMSE and PSNR of ``hr`` against ``target`` over the target's valid samples, pooled and per
-    band, and the mean spectral angle, computed block by block
-    (:class:`~georefscale.metrics.ErrorTally`).
+    """RMSE, PSNR and SSIM of ``hr`` against ``target``, pooled and per band, and the mean
+    spectral angle, computed strip by strip (:class:`~georefscale.metrics.ErrorTally`,
+    :class:`~georefscale.metrics.SsimTally`; memory: a strip of about
+    :data:`STRIP_PIXELS` pixels per band).
 
     Args:
         target: the target GeoTIFF.
@@ -111,14 +116,29 @@ def reconstruction_error(target: PathLike, hr: PathLike, scale: float,
 
     Returns:
         ``rmse_dn`` (DN) and ``psnr_db`` (dB, ``inf`` for an exact reconstruction) pooled over
-        all bands; ``bands``: per band ``rmse_dn`` and ``psnr_db``; ``spectral_angle_deg``: the
-        mean angle between target and HR band vectors over pixels valid in every band (degrees;
-        None with one band).
+        the target's valid samples of all bands; ``ssim``: the mean of the per-band SSIMs;
+        ``bands``: per band ``rmse_dn``, ``psnr_db`` and ``ssim`` (skimage's 7x7 SSIM with data
+        range ``scale``, as :func:`~georefscale.metrics.ssim_bands` gives for the whole images,
+        where an invalid target sample counts as equal in both: the target's value, 0 for NaN;
+        None for images under 7x7 pixels); ``spectral_angle_deg``: the mean angle between
+        target and HR band vectors over pixels valid in every band (degrees; None with one
+        band).
     """
     with open_raster(target, "target") as t, open_raster(hr, "HR product") as h:
         tally = ErrorTally(t.count)
-        for _, win in t.block_windows(1):
+        structure = SsimTally(t.count, t.height, scale)
+        rows = max(STRIP_PIXELS // t.width, 1)
+        for (start, end), (top, bottom) in strips(t.height, rows, SsimTally.HALO):
+            win = Window(0, top, t.width, bottom - top)
             raw, invalid = read_masked(t, win)
             a, b = raw.astype(np.float64), h.read(window=win).astype(np.float64)
-            tally.add(a, b, ~invalid, offset)
-    return tally.scores(scale)
+            own = slice(start - top, end - top)
+            tally.add(a[:, own], b[:, own], ~invalid[:, own], offset)
+            a = np.where(invalid & ~np.isfinite(a), 0.0, a)
+            structure.add(a, np.where(invalid, a, b), top, (start, end))
+    out = tally.scores(scale)
+    ssims = structure.scores()
+    out["ssim"] = float(np.mean(ssims)) if ssims is not None else None
+    for band, value in zip(out["bands"], ssims or [None] * len(out["bands"]), strict=True):
+        band["ssim"] = value
+    return out

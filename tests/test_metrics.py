@@ -128,3 +128,31 @@ def test_detail_agreement_separates_the_right_reference_from_wrong_ones(oscd_dir
     holes[:, :100] = np.nan  # only blocks valid in both count
     assert detail_agreement(target, holes, 4) == pytest.approx(
         detail_agreement(target[:, 100:], ref[:, 100:], 4), abs=1e-12)
+
+
+@pytest.mark.parametrize("strip_pixels", [426, 426 * 40, 1 << 20])
+def test_strip_ssim_equals_whole_image_ssim_on_a_real_scene(oscd_dir, tmp_path, monkeypatch,
+                                                             strip_pixels):
+    """``reconstruction_error``'s SSIM, read in strips of 1 row, 40 rows or the whole scene
+    (the window's 3 rows read beyond each strip), is skimage's whole-image ``ssim_bands`` on
+    the same arrays (nodata samples count as equal in both) to 1e-12."""
+    import rasterio
+
+    from georefscale import report
+    from georefscale.raster.io import read_masked
+
+    with rasterio.open(oscd_dir / "rio_20171011.tif") as ds:
+        a = ds.read()
+        profile = {**ds.profile, "nodata": 0}
+    a[:, 100:140, 50:90] = 0  # a nodata patch
+    target = tmp_path / "target.tif"
+    with rasterio.open(target, "w", **profile) as out:
+        out.write(a)
+    monkeypatch.setattr(report, "STRIP_PIXELS", strip_pixels)
+    got = report.reconstruction_error(target, oscd_dir / "rio_20160424.tif", 10000.0)
+    with rasterio.open(target) as t, rasterio.open(oscd_dir / "rio_20160424.tif") as h:
+        x, invalid = read_masked(t)
+        y = np.where(invalid, x, h.read()).astype(np.float64)
+    want = metrics.ssim_bands(x.astype(np.float64), y, 10000.0)
+    assert np.allclose([b["ssim"] for b in got["bands"]], want, rtol=0, atol=1e-12)
+    assert got["ssim"] == pytest.approx(np.mean(want), abs=1e-12)

@@ -180,3 +180,5 @@ def test_roundtrip_reports_per_band_figures(oscd_dir, tmp_path):
     assert len(out["bands"]) == 4 and 0 < out["spectral_angle_deg"] < 10
     pooled = 10 * math.log10(1e8 / np.mean([b["rmse_dn"] ** 2 for b in out["bands"]]))
     assert abs(pooled - out["psnr_db"]) < 0.01  # the bands have the same valid samples
+    assert all(0 < b["ssim"] < 1 for b in out["bands"])
+    assert out["ssim"] == pytest.approx(np.mean([b["ssim"] for b in out["bands"]]))
