@@ -115,6 +115,9 @@ def test_rd_command(oscd_dir, norcia_dir, tmp_path):
     assert set(data["curves"]) == {"direct", "bicubic"}
     assert list(data["sites"]) == ["norcia"] and data["skipped_seen"] == []
     assert "norcia" in res.output and "mean" in res.output
+    bands = data["sites"]["norcia"]["uncoded"]["bicubic"]["bands"]
+    row = next(ln for ln in res.output.splitlines() if ln.startswith("norcia") and "bicubic" in ln)
+    assert [f"{b['psnr_db']:.2f}/{b['ssim']:.3f}" for b in bands] == row.split()[2:6]
     assert png.stat().st_size > 1000
     bad = CliRunner().invoke(main, ["rd", "--pairs", str(norcia_dir), "--codec", "jpeg3000",
                                     "--json", str(tmp_path / "x.json")])

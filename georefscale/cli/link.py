@@ -78,6 +78,8 @@ def rd_cmd(pairs, factor, codec, methods, bpp, qualities, json_out, sites, inclu
         click.echo(f"{site:<14}" + "".join(f"{_percent(s['bd_rate'].get(m)):>16}"
                                            for m in result["bd_rate"]))
     click.echo(f"BD-rate vs direct {codec} (negative = fewer bits); JSON: {json_out}")
+    for line in band_table(result):
+        click.echo(line)
     if layered:
         for name, row in result["savings"].items():
             click.echo(f"{name:<16} bits saved vs direct at " + ", ".join(
@@ -86,6 +88,34 @@ def rd_cmd(pairs, factor, codec, methods, bpp, qualities, json_out, sites, inclu
             click.echo(f"max error {e:>3} DN: layered {row['layered_bpp']:.3f} bpp, saves "
                        f"{_percent(row['saving_vs_lossless'])} vs lossless and "
                        f"{_percent(row['saving_vs_quantised'])} vs quantised direct")
+
+
+def band_table(result: dict) -> list[str]:
+    """The per-band figures of ``rd``'s result as text lines: per site and method, the
+    reconstruction without coding (``uncoded``), PSNR dB / SSIM per band and the spectral
+    angle (degrees).
+
+    Args:
+        result: :func:`~georefscale.evaluation.ratedistortion.evaluate`'s result.
+
+    Returns:
+        A header and one line per site and method (none when no method was scored).
+    """
+    rows = [(site, method, fig) for site, s in result["sites"].items()
+            for method, fig in s["uncoded"].items()]
+    if not rows:
+        return []
+    count = max(len(fig["bands"]) for _, _, fig in rows)
+    lines = ["without coding, per band PSNR dB / SSIM:",
+             f"{'site':<14}{'method':<18}" + "".join(f"{f'band {i}':>14}"
+                                                     for i in range(1, count + 1))
+             + f"{'angle deg':>11}"]
+    for site, method, fig in rows:
+        angle = fig["spectral_angle_deg"]
+        lines.append(f"{site:<14}{method:<18}" + "".join(
+            f"{b['psnr_db']:>8.2f}/{b['ssim']:.3f}" for b in fig["bands"])
+            + (f"{angle:>11.3f}" if angle is not None else f"{'n/a':>11}"))
+    return lines
 
 
 def _percent(fraction: float | None) -> str:
