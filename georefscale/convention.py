@@ -21,6 +21,7 @@ from rasterio.windows import Window
 from georefscale.errors import InputError
 from georefscale.raster.align import align_window
 from georefscale.raster.clouds import clear_reference
+from georefscale.raster.field import ShiftField
 from georefscale.raster.grid import Grid
 from georefscale.raster.io import DEFAULT_SCALES, default_scale
 
@@ -188,21 +189,23 @@ def normalise(ref: np.ndarray, model, dtype: str) -> np.ndarray:
 
 
 def reference_dn(references: Sequence[DatasetReader], grid: Grid, window: Window,
-                 warp: Affine, model, dtype: str, clouds: str | None = None) -> np.ndarray:
-    """References warped onto the tile ``window`` (with the scene's ``warp``, see
-    :func:`~georefscale.raster.align.align_window`), clouds filled
+                 warp: Affine, model, dtype: str, clouds: str | None = None,
+                 field: ShiftField | None = None) -> np.ndarray:
+    """References warped onto the tile ``window`` (with the scene's ``warp`` and shift
+    ``field``, see :func:`~georefscale.raster.align.align_window`), clouds filled
     (:func:`~georefscale.raster.clouds.clear_reference` with the recorded test ``clouds``, in
     the references' convention :func:`reference_scale`; None: as they are), in DN, NaN where
     uncovered."""
-    raw = align_window(references, grid, window, warp)
+    raw = align_window(references, grid, window, warp, field)
     return clear_reference(raw, clouds, reference_scale(model, dtype))
 
 
 def reference_tile(references: Sequence[DatasetReader], grid: Grid, window: Window,
-                   warp: Affine, model, dtype: str, clouds: str | None = None) -> np.ndarray:
+                   warp: Affine, model, dtype: str, clouds: str | None = None,
+                   field: ShiftField | None = None) -> np.ndarray:
     """:func:`reference_dn`, normalised, NaN -> 0."""
-    return normalise(reference_dn(references, grid, window, warp, model, dtype, clouds), model,
-                     dtype)
+    return normalise(reference_dn(references, grid, window, warp, model, dtype, clouds, field),
+                     model, dtype)
 
 
 def block_all(mask: np.ndarray, f: int) -> np.ndarray:

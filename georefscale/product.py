@@ -33,9 +33,9 @@ from georefscale.tiling import Tiling
 __all__ = ["FORMAT_VERSION", "MODES", "LRInfo", "decode_ranges", "encode_ranges"]
 
 #: Newest version of the tag layout, written as ``GEOREFSCALE_FORMAT``. A product is written
-#: in the oldest layout that holds it: "2" only for an affine reference warp (``COREG``), which a
-#: reader of "1" would otherwise apply as the plain ``SHIFT``, or clouds filled in the reference
-#: (``REFERENCE_CLOUDS``), which it would not fill.
+#: in the oldest layout that holds it: "2" only for an affine reference warp or a shift field
+#: (``COREG``), which a reader of "1" would otherwise apply as the plain ``SHIFT``, or clouds
+#: filled in the reference (``REFERENCE_CLOUDS``), which it would not fill.
 FORMAT_VERSION = "2"
 #: The layouts this version reads.
 FORMATS = ("1", "2")
@@ -116,7 +116,7 @@ class LRInfo:
     @property
     def format(self) -> str:
         """The ``FORMAT`` tag: the oldest tag layout that holds this product."""
-        return "2" if self.coreg.kind == "affine" or self.reference_clouds else "1"
+        return "2" if _needs_format_2(self.coreg, self.reference_clouds) else "1"
 
     @property
     def shift(self) -> tuple[float, float]:
@@ -232,7 +232,7 @@ class LRInfo:
         if clouds is not None and clouds not in CLOUD_KINDS:
             raise ValueError(f"REFERENCE_CLOUDS {clouds!r} is not one of "
                              f"{', '.join(CLOUD_KINDS)}")
-        needs = "2" if coreg.kind == "affine" or clouds else "1"
+        needs = "2" if _needs_format_2(coreg, clouds) else "1"
         if fmt != needs:
             raise ValueError(f"FORMAT {fmt} does not fit the product's tags (COREG "
                              f"{coreg.kind}, REFERENCE_CLOUDS {clouds}: FORMAT {needs})")
@@ -309,6 +309,12 @@ def _layers(text: str) -> int:
     if text not in ("1", "2"):
         raise ValueError(f"LAYERS {text!r} must be 1 or 2")
     return int(text)
+
+
+def _needs_format_2(coreg: Coregistration, clouds: str | None) -> bool:
+    """Whether a reader of FORMAT 1 would rebuild the product differently: an affine warp or a
+    shift field (it would apply the plain ``SHIFT``), or filled clouds (it would not fill)."""
+    return coreg.kind == "affine" or coreg.field is not None or bool(clouds)
 
 
 def _coreg(tags: dict[str, str], shift: list[float], shift_error: float | None,

@@ -195,8 +195,8 @@ class GroundPlan:
         ref = None
         if not use_fallback and m.uses_reference:
             ref = reference_tile(datasets, info.target_grid, t.window, info.coreg.warp, m,
-                                 info.source_dtype,
-                                 clouds=info.reference_clouds)
+                                 info.source_dtype, clouds=info.reference_clouds,
+                                 field=info.coreg.field)
         x = rel = None
         if self.hr:
             x = upscale(m, y, ref, self.options.alpha, tile_seed(self.options.seed, row, col))

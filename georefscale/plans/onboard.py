@@ -221,7 +221,7 @@ class OnboardPlan:
         ref = None
         if model.uses_reference:
             raw = reference_dn(datasets, info.target_grid, t.window, info.coreg.warp, model,
-                               info.source_dtype, info.reference_clouds)
+                               info.source_dtype, info.reference_clouds, info.coreg.field)
             if fallback is None or self.reference_fits(x, mask, raw):
                 ref = normalise(raw, model, info.source_dtype)
         if self.bicubic is not None:

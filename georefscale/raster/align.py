@@ -5,7 +5,9 @@ Aligned references are float32 ``(bands, rows, cols)`` in the reference's DN, Na
 reference covers the target. A warp is an affine map of the target's pixel coordinates (columns,
 rows): the reference is sampled at ``warp * (col, row)``, i.e. GDAL warps it onto the grid whose
 transform is ``grid.transform * warp`` (one resampling). A shift ``(dx, dy)`` is the warp
-``Affine.translation(dx, dy)``; :mod:`georefscale.raster.coreg` measures the warp.
+``Affine.translation(dx, dy)``; :mod:`georefscale.raster.coreg` measures the warp. A shift field
+(:class:`~georefscale.raster.field.ShiftField`) on top of it is applied block by block, each
+block warped with its own affine, still in one resampling.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from rasterio.windows import Window
 from skimage.filters import window as taper
 from skimage.registration import phase_cross_correlation
 
+from georefscale.raster.field import ShiftField
 from georefscale.raster.grid import Grid
 from georefscale.raster.io import reflect_window
 
@@ -182,15 +185,46 @@ def align_to_target(
     from georefscale.raster.coreg import coregister
 
     full = Grid.from_dataset(target)
-    warp = coregister(target, references, full).warp
-    if grid is not None:
-        col, row = ~full.transform @ (grid.transform.c, grid.transform.f)
-        warp = window_warp(warp, round(col), round(row))
-    return align(references, grid or full, warp=warp)
+    coreg = coregister(target, references, full)
+    if grid is None:
+        grid, col, row = full, 0, 0
+    else:
+        col, row = (round(v) for v in ~full.transform @ (grid.transform.c, grid.transform.f))
+    if coreg.field is not None:
+        return align_field(references, full, Window(col, row, grid.width, grid.height),
+                           coreg.warp, coreg.field)
+    return align(references, grid, warp=window_warp(coreg.warp, col, row))
+
+
+def align_field(references: Sequence[DatasetReader], grid: Grid, window: Window, warp: Affine,
+                field: ShiftField) -> np.ndarray:
+    """References warped onto ``window`` of ``grid`` with ``warp`` plus the shift ``field``: each
+    :data:`~georefscale.raster.field.BLOCK` block of the target with its own affine
+    (:meth:`~georefscale.raster.field.ShiftField.block_warps`), in one resampling.
+
+    Args:
+        references: open reference datasets (mosaicked, first wins).
+        grid: the target grid.
+        window: integer window inside ``grid`` (target pixels).
+        warp: the scene's global warp (target pixel coordinates).
+        field: the scene's shift field on top of it.
+
+    Returns:
+        float32 ``(bands, window rows, window cols)`` in DN, NaN where uncovered.
+    """
+    c0, r0 = int(window.col_off), int(window.row_off)
+    out = np.full((references[0].count, int(window.height), int(window.width)), np.nan,
+                  dtype=np.float32)
+    for part, local in field.block_warps(warp, window):
+        col, row = int(part.col_off), int(part.row_off)
+        out[:, row - r0:row - r0 + int(part.height), col - c0:col - c0 + int(part.width)] = align(
+            references, grid.window_grid(part), warp=window_warp(local, col, row))
+    return out
 
 
 def align_window(
-    references: Sequence[DatasetReader], grid: Grid, window: Window, warp: Affine
+    references: Sequence[DatasetReader], grid: Grid, window: Window, warp: Affine,
+    field: ShiftField | None = None,
 ) -> np.ndarray:
     """References warped onto a tile ``window`` of ``grid`` (with the scene's ``warp``), in DN.
 
@@ -204,11 +238,15 @@ def align_window(
         window: the tile window on ``grid`` (may leave it).
         warp: the scene's reference warp in ``grid``'s pixel coordinates (see
             :mod:`georefscale.raster.coreg`); the same numbers give the same tile on both sides.
+        field: the scene's shift field on top of ``warp`` (None: none; :func:`align_field`).
 
     Returns:
         float32 ``(bands, window rows, window cols)`` in DN, NaN where uncovered.
     """
     inner, rows, cols = reflect_window(window, grid.height, grid.width)
-    block = align(references, grid.window_grid(inner),
-                  warp=window_warp(warp, inner.col_off, inner.row_off))
+    if field is not None:
+        block = align_field(references, grid, inner, warp, field)
+    else:
+        block = align(references, grid.window_grid(inner),
+                      warp=window_warp(warp, inner.col_off, inner.row_off))
     return block[:, rows[:, None], cols[None, :]]

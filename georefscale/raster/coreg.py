@@ -19,7 +19,9 @@ NaN), when its correlation is below :data:`MIN_CORRELATION`, when its shift is i
 centres, residual above :data:`INLIER_PX`, then least squares on the inliers). The fit is
 repeated on the reference warped by the previous fit (at most :data:`PASSES` passes), so large
 rotations are measured on content that is already nearly aligned. The affine model is kept only
-when it explains the windows better than a translation (:func:`_choose`).
+when it explains the windows better than a translation (:func:`_choose`). Where the global
+model leaves systematic residuals in some region, a smooth field of local shifts is added on top
+of it (:func:`~georefscale.raster.field.fit_field`, applied in the same single resampling).
 """
 
 from __future__ import annotations
@@ -27,13 +29,14 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from affine import Affine
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
+from georefscale.raster.field import MAX_FIELD_PX, ShiftField, fit_field
 from georefscale.raster.grid import Grid
 from georefscale.raster.io import read_masked
 
@@ -96,6 +99,8 @@ class Coregistration:
             earlier versions' ``SHIFT_ERROR``; None when not estimated).
         windows: windows used by the fit.
         rejected: windows rejected (coverage, correlation, neighbours, outliers).
+        field: local shifts added to the warp where it leaves systematic residuals (None: the
+            warp alone; see :mod:`georefscale.raster.field`).
     """
 
     kind: str = "none"
@@ -104,6 +109,7 @@ class Coregistration:
     error: float | None = None
     windows: int = 0
     rejected: int = 0
+    field: ShiftField | None = None
 
     @classmethod
     def translation(cls, dx: float, dy: float, error: float | None = None) -> Coregistration:
@@ -122,10 +128,12 @@ class Coregistration:
         return x - col, y - row
 
     def to_json(self) -> str:
-        """The ``GEOREFSCALE_COREG`` tag."""
-        return json.dumps({"model": self.kind, "matrix": list(self.matrix), "rms_px": self.rms,
-                           "error": self.error, "windows": self.windows,
-                           "rejected": self.rejected})
+        """The ``GEOREFSCALE_COREG`` tag (``field`` only when there is one)."""
+        d = {"model": self.kind, "matrix": list(self.matrix), "rms_px": self.rms,
+             "error": self.error, "windows": self.windows, "rejected": self.rejected}
+        if self.field is not None:
+            d["field"] = self.field.to_dict()
+        return json.dumps(d)
 
     @classmethod
     def from_json(cls, text: str, width: int, height: int) -> Coregistration:
@@ -137,14 +145,15 @@ class Coregistration:
             height: target height (pixels).
 
         Raises:
-            ValueError: malformed, not finite, or a warp that moves the scene by more than its
-                size or distorts it by more than :data:`MAX_LINEAR`.
+            ValueError: malformed, not finite, a warp that moves the scene by more than its
+                size or distorts it by more than :data:`MAX_LINEAR`, or a ``field`` that
+                :meth:`~georefscale.raster.field.ShiftField.from_dict` refuses.
         """
         d = json.loads(text)
-        if not isinstance(d, dict) or set(d) != {"model", "matrix", "rms_px", "error",
-                                                  "windows", "rejected"}:
+        if not isinstance(d, dict) or set(d) - {"field"} != {"model", "matrix", "rms_px",
+                                                              "error", "windows", "rejected"}:
             raise ValueError("COREG must be an object with model, matrix, rms_px, error, "
-                             "windows and rejected")
+                             "windows and rejected (and optionally field)")
         if d["model"] not in KINDS[1:]:
             raise ValueError(f"COREG model {d['model']!r} is not one of {', '.join(KINDS[1:])}")
         m = d["matrix"]
@@ -158,7 +167,9 @@ class Coregistration:
             raise ValueError(f"COREG matrix distorts the scene by more than {MAX_LINEAR}")
         out = cls(d["model"], matrix, _optional(d["rms_px"], "COREG rms_px", max(width, height)),
                   _optional(d["error"], "COREG error", 1.0), _count(d["windows"], "windows"),
-                  _count(d["rejected"], "rejected"))
+                  _count(d["rejected"], "rejected"),
+                  ShiftField.from_dict(d["field"], width, height, MAX_WINDOWS**2)
+                  if "field" in d else None)
         for col in (0, width):
             for row in (0, height):
                 dx, dy = out.shift_at(col, row)
@@ -395,13 +406,14 @@ def measured_windows(target: DatasetReader, references: Sequence[DatasetReader],
     """What :func:`coregister` saw in its last pass, for figures and reports.
 
     Returns:
-        ``{"model": kind, "windows": [{"centre": (col, row), "residual": (dx, dy) or None,
-        "used": bool}]}``: window centres and measured positions minus the fitted warp's (target
-        pixels; None where the window could not be measured).
+        ``{"model": kind, "field": ShiftField or None, "windows": [{"centre": (col, row),
+        "residual": (dx, dy) or None, "used": bool}]}``: window centres and measured positions
+        minus the fitted warp's (target pixels, without the field; None where the window could
+        not be measured).
     """
     fit, ws, used = _fit(target, references, grid, mask)
     warp = fit.warp
-    return {"model": fit.kind, "windows": [
+    return {"model": fit.kind, "field": fit.field, "windows": [
         {"centre": w.centre, "used": bool(u),
          "residual": None if w.error >= 1 and not w.ok else
          tuple(float(v) for v in np.subtract(w.sample, warp @ w.centre))}
@@ -411,7 +423,10 @@ def measured_windows(target: DatasetReader, references: Sequence[DatasetReader],
 def _fit(target: DatasetReader, references: Sequence[DatasetReader], grid: Grid,
          mask: Callable[[np.ndarray], np.ndarray] | None
          ) -> tuple[Coregistration, list[_Window], np.ndarray]:
-    """:func:`coregister`, with the windows of the last pass and which of them the fit used."""
+    """:func:`coregister`, with the windows of the last pass and which of them the fit used.
+
+    The shift field (:func:`_field`) is fitted on the windows of the pass that made the final
+    warp, when that was a sub-pixel pass."""
     from threadpoolctl import threadpool_limits
 
     side, windows = _windows(grid)
@@ -422,6 +437,7 @@ def _fit(target: DatasetReader, references: Sequence[DatasetReader], grid: Grid,
     ws: list[_Window] = []
     used = np.zeros(len(windows), bool)
     corners = [(0, 0), (grid.width, 0), (0, grid.height), (grid.width, grid.height)]
+    usable: tuple[list[_Window], np.ndarray] | None = None
     for n in range(PASSES):
         with threadpool_limits(1, user_api="blas"):  # small matrices: threads only wait
             ws = _measure(target, references, grid, windows, side, warp, n > 0, cache, mask)
@@ -445,6 +461,24 @@ def _fit(target: DatasetReader, references: Sequence[DatasetReader], grid: Grid,
             kind, tuple(float(v) for v in warp[:6]), rms=float(np.sqrt(np.mean(res**2))),
             error=float(errors.mean()), windows=int(used.sum()),
             rejected=len(ws) - int(used.sum()))
+        usable = (ws, use) if n else None
         if n and (moved < CONVERGED_PX or shifted_only):
             break
-    return fit or Coregistration(rejected=len(windows)), ws, used
+    if fit is None:
+        return Coregistration(rejected=len(windows)), ws, used
+    field = None if usable is None else _field(*usable, fit.warp, grid)
+    return replace(fit, field=field), ws, used
+
+
+def _field(ws: list[_Window], use: np.ndarray, warp: Affine, grid: Grid) -> ShiftField | None:
+    """:func:`~georefscale.raster.field.fit_field` on the windows that passed the window and
+    neighbour tests (RANSAC outliers of the global warp included: a local misregistration makes
+    them) and lie within :data:`~georefscale.raster.field.MAX_FIELD_PX` of ``warp``."""
+    res = np.array([np.subtract(w.sample, warp @ w.centre) for w in ws])
+    ok = use & (np.hypot(*res.T) <= MAX_FIELD_PX)
+    if not ok.any():
+        return None
+    cols = np.array(sorted({w.centre[0] for w in ws}))
+    rows = np.array(sorted({w.centre[1] for w in ws}))
+    index = np.array([w.index for w in ws])[ok]
+    return fit_field(index, res[ok], cols, rows, grid.width, grid.height)
