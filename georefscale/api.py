@@ -27,14 +27,30 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from georefscale.atomic import guard_outputs
 from georefscale.bandmap import BandSelection, adapt
+from georefscale.direct import ground_direct, is_direct
 from georefscale.errors import InputError, NoCandidateError
-from georefscale.layers import Layered, describe, enhancement_path, ground_layered, write_layered
+from georefscale.layers import (
+    BaseCandidate,
+    Layered,
+    describe,
+    enhancement_path,
+    ground_layered,
+    write_layered,
+)
 from georefscale.link import codec_spec, encode_lr, exact_lr, probe_codec
-from georefscale.options import AUTO, CodecChoice, GroundOptions, ModelLike, OnboardOptions
+from georefscale.options import (
+    AUTO,
+    MASK_RULES,
+    CodecChoice,
+    GroundOptions,
+    ModelLike,
+    OnboardOptions,
+)
 from georefscale.plans.ground import GroundPlan, make_hr
 from georefscale.plans.onboard import OnboardPlan, make_lr
 from georefscale.product import LRInfo
 from georefscale.raster.io import check_output, is_url, open_raster
+from georefscale.raster.refmask import MaskRecord, MaskSource
 from georefscale.references import Reference, ReferenceSet, as_catalog, identity_of
 from georefscale.report import describe_lr, reconstruction_error
 from georefscale.stac import is_stac_item, item_raster, load_item
@@ -239,9 +255,23 @@ class Workspace:
             # separate band files (``item``): stacked as a given STAC Item is (:meth:`source`)
             path = r.path if r.item is None else self.source(r.item, r.label)[0]
             read = self.adapt(path, "reference", r.label)
-            out.append(r if read == r.path else Reference(r.id, read, identity_of(read),
-                                                          r.label))
+            out.append(r if read == r.path else replace(r, path=read, identity=identity_of(read),
+                                                        item=None))
         return ReferenceSet(tuple(out))
+
+    def mask(self, refs: ReferenceSet, files: Sequence[PathLike], rule: str | None = None, *,
+             recorded: tuple[MaskRecord | None, ...] | None = None,
+             product: str = "LR product") -> ReferenceSet:
+        """``refs`` with their masks applied (:meth:`ReferenceSet.masked`: on board the files
+        given with ``rule``, else their mask assets; on the ground the ``recorded`` ones, which
+        they must match); the files read are kept from being overwritten."""
+        masked = refs.masked(files, rule or MASK_RULES[0], self.path, recorded=recorded,
+                             product=product)
+        for before, after in zip(refs, masked, strict=True):
+            if after.path != before.path:
+                self.given.append(before.path)
+        self.given.extend(Path(f) for f in files if not is_url(f))
+        return masked
 
     def references(self, reference: Source | Sequence[Source] | None) -> ReferenceSet:
         """The given references (paths or DataArrays) as a :class:`ReferenceSet`, each read
@@ -257,9 +287,15 @@ class Workspace:
             if as_da:  # identified by content, like the file it may have been read from
                 rid = str(obj.name) if obj.name is not None else f"dataarray-{i + 1}"
                 refs.append(Reference(rid, read, identity_of(read), name))
-            elif is_stac_item(obj):  # its id, and the content of its stacked bands
-                rid = str(load_item(obj)[0].get("id") or f"item-{i + 1}")
-                refs.append(Reference(rid, read, identity_of(read), name))
+            elif is_stac_item(obj):  # its id, the content of its stacked bands, its mask asset
+                from georefscale.catalog.records import mask_asset
+
+                item, base = load_item(obj)
+                rid = str(item.get("id") or f"item-{i + 1}")
+                found = mask_asset(rid, item["assets"], base or None)
+                source = None if found is None else MaskSource(
+                    found[0], found[1], "asset", f"{found[0]} (mask asset of {name})")
+                refs.append(Reference(rid, read, identity_of(read), name, mask_source=source))
             else:
                 refs.append(Reference.from_file(path, read=None if read == path else read))
         return ReferenceSet(tuple(refs))
@@ -287,7 +323,7 @@ def _onboard(ws: Workspace, target: Source, reference: Source | Sequence[Source]
              options: OnboardOptions, when: datetime | str | None,
              progress: bool | None) -> _Onboarded:
     """:func:`onboard` inside a workspace."""
-    from georefscale.engine.cards import band_names, noref_name
+    from georefscale.engine.cards import band_names, factor_sibling, noref_name
     from georefscale.engine.run import noref_twin, resolve_model
 
     layered = options.rate is not None
@@ -321,6 +357,7 @@ def _onboard(ws: Workspace, target: Source, reference: Source | Sequence[Source]
             if not options.allow_noref:
                 raise
             log.warning("%s: no reference in the catalog; using the no-reference model", tname)
+    refs = ws.mask(refs, options.reference_masks, options.reference_mask_rule, product=tname)
     noref = options.fallback.noref_model
     if m.uses_reference and not refs and options.allow_noref:
         twin = noref_twin(m, AUTO if noref is None else noref)
@@ -333,21 +370,32 @@ def _onboard(ws: Workspace, target: Source, reference: Source | Sequence[Source]
     fallback = noref_twin(m, noref)
     guard_outputs([out, enhancement_path(out) if layered else None],
                   [tpath, *(r.path for r in refs), *ws.given])
-    lr_file = ws.path("lr.tif") if spec is not None else out
+    pairs = [(m, fallback)]
+    if layered:  # the rate search's other factors: the same family's models
+        pairs += [(s, noref_twin(s, noref)) for s in (
+            resolve_model(factor_sibling(m.name, f, tname), f)
+            for f in options.rate.factors if f != m.factor)]
+    candidates = []
     with open_raster(tpath, "target") as tds, refs.open() as rdss:
-        plan = OnboardPlan.make(tds, rdss, refs, model=m, fallback_model=fallback,
-                                options=options, target_name=tname)
-        if layered:
-            plan = replace(plan, info=replace(plan.info, layers=2))
-        make_lr(plan, tds, rdss, lr_file, cog=options.cog, progress=progress, target_name=tname)
+        for model, twin in pairs:
+            lr_file = ws.path(f"lr-x{model.factor}.tif") if spec is not None else out
+            plan = OnboardPlan.make(tds, rdss, refs, model=model, fallback_model=twin,
+                                    options=options, target_name=tname)
+            if layered:
+                plan = replace(plan, info=replace(plan.info, layers=2))
+            make_lr(plan, tds, rdss, lr_file, cog=options.cog, progress=progress,
+                    target_name=tname)
+            with open_raster(lr_file, "LR product") as lds:
+                info = LRInfo.from_dataset(lds, lr_file)
+            candidates.append(BaseCandidate(lr_file, info, (model, twin)))
     choice = None
     if layered:
-        with open_raster(lr_file, "LR product") as lds:
-            info = LRInfo.from_dataset(lds, lr_file)
-        choice = write_layered(lr_file, out, tpath, info, refs, (m, fallback), options.rate,
-                               ws.path)
+        choice = write_layered(candidates, out, tpath, refs, options.rate, ws.path,
+                               direct=options.rate.direct)
+        m, fallback = next((c.models for c in candidates if c.info.model == choice.model),
+                           (m, fallback))
     elif spec is not None:
-        encode_lr(lr_file, out, options.codec)
+        encode_lr(candidates[0].lr_file, out, options.codec)
     return _Onboarded(out, as_da, tpath, m, fallback, choice)
 
 
@@ -371,6 +419,13 @@ def _ground(ws: Workspace, lr: Source, reference: Source | Sequence[Source] | No
             check_output(p)
     if catalog is not None and reference is not None:
         raise InputError(f"{lname}: give a reference or a catalog, not both")
+    if is_direct(lpath):  # the target coded directly: no model, no reference
+        if relevance_out is not None:
+            raise InputError(f"{lname}: a directly coded product has no relevance map (no "
+                             "reference or tiles went into it)")
+        guard_outputs([out, relevance_out], [lpath, *ws.given])
+        ground_direct(lpath, out, cog=options.cog)
+        return Path(out), None, as_da
     received = lpath
     lpath = exact_lr(lpath, ws.path("lr.tif"))
     outputs = frozenset({"hr"} if out is not None else set()) | frozenset(
@@ -385,6 +440,8 @@ def _ground(ws: Workspace, lr: Source, reference: Source | Sequence[Source] | No
         else:
             refs = ws.references(reference)
         refs.verify(info, lname)
+        refs = ws.mask(refs, options.reference_masks, recorded=info.reference_masks,
+                       product=lname)
         guard_outputs([out, relevance_out], [lpath, received if not as_da else None,
                                              *(r.path for r in refs), *ws.given])
         fallback = None
@@ -624,7 +681,8 @@ def roundtrip(
         hr, _, _ = _ground(ws, lr, None if catalog is not None else reference,
                            out=hr_out if hr_out is not None else ws.output("hr.tif", target),
                            relevance_out=relevance_out, catalog=catalog, archive=archive,
-                           options=replace(gr, cog=on.cog),
+                           options=replace(gr, cog=on.cog, reference_masks=gr.reference_masks
+                                           or on.reference_masks),
                            models=(done.model, done.fallback), progress=progress)
         summary = describe_lr(lr)
         if done.layered is not None:

@@ -16,10 +16,13 @@ Modes (see :class:`~georefscale.options.RateTarget`):
 * ``target_psnr`` Q: the fewest bytes whose reconstruction reaches Q dB;
 * ``max_bytes`` N / ``bpp``: the best PSNR whose two files together are at most N bytes.
 
-The encoder searches the base layer's rate among a few candidates and, for each, the
-enhancement layer's rate (or step) by measuring, since on board the target is known. Each base
-candidate costs one ground rebuild; each enhancement trial one JPEG 2000 encode and decode of the
-residual. Whole-scene arrays (the target, one rebuild and the residual) are held in memory.
+The encoder searches by measuring, since on board the target is known: for each LR made on
+board (one per factor asked for, see :class:`BaseCandidate`), the base layer's rate on a ladder
+of rates (it starts at the two middle rates and walks towards the better one while that helps)
+and, for each, the enhancement layer's rate (or step); and coding the target directly
+(:mod:`georefscale.direct`), which it writes instead when that answers the request better. Each
+base rate tried costs one ground rebuild; each enhancement or direct trial one JPEG 2000 encode
+(and decode). Whole-scene arrays (the target, one rebuild and the residual) are held in memory.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import hashlib
 import math
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +40,7 @@ from rasterio.io import DatasetReader
 
 from georefscale import codecs
 from georefscale.convention import REBUILD_ALPHA, REBUILD_SEED
+from georefscale.direct import DirectInfo
 from georefscale.errors import InputError
 from georefscale.link import encode_lr, exact_lr
 from georefscale.masks import MaskRows
@@ -60,11 +64,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BASE_RATES",
+    "BaseCandidate",
     "ENH_EXT",
     "EnhancementInfo",
     "Layered",
     "describe",
     "add_residual",
+    "choose_direct",
     "choose_layers",
     "enhancement_path",
     "ground_layered",
@@ -215,19 +221,22 @@ class Layered:
     """The encoder's choice for one scene.
 
     Attributes:
-        base_quality: JPEG 2000 quality of the base layer.
-        base: the coded base layer (bytes).
+        base_quality: JPEG 2000 quality of the base layer (None: the target coded directly).
+        base: the coded base layer (bytes; empty when coded directly).
         enhancement: the coded enhancement layer (bytes; a zero residual when the base alone
-            meets the target).
+            meets the target), or the directly coded product.
         step: the residual's quantisation step (0: lossy-coded residual).
         quality: JPEG 2000 quality of a lossy residual.
-        rebuild: the base rebuild (DN) the enhancement was made against.
+        rebuild: the base rebuild (DN) the enhancement was made against (zeros when coded
+            directly).
         psnr_db: PSNR of the two-layer reconstruction (dB).
         max_error_dn: the largest error of a valid sample (DN).
-        trials: how many encodes the search made (base rebuilds, enhancement encodes).
+        trials: how many encodes the search made (base rebuilds, enhancement and direct
+            encodes).
+        model: the model of the base layer (None when coded directly).
     """
 
-    base_quality: float
+    base_quality: float | None
     base: bytes
     enhancement: bytes
     step: int
@@ -236,6 +245,12 @@ class Layered:
     psnr_db: float
     max_error_dn: float
     trials: tuple[int, int]
+    model: str | None = None
+
+    @property
+    def direct(self) -> bool:
+        """The target is coded directly (one file, no base layer)."""
+        return self.base_quality is None
 
     @property
     def total_bytes(self) -> int:
@@ -246,12 +261,51 @@ class Layered:
 BaseMaker = Callable[[float], tuple[bytes, np.ndarray]]
 #: The enhancement layer's tags for (base bytes, base rebuild, step, residual quality).
 TagMaker = Callable[[bytes, np.ndarray, int, "float | None"], dict[str, str]]
+#: The directly coded product's tags for (step, quality).
+DirectTagMaker = Callable[[int, "float | None"], dict[str, str]]
+#: Codes an array (the residual, or the target) for (array, step, quality).
+_Coder = Callable[[np.ndarray, int, "float | None"], bytes]
+
+
+def _budget(rate: RateTarget, target: np.ndarray) -> int | None:
+    """The byte budget of ``rate`` (None for a quality request)."""
+    if rate.bpp is not None:
+        return int(rate.bpp * target.shape[1] * target.shape[2] / 8)
+    return rate.max_bytes
+
+
+def _walk(rates: Sequence[float], trial: Callable[[float], Layered | None],
+          rate: RateTarget) -> list[Layered | None]:
+    """Try base rates on a sorted ladder: the two middle ones, then step towards the better one
+    while that improves (the total cost is about unimodal in the base rate). Returns every
+    trial made (None: that rate fits no product)."""
+    done: dict[int, Layered | None] = {}
+
+    def at(i: int) -> Layered | None:
+        if i not in done:
+            done[i] = trial(rates[i])
+        return done[i]
+
+    def wins(i: int, j: int) -> bool:
+        a, b = at(i), at(j)
+        return a is not None and (b is None or _better(a, b, rate))
+
+    lo = max(0, (len(rates) - 1) // 2)
+    hi = min(len(rates) - 1, lo + 1)
+    at(lo)
+    at(hi)
+    i, step = (hi, 1) if wins(hi, lo) else (lo, -1)
+    while 0 <= i + step < len(rates) and wins(i + step, i):
+        i += step
+    if 0 <= i + step < len(rates):
+        at(i + step)
+    return list(done.values())
 
 
 def choose_layers(target: np.ndarray, invalid: np.ndarray, nodata: float | None,
                   make_base: BaseMaker, make_tags: TagMaker, rate: RateTarget, *, factor: int,
                   peak: float, profile: dict, name: str) -> Layered:
-    """Search the two layers for ``rate`` by measuring.
+    """Search the two layers of one LR for ``rate`` by measuring.
 
     Args:
         target: the target scene (DN, ``(bands, rows, cols)``).
@@ -274,49 +328,84 @@ def choose_layers(target: np.ndarray, invalid: np.ndarray, nodata: float | None,
             above what lossless gives, a residual outside 16 bits).
     """
     valid = ~invalid
-    hr_pixels = target.shape[1] * target.shape[2]
-    budget = rate.max_bytes
-    if rate.bpp is not None:
-        budget = int(rate.bpp * hr_pixels / 8)
+    budget = _budget(rate, target)
     if budget is not None:  # base layers of a share of the budget (the LR is 1/f^2 of the HR)
         lr_raw = target.nbytes / factor**2
         rates = sorted({round(min(100.0, max(0.05, 100 * share * budget / lr_raw)), 3)
                         for share in (0.15, 0.3, 0.5, 0.8)})
     else:
         rates = list(BASE_RATES)
-    best: Layered | None = None
-    overflow: InputError | None = None
-    rebuilds = encodes = 0
-    smallest_base = math.inf
-    for q1 in rates:
+    overflow: list[InputError] = []
+    sizes: list[int] = []
+
+    def trial(q1: float) -> Layered | None:
         base, rebuild = make_base(q1)
-        rebuilds += 1
-        smallest_base = min(smallest_base, len(base))
+        sizes.append(len(base))
         residual = np.where(valid, target.astype(np.int64) - rebuild.astype(np.int64), 0)
-        def code(q: np.ndarray, step: int, quality: float | None, base: bytes = base,
-                 rebuild: np.ndarray = rebuild) -> bytes:
+
+        def code(q: np.ndarray, step: int, quality: float | None) -> bytes:
             codec = "jpeg2000" if quality is not None else "jpeg2000-lossless"
             return codecs.encode(q, codec, quality, profile=profile,
                                  tags=make_tags(base, rebuild, step, quality))
 
         try:
-            trial = _enhance(target, valid, nodata, rebuild, residual, base, q1, rate, budget,
-                             peak, code, name)
+            return _enhance(target, valid, nodata, rebuild, residual, base, q1, rate, budget,
+                            peak, code, lambda a: _as_int16(a, name))
         except InputError as exc:  # this base leaves a residual outside 16 bits
-            overflow = exc
-            continue
-        if trial is None:
-            continue
-        encodes += trial.trials[1]
-        if best is None or _better(trial, best, rate):
-            best = trial
-    if best is None:
+            overflow.append(exc)
+            return None
+
+    tried = _walk(rates, trial, rate)
+    found = [t for t in tried if t is not None]
+    if not found:
         if budget is not None:
             raise InputError(f"{name}: a byte budget of {budget} is too small for even the base "
-                             f"layer (the smallest tried takes {smallest_base:.0f} bytes)")
-        raise overflow or InputError(f"{name}: no product meets the request")
-    return Layered(best.base_quality, best.base, best.enhancement, best.step, best.quality,
-                   best.rebuild, best.psnr_db, best.max_error_dn, (rebuilds, encodes))
+                             f"layer (the smallest tried takes {min(sizes)} bytes)")
+        raise overflow[0] if overflow else InputError(f"{name}: no product meets the request")
+    best = found[0]
+    for t in found[1:]:
+        if _better(t, best, rate):
+            best = t
+    encodes = sum(t.trials[1] for t in found)
+    return replace(best, trials=(len(tried), encodes))
+
+
+def choose_direct(target: np.ndarray, invalid: np.ndarray, nodata: float | None,
+                  make_tags: DirectTagMaker, rate: RateTarget, *, peak: float, profile: dict
+                  ) -> Layered | None:
+    """The best product for ``rate`` that codes the target directly with JPEG 2000 (lossy at a
+    searched quality, or quantised with step ``2E + 1`` and coded losslessly for ``max_error``).
+
+    Args:
+        target: the target scene (DN, ``(bands, rows, cols)``, an integer dtype).
+        invalid: its invalid samples (bool, same shape).
+        nodata: its nodata value (None: none, or an internal mask).
+        make_tags: the product's tags (so measured sizes include them).
+        rate: what is asked.
+        peak: the PSNR peak (DN).
+        profile: ``crs`` / ``transform`` of the target grid.
+
+    Returns:
+        The choice (``base_quality`` None), or None when no direct product fits the budget.
+    """
+    def code(q: np.ndarray, step: int, quality: float | None) -> bytes:
+        codec = "jpeg2000" if quality is not None else "jpeg2000-lossless"
+        return codecs.encode(q, codec, quality, profile=profile, tags=make_tags(step, quality))
+
+    dtype = target.dtype
+    signal = np.where(invalid, 0, target).astype(np.int64)
+    found = _enhance(target, ~invalid, nodata, np.zeros_like(target), signal, b"", None, rate,
+                     _budget(rate, target), peak, code, lambda a: a.astype(dtype), direct=True)
+    return None if found is None else replace(found, trials=(0, found.trials[1]))
+
+
+def best_product(choices: Sequence[Layered], rate: RateTarget) -> Layered:
+    """The best of the measured products for ``rate`` (the first of equals)."""
+    best = choices[0]
+    for c in choices[1:]:
+        if _better(c, best, rate):
+            best = c
+    return best
 
 
 def _better(a: Layered, b: Layered, rate: RateTarget) -> bool:
@@ -326,11 +415,13 @@ def _better(a: Layered, b: Layered, rate: RateTarget) -> bool:
 
 
 def _enhance(target: np.ndarray, valid: np.ndarray, nodata: float | None, rebuild: np.ndarray,
-             residual: np.ndarray, base: bytes, q1: float, rate: RateTarget, budget: int | None,
-             peak: float,
-             code: Callable[[np.ndarray, int, float | None], bytes],
-             name: str) -> Layered | None:
-    """The best enhancement layer for one base layer (None when none fits the budget)."""
+             residual: np.ndarray, base: bytes, q1: float | None, rate: RateTarget,
+             budget: int | None, peak: float, code: _Coder,
+             cast: Callable[[np.ndarray], np.ndarray], *, direct: bool = False
+             ) -> Layered | None:
+    """The best enhancement layer for one base layer (None when none fits the budget); with
+    ``direct`` the "residual" is the target itself over a zero base, and no zero residual is
+    tried (there is no base to stand alone)."""
     dtype = str(target.dtype)
 
     def result(enh: bytes, step: int, quality: float | None, hr: np.ndarray,
@@ -342,15 +433,14 @@ def _enhance(target: np.ndarray, valid: np.ndarray, nodata: float | None, rebuil
 
     if rate.max_error is not None:
         step = 2 * rate.max_error + 1
-        q = _as_int16(quantise(residual, step), name)
+        q = cast(quantise(residual, step))
         enh = code(q, step, None)
         return result(enh, step, None, add_residual(rebuild, q, step, dtype), 1)
-    base_psnr = psnr(target, rebuild, valid, peak)
-    r16 = _as_int16(residual, name)
+    r16 = cast(residual)
     raw = r16.nbytes
     if rate.target_psnr is not None:
         goal = rate.target_psnr
-        if base_psnr >= goal:
+        if not direct and psnr(target, rebuild, valid, peak) >= goal:
             return result(code(np.zeros_like(r16), 1, None), 1, None, rebuild, 1)
         trials: list[Layered] = []
         lo, hi = math.log(0.05), math.log(100.0)
@@ -373,8 +463,10 @@ def _enhance(target: np.ndarray, valid: np.ndarray, nodata: float | None, rebuil
     room = budget - len(base)
     if room <= 0:
         return None
-    zero = code(np.zeros_like(r16), 1, None)
-    best: Layered | None = (result(zero, 1, None, rebuild, 1) if len(zero) <= room else None)
+    best: Layered | None = None
+    if not direct:
+        zero = code(np.zeros_like(r16), 1, None)
+        best = result(zero, 1, None, rebuild, 1) if len(zero) <= room else None
     quality = min(100.0, max(0.05, 100 * room / raw))
     lo, hi = math.log(0.01), math.log(100.0)
     for n in range(1, SEARCH_STEPS + 1):  # estimate, then refine by bisection
@@ -425,14 +517,18 @@ def read_enhancement(path: PathLike, info: LRInfo, base_file: PathLike,
 
 
 def describe(layered: Layered) -> dict:
-    """The encoder's choice, for summaries and ``--json``."""
-    return {"base_quality": layered.base_quality, "base_bytes": len(layered.base),
+    """The encoder's choice, for summaries and ``--json``: ``product`` (``layered`` or
+    ``direct``), ``model`` of the base layer, sizes (bytes), the residual's ``step`` and JPEG 2000
+    ``enhancement_quality`` (of the target itself when coded directly), ``psnr_db``,
+    ``max_error_dn`` and the search's ``trials`` (over every candidate measured)."""
+    return {"product": "direct" if layered.direct else "layered", "model": layered.model,
+            "base_quality": layered.base_quality, "base_bytes": len(layered.base),
             "enhancement_bytes": len(layered.enhancement),
             "total_bytes": layered.total_bytes, "step": layered.step,
             "enhancement_quality": layered.quality, "psnr_db": layered.psnr_db,
             "max_error_dn": layered.max_error_dn,
             "trials": {"base_rebuilds": layered.trials[0],
-                       "enhancement_encodes": layered.trials[1]}}
+                       "encodes": layered.trials[1]}}
 
 
 def rebuild_base(base: Path, references: ReferenceSet, models: tuple[Rescaler, Rescaler | None],
@@ -451,21 +547,40 @@ def rebuild_base(base: Path, references: ReferenceSet, models: tuple[Rescaler, R
         return ds.read()
 
 
-def write_layered(lr_file: Path, out: Path, target: Path, info: LRInfo,
-                  references: ReferenceSet, models: tuple[Rescaler, Rescaler | None],
-                  rate: RateTarget, scratch: Callable[[str], Path]) -> Layered:
-    """Choose the two layers of ``target`` for ``rate`` and write them: the base layer to
-    ``out`` (``.jp2``), the enhancement layer beside it (:func:`enhancement_path`).
+@dataclass(frozen=True)
+class BaseCandidate:
+    """An LR made on board that the encoder may code as the base layer.
+
+    Attributes:
+        lr_file: the LR GeoTIFF (tagged as the base of two layers).
+        info: its tags.
+        models: its model and no-reference fallback.
+    """
+
+    lr_file: Path
+    info: LRInfo
+    models: tuple[Rescaler, Rescaler | None]
+
+
+def write_layered(candidates: Sequence[BaseCandidate], out: Path, target: Path,
+                  references: ReferenceSet, rate: RateTarget, scratch: Callable[[str], Path],
+                  *, direct: bool = True) -> Layered:
+    """Choose the product of ``target`` for ``rate`` and write it: the base layer to ``out``
+    (``.jp2``) and the enhancement layer beside it (:func:`enhancement_path`), or, when coding
+    the target directly answers better, the directly coded product to ``out`` alone
+    (:mod:`georefscale.direct`; a stale enhancement layer beside ``out`` is then removed).
 
     Args:
-        lr_file: the LR GeoTIFF made on board (tagged as the base of two layers).
-        out: the base layer to write.
+        candidates: the LRs made on board (one per factor tried; at least one).
+        out: the product to write.
         target: the target GeoTIFF.
-        info: the LR product's tags.
-        references: its references.
-        models: the model and its no-reference fallback.
+        references: the references.
         rate: what is asked.
         scratch: fresh temporary paths by name.
+        direct: also consider coding the target directly.
+
+    Returns:
+        The choice (``direct`` says which kind was written).
 
     Raises:
         InputError: the request cannot be met.
@@ -473,27 +588,57 @@ def write_layered(lr_file: Path, out: Path, target: Path, info: LRInfo,
     from georefscale.atomic import atomic_output, guard_outputs
 
     enh_file = enhancement_path(out)
-    guard_outputs([out, enh_file], [target, lr_file, *(r.path for r in references)])
+    guard_outputs([out, enh_file], [target, *(c.lr_file for c in candidates),
+                                    *(r.path for r in references)])
+    first = candidates[0].info
     with open_raster(target, "target") as tds:
         (scene, invalid), nodata = read_masked(tds, name=str(target)), tds.nodata
         profile = {"crs": tds.crs, "transform": tds.transform}
+        plain = DirectInfo(0, None, first.source_dtype, nodata, has_dataset_mask(tds),
+                           first.nodata_mask, first.bands, first.meta, first.scale,
+                           first.offset)
+    choices: list[Layered] = []
+    errors: list[InputError] = []
+    for c in candidates:
+        def make_base(quality: float, c: BaseCandidate = c) -> tuple[bytes, np.ndarray]:
+            base = scratch(f"base-x{c.info.factor}-{quality:g}.jp2")
+            encode_lr(c.lr_file, base, CodecChoice("jpeg2000", quality))
+            return base.read_bytes(), rebuild_base(base, references, c.models, scratch)
 
-    def make_base(quality: float) -> tuple[bytes, np.ndarray]:
-        base = scratch(f"base-{quality:g}.jp2")
-        encode_lr(lr_file, base, CodecChoice("jpeg2000", quality))
-        return base.read_bytes(), rebuild_base(base, references, models, scratch)
+        def make_tags(base: bytes, rebuild: np.ndarray, step: int, quality: float | None,
+                      info: LRInfo = c.info) -> dict[str, str]:
+            return EnhancementInfo(hashlib.sha256(base).hexdigest(), info.reference_identity,
+                                   step, quality, row_digests(rebuild, info.tile),
+                                   info.tile).to_tags()
 
-    def make_tags(base: bytes, rebuild: np.ndarray, step: int,
-                  quality: float | None) -> dict[str, str]:
-        return EnhancementInfo(hashlib.sha256(base).hexdigest(), info.reference_identity, step,
-                               quality, row_digests(rebuild, info.tile), info.tile).to_tags()
-
-    layered = choose_layers(scene, invalid, nodata, make_base, make_tags, rate, factor=info.factor,
-                            peak=info.scale, profile=profile, name=str(target))
-    for path, data in ((out, layered.base), (enh_file, layered.enhancement)):
+        try:
+            choices.append(replace(
+                choose_layers(scene, invalid, nodata, make_base, make_tags, rate,
+                              factor=c.info.factor, peak=c.info.scale, profile=profile,
+                              name=str(target)),
+                model=c.info.model))
+        except InputError as exc:
+            errors.append(exc)
+    if direct:
+        found = choose_direct(
+            scene, invalid, nodata,
+            lambda step, quality: replace(plain, step=step, quality=quality).to_tags(), rate,
+            peak=first.scale, profile=profile)
+        if found is not None:
+            choices.append(found)
+    if not choices:
+        raise errors[0]
+    best = replace(best_product(choices, rate),
+                   trials=(sum(c.trials[0] for c in choices), sum(c.trials[1] for c in choices)))
+    if best.direct:
+        with atomic_output(out, ".tmp.jp2") as tmp:
+            tmp.write_bytes(best.enhancement)
+        enh_file.unlink(missing_ok=True)
+        return best
+    for path, data in ((out, best.base), (enh_file, best.enhancement)):
         with atomic_output(path, ".tmp.jp2") as tmp:
             tmp.write_bytes(data)
-    return layered
+    return best
 
 
 def ground_layered(lr: DatasetReader, datasets: list[DatasetReader], info: LRInfo, *,

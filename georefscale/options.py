@@ -9,6 +9,7 @@ No heavy imports: this module is safe to import anywhere.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeAlias
@@ -27,6 +28,7 @@ __all__ = [
     "CodecChoice",
     "FallbackPolicy",
     "GroundOptions",
+    "MASK_RULES",
     "ModelLike",
     "OnboardOptions",
     "RateTarget",
@@ -43,6 +45,9 @@ FACTORS = (2, 4)
 AUTO = "auto"
 #: How tiles choose between the reference model and the models without it.
 DECISIONS = ("agreement", "measure")
+#: How a reference mask's values mark masked pixels (:mod:`georefscale.raster.refmask`):
+#: ``"nonzero"`` any value but 0, ``"scl"`` the cloudy Sentinel-2 L2A scene classes and no data.
+MASK_RULES = ("nonzero", "scl")
 #: Smallest tile core (HR pixels): below it the halo dominates and a scene takes forever.
 MIN_TILE = 32
 #: Largest tile core (HR pixels): bounds a tile's memory (a crafted product cannot ask for TiB).
@@ -51,6 +56,19 @@ MAX_TILE = 8192
 ModelLike: TypeAlias = "str | Rescaler"
 #: The input band for each model band, in the model's order: 1-based indexes or names.
 BandSelection: TypeAlias = "tuple[int, ...] | tuple[str, ...]"
+
+
+def _masks(masks: object) -> tuple[str | os.PathLike, ...]:
+    """``reference_masks`` as a tuple of paths (one path alone is taken as one mask).
+
+    Raises:
+        InputError: anything but paths / URLs.
+    """
+    items = (masks,) if isinstance(masks, str | os.PathLike) else masks
+    if not isinstance(items, Sequence) or not all(isinstance(m, str | os.PathLike) and str(m)
+                                                  for m in items):
+        raise InputError(f"reference_masks must be mask file paths, got {masks!r}")
+    return tuple(items)
 
 
 def check_factor(factor: int | None) -> None:
@@ -212,12 +230,19 @@ class RateTarget:
             model's DN scale, valid pixels only).
         max_error: every valid HR sample within this many DN of the target (0: lossless); the
             residual is quantised with step ``2 * max_error + 1`` and coded losslessly.
+        factors: other factors (2, 4) whose base layers the search also measures, with the
+            model's family for that factor (each costs one more on-board LR and its base
+            rebuilds); the model's own factor is always measured.
+        direct: also measure coding the target directly (JPEG 2000, no base layer), and write
+            that product when it answers the request better (see :mod:`georefscale.direct`).
     """
 
     max_bytes: int | None = None
     bpp: float | None = None
     target_psnr: float | None = None
     max_error: int | None = None
+    factors: tuple[int, ...] = ()
+    direct: bool = True
 
     def __post_init__(self) -> None:
         given = [k for k in ("max_bytes", "bpp", "target_psnr", "max_error")
@@ -236,6 +261,10 @@ class RateTarget:
                 self.max_error, int) or self.max_error < 0):
             raise InputError(f"max_error must be a non-negative integer (DN), got "
                              f"{self.max_error}")
+        if not isinstance(self.factors, tuple) or None in self.factors:
+            raise InputError(f"factors must be a tuple of 2 and/or 4, got {self.factors!r}")
+        for f in self.factors:
+            check_factor(f)
 
 
 @dataclass(frozen=True)
@@ -258,6 +287,11 @@ class OnboardOptions:
             indexes (``(2, 3, 4, 8)``) or names (``("B02", "B03", "B04", "B08")``), or the
             same as text (``"2,3,4,8"``); it applies to the target and its references alike.
             None: found by the band descriptions (see :mod:`georefscale.bandmap`).
+        reference_masks: a cloud / shadow mask raster for each reference, in the references'
+            order (paths or URLs; empty: the references' own mask assets, else the spectral
+            test); replaces the mask asset and the spectral test of its reference.
+        reference_mask_rule: how the values of ``reference_masks`` mark masked pixels, one of
+            :data:`MASK_RULES`.
     """
 
     model: ModelLike = DEFAULT_MODEL
@@ -270,10 +304,16 @@ class OnboardOptions:
     allow_noref: bool = False
     cog: bool = False
     bands: BandSelection | str | None = None
+    reference_masks: tuple[str | os.PathLike, ...] = ()
+    reference_mask_rule: str = "nonzero"
 
     def __post_init__(self) -> None:
         check_factor(self.factor)
         object.__setattr__(self, "bands", parse_bands(self.bands))
+        object.__setattr__(self, "reference_masks", _masks(self.reference_masks))
+        if self.reference_mask_rule not in MASK_RULES:
+            raise InputError(f"reference_mask_rule must be one of {', '.join(MASK_RULES)}, got "
+                             f"{self.reference_mask_rule!r}")
         if self.rate is not None and (self.codec.name not in (None, "jpeg2000")
                                       or self.codec.quality is not None):
             raise InputError(
@@ -296,6 +336,9 @@ class GroundOptions:
         cog: write Cloud-Optimized GeoTIFFs.
         base_only: of a two-layer product, rebuild the base layer alone (its enhancement
             layer is then not needed).
+        reference_masks: the mask raster of each reference the product records as masked by a
+            file, in the references' order (its rule is the recorded one); empty: the masks of
+            the references' assets.
     """
 
     alpha: float = 1.0
@@ -304,9 +347,11 @@ class GroundOptions:
     halo: int | None = None
     cog: bool = False
     base_only: bool = False
+    reference_masks: tuple[str | os.PathLike, ...] = ()
 
     def __post_init__(self) -> None:
         _finite("alpha", self.alpha, 0.0, 10.0)
+        object.__setattr__(self, "reference_masks", _masks(self.reference_masks))
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise InputError(f"seed must be a non-negative integer, got {self.seed}")
         _check_tiling(self.tile, self.halo)

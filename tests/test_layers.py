@@ -3,6 +3,7 @@ ground's checks, and the bad requests."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -10,13 +11,16 @@ import pytest
 import rasterio
 from click.testing import CliRunner
 
-from georefscale.api import ground, onboard
+from georefscale import codecs
+from georefscale.api import ground, onboard, roundtrip
 from georefscale.cli import main
+from georefscale.engine.cards import factor_sibling
 from georefscale.errors import InputError
 from georefscale.layers import enhancement_path
 from georefscale.options import CodecChoice, GroundOptions, OnboardOptions, RateTarget
 from georefscale.raster.grid import Grid
 from georefscale.raster.io import write_geotiff
+from georefscale.report import describe_lr
 
 MODEL = "noref-s2-x4"
 
@@ -40,7 +44,8 @@ def _layered(scene, tmp_path, rate, name="lr.jp2"):
     hr = ground(lr, None, out=tmp_path / f"{name}.hr.tif")
     with rasterio.open(hr) as ds:
         h = ds.read()
-    total = lr.stat().st_size + enhancement_path(lr).stat().st_size
+    enh = enhancement_path(lr)  # none when the search coded the target directly
+    total = lr.stat().st_size + (enh.stat().st_size if enh.is_file() else 0)
     return lr, h, total
 
 
@@ -82,8 +87,8 @@ def test_more_bytes_more_quality_and_beyond_the_base_ceiling(scene, tmp_path):
 
 
 def test_ground_checks_the_enhancement_layer(scene, tmp_path):
-    lr, _, _ = _layered(scene, tmp_path, RateTarget(max_error=5), "a.jp2")
-    other, _, _ = _layered(scene, tmp_path, RateTarget(max_bytes=6_000), "b.jp2")
+    lr, _, _ = _layered(scene, tmp_path, RateTarget(max_error=5, direct=False), "a.jp2")
+    other, _, _ = _layered(scene, tmp_path, RateTarget(max_bytes=6_000, direct=False), "b.jp2")
     assert other.read_bytes() != lr.read_bytes()  # another base layer
     enh = enhancement_path(lr)
     enh.rename(tmp_path / "kept.enh.jp2")
@@ -125,11 +130,83 @@ def test_budget_too_small(scene, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_cli_target_psnr(scene, tmp_path):
-    res = CliRunner().invoke(main, ["roundtrip", str(scene[0]), "-m", MODEL, "--target-psnr",
-                                    "40", "-o", str(tmp_path), "--json"])
-    assert res.exit_code == 0, res.output
-    assert '"layers": 2' in res.output
+def test_cli_target_psnr_layered_or_direct(scene, tmp_path):
+    """The search writes whichever product needs fewer bytes: here (no reference, a small
+    crop) coding the target directly beats two layers, and both reach the target."""
+    runs = {}
+    for flag in ("--no-direct", None):
+        out = tmp_path / (flag or "default")
+        res = CliRunner().invoke(main, ["roundtrip", str(scene[0]), "-m", MODEL, "--target-psnr",
+                                        "40", "-o", str(out), "--json",
+                                        *([flag] if flag else [])])
+        assert res.exit_code == 0, res.output
+        runs[flag] = json.loads(res.output)
+        assert 40 <= runs[flag]["psnr_db"] <= 40.3
+    assert runs["--no-direct"]["layers"] == 2
+    assert runs["--no-direct"]["search"]["product"] == "layered"
+    assert runs[None]["product"] == runs[None]["search"]["product"] == "direct"
+    assert runs[None]["bytes"] < runs["--no-direct"]["bytes"]
+    assert runs[None]["search"]["trials"]["base_rebuilds"] == 3  # the ladder walk
+
+
+def test_direct_product_guarantees_and_bad_tags(scene, tmp_path):
+    """A directly coded near-lossless product: exact nodata mask, the bound kept, the ground
+    refuses tampered tags (naming the file) and a relevance map, and writes nothing."""
+    path, a = scene
+    lr = onboard(path, None, out=tmp_path / "lr.jp2",
+                 options=OnboardOptions(model=MODEL, rate=RateTarget(max_error=0)))
+    assert describe_lr(lr)["product"] == "direct" and not enhancement_path(lr).exists()
+    hr = ground(lr, None, out=tmp_path / "hr.tif")
+    with rasterio.open(hr) as ds, rasterio.open(path) as t:
+        np.testing.assert_array_equal(ds.read(), a)  # lossless, nodata included
+        assert (ds.nodata, ds.descriptions, ds.crs, ds.transform) == (
+            t.nodata, t.descriptions, t.crs, t.transform)
+        assert ds.tags()["GEOREFSCALE_MAX_ERROR"] == "0"
+    with pytest.raises(InputError, match="no relevance map"):
+        ground(lr, None, out=tmp_path / "hr2.tif", relevance_out=tmp_path / "rel.tif")
+    decoded = codecs.read_compressed(lr, unmap=False)
+    for key, value, match in (("DIRECT_STEP", "4", "bad step 4"),
+                              ("SOURCE_DTYPE", "float64", "unsupported dtype"),
+                              ("NODATA_MASK", "AAAA", "NODATA_MASK"),
+                              ("SCALE", "nan", "bad scale")):
+        bad = tmp_path / f"bad_{key}.jp2"
+        bad.write_bytes(codecs.encode(
+            decoded.array, "jpeg2000-lossless",
+            profile={"crs": decoded.crs, "transform": decoded.transform},
+            tags={**decoded.tags, f"GEOREFSCALE_{key}": value}))
+        with pytest.raises(InputError, match=f"{bad.name}: directly coded product tags .*{match}"):
+            ground(bad, None, out=tmp_path / "hr3.tif")
+    assert not (tmp_path / "hr2.tif").exists() and not (tmp_path / "hr3.tif").exists()
+
+
+def test_rate_search_over_factors(oscd_dir, tmp_path):
+    """--try-factor 2 with refscale-s2-x4: the search measures both families' base layers
+    (and direct coding) and keeps the cheapest; never more bytes than the x4 search alone."""
+    with rasterio.open(oscd_dir / "montpellier_20171030.tif") as ds:
+        win = rasterio.windows.Window(0, 0, 192, 160)
+        t, grid = ds.read(window=win), Grid.from_dataset(ds).window_grid(win)
+    with rasterio.open(oscd_dir / "montpellier_20150812.tif") as ds:
+        r = ds.read(window=win)
+    target = write_geotiff(tmp_path / "t.tif", t, grid)
+    ref = write_geotiff(tmp_path / "r.tif", r, grid)
+    sizes = {}
+    for factors in ((), (2,)):
+        out = tmp_path / f"lr{len(factors)}.jp2"
+        res = roundtrip(target, ref, lr_out=out, hr_out=tmp_path / f"hr{len(factors)}.tif",
+                        options=(OnboardOptions(rate=RateTarget(target_psnr=38,
+                                                                factors=factors)),
+                                 GroundOptions()))
+        assert res["psnr_db"] >= 38
+        sizes[factors] = res["bytes"]
+        if factors:
+            assert res["search"]["trials"]["base_rebuilds"] >= 6  # two ladders
+    assert sizes[(2,)] <= sizes[()]
+    assert factor_sibling("noref-s2-x4", 2, "t.tif") == "noref-s2-x2"
+    with pytest.raises(InputError, match="t.tif: no shipped model of refscale-naip-x4's family "
+                                         "rescales by 2 .*refscale-s2-x2"):
+        factor_sibling("refscale-naip-x4", 2, "t.tif")
+    with pytest.raises(InputError, match="factors must be"):
+        RateTarget(max_error=1, factors=[2])
 
 
 def test_archive_makes_two_layer_products(oscd_dir, tmp_path):
@@ -140,7 +217,7 @@ def test_archive_makes_two_layer_products(oscd_dir, tmp_path):
     cat = Catalog.from_records(ingest([oscd_dir / "norcia_20150711.tif",
                                        oscd_dir / "norcia_20171018.tif"]).records)
     options = OnboardOptions(model=MODEL, tiling=TilingOptions(128, 16),
-                             rate=RateTarget(max_error=10))
+                             rate=RateTarget(max_error=10, direct=False))
     result = process_archive(cat, tmp_path / "out", onboard=options, ground=GroundOptions(),
                              cluster=ClusterOptions(workers=0), progress=False)
     assert not result.failed, result.failed

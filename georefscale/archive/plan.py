@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from georefscale.catalog.records import Band
 from georefscale.errors import InputError, NoCandidateError
-from georefscale.options import DEFAULT_MODEL, ClusterOptions, GroundOptions, OnboardOptions
+from georefscale.options import (
+    DEFAULT_MODEL,
+    ClusterOptions,
+    GroundOptions,
+    OnboardOptions,
+    RateTarget,
+)
 from georefscale.raster.io import is_url
 
 if TYPE_CHECKING:
@@ -205,7 +211,8 @@ def _non_default(o: OnboardOptions) -> dict[str, Any]:
     if o.correct_shift != default.correct_shift:
         out["correct_shift"] = o.correct_shift
     if o.rate is not None:
-        out["rate"] = {k: v for k, v in dataclasses.asdict(o.rate).items() if v is not None}
+        defaults = {f.name: f.default for f in dataclasses.fields(RateTarget)}
+        out["rate"] = {k: v for k, v in dataclasses.asdict(o.rate).items() if v != defaults[k]}
     if o.bands is not None:
         out["bands"] = list(o.bands)
     return out
@@ -245,6 +252,10 @@ def plan_archive(
     if unknown:
         raise InputError(f"unknown selection keys: {', '.join(sorted(unknown))}")
     onboard = onboard or OnboardOptions()
+    if onboard.rate is not None and onboard.rate.factors:
+        raise InputError("archive: the rate search over other factors (--try-factor) is for "
+                         "onboard and roundtrip; archive measures the model's factor and direct "
+                         "coding")
     cat = catalog if isinstance(catalog, Catalog) else Catalog.load(catalog)
     lo = parse_datetime(sel["after"]) if sel.get("after") is not None else None
     hi = parse_datetime(sel["before"]) if sel.get("before") is not None else None

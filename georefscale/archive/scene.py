@@ -25,8 +25,9 @@ from georefscale.archive.inputs import INPUTS, SceneInputs, stage_inputs
 from georefscale.archive.manifest import MANIFEST, scene_manifest
 from georefscale.archive.plan import SceneJob
 from georefscale.atomic import write_json
+from georefscale.direct import ground_direct, is_direct
 from georefscale.errors import GeoRefScaleError
-from georefscale.layers import enhancement_path, ground_layered, write_layered
+from georefscale.layers import BaseCandidate, enhancement_path, ground_layered, write_layered
 from georefscale.link import codec_spec, encode_lr, exact_lr
 from georefscale.options import CodecChoice, GroundOptions
 from georefscale.plans.ground import GroundPlan, make_hr
@@ -86,8 +87,9 @@ def code_lr(job: SceneJob, inputs: SceneInputs, staging: Path) -> None:
     if job.onboard.rate is not None:
         with open_raster(lr, "LR product") as lds:
             info = LRInfo.from_dataset(lds, lr)
-        write_layered(lr, product_path(staging, job), inputs.target, info, inputs.refs,
-                      models(job), job.onboard.rate, scratch(staging))
+        write_layered([BaseCandidate(lr, info, models(job))], product_path(staging, job),
+                      inputs.target, inputs.refs, job.onboard.rate, scratch(staging),
+                      direct=job.onboard.rate.direct)
     elif job.onboard.codec.name is not None:
         encode_lr(lr, product_path(staging, job), job.onboard.codec)
     else:
@@ -213,6 +215,9 @@ def run_scene(job: SceneJob, out: PathLike) -> dict[str, Any]:
 
 def ground_scene(job: SceneJob, refs: ReferenceSet, staging: Path) -> None:
     """Rebuild the HR of the LR product in ``staging`` in this process."""
+    if is_direct(product_path(staging, job)):  # the rate search coded the target directly
+        ground_direct(product_path(staging, job), hr_path(staging, job), cog=job.onboard.cog)
+        return
     lr = decoded_lr(job, staging)
     name = product_path(staging, job).name
     with open_raster(lr, "LR product") as lds, refs.open() as rdss:
@@ -234,8 +239,8 @@ def finish_scene(job: SceneJob, inputs: SceneInputs, staging: Path, out: Path) -
     (staging / f".{job.folder}_lr.decoded.tif").unlink(missing_ok=True)
     shutil.rmtree(staging / ".scratch", ignore_errors=True)
     products = {"lr": product_path(staging, job)}
-    if job.onboard.rate is not None:
-        products["enhancement"] = enhancement_path(products["lr"])
+    if job.onboard.rate is not None and enhancement_path(products["lr"]).is_file():
+        products["enhancement"] = enhancement_path(products["lr"])  # not when coded directly
     if job.ground is not None:
         products["hr"] = hr_path(staging, job)
     write_json(staging / MANIFEST, scene_manifest(job, products, inputs.target), sort_keys=True)

@@ -13,6 +13,7 @@ import click
 from georefscale.options import (
     DECISIONS,
     DEFAULT_MODEL,
+    MASK_RULES,
     CodecChoice,
     FallbackPolicy,
     GroundOptions,
@@ -24,6 +25,7 @@ from georefscale.options import (
 TILING = TilingOptions()
 FALLBACK = FallbackPolicy()
 GROUND = GroundOptions()
+ONBOARD = OnboardOptions()
 
 tile_opt = click.option(
     "--tile",
@@ -47,6 +49,23 @@ refs_opt = click.option(
     multiple=True,
     type=click.Path(),
     help="Reference GeoTIFF: an older image of the same place (repeat to mosaic several).",
+)
+ref_masks_opt = click.option(
+    "--reference-mask",
+    "reference_masks",
+    multiple=True,
+    type=click.Path(),
+    help="Cloud / shadow mask raster of a reference, in the references' order (repeat per "
+    "reference); replaces its mask asset and the spectral cloud test. On the ground: the mask "
+    "the product was made with.",
+)
+mask_rule_opt = click.option(
+    "--reference-mask-rule",
+    type=click.Choice(MASK_RULES),
+    default=ONBOARD.reference_mask_rule,
+    show_default=True,
+    help="How --reference-mask values mark masked pixels: nonzero (any value but 0), or scl "
+    "(Sentinel-2 L2A scene classes: 3, 8, 9, 10 cloudy, 0 no data).",
 )
 catalog_opt = click.option(
     "-c",
@@ -147,15 +166,25 @@ rate_opts = [
     click.option("--max-error", type=int, default=None,
                  help="Two-layer product: every valid pixel within this many DN of the target "
                  "(0: lossless)."),
+    click.option("--try-factor", "try_factors", type=click.Choice(["2", "4"]), multiple=True,
+                 help="Rate search: also measure base layers of this factor (the model's "
+                 "family; repeatable; each costs one more on-board LR)."),
+    click.option("--no-direct", is_flag=True,
+                 help="Rate search: never code the target directly (always two layers)."),
 ]
 
 
 def _rate(max_bytes: int | None, bpp: float | None, target_psnr: float | None,
-          max_error: int | None) -> RateTarget | None:
+          max_error: int | None, try_factors: tuple[str, ...], no_direct: bool
+          ) -> RateTarget | None:
     if (max_bytes, bpp, target_psnr, max_error) == (None, None, None, None):
+        if try_factors or no_direct:
+            raise click.UsageError("--try-factor and --no-direct need a rate target "
+                                   "(--max-bytes, --bpp, --target-psnr or --max-error)")
         return None
     return RateTarget(max_bytes=max_bytes, bpp=bpp, target_psnr=target_psnr,
-                      max_error=max_error)
+                      max_error=max_error, factors=tuple(int(f) for f in try_factors),
+                      direct=not no_direct)
 
 
 def onboard_option_group(*, allow_noref: bool = True) -> Callable:
@@ -181,7 +210,7 @@ def onboard_option_group(*, allow_noref: bool = True) -> Callable:
                     min_agreement=kw.pop("min_agreement"), decide=kw.pop("decide")),
                 codec=CodecChoice(kw.pop("codec"), kw.pop("quality")),
                 rate=_rate(kw.pop("max_bytes"), kw.pop("bpp"), kw.pop("target_psnr"),
-                           kw.pop("max_error")),
+                           kw.pop("max_error"), kw.pop("try_factors"), kw.pop("no_direct")),
                 correct_shift=not kw.pop("no_shift"),
                 allow_noref=kw.pop("allow_noref", False),
                 cog=kw.pop("cog"),

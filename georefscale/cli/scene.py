@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -15,8 +16,10 @@ from georefscale.cli.options import (
     catalog_opt,
     cog_opt,
     json_opt,
+    mask_rule_opt,
     onboard_option_group,
     quiet_opt,
+    ref_masks_opt,
     refs_opt,
     seed_opt,
 )
@@ -60,6 +63,12 @@ def _finite(value: object) -> object:
 
 
 def _lr_lines(s: dict) -> list[str]:
+    if s.get("product") == "direct":
+        bound = s["max_error"]
+        return [f"LR   {s['lr']}",
+                f"     the target coded directly ({s['codec']}; cheaper than two layers), "
+                f"{s['bytes']:,} bytes = {s['bits_per_pixel']:.3f} bits per HR pixel"
+                + (f", every valid pixel within {bound} DN" if bound is not None else "")]
     refs = ", ".join(s["references"]) or "none"
     lines = [
         f"LR   {s['lr']}",
@@ -87,9 +96,12 @@ def _lr_lines(s: dict) -> list[str]:
     help="LR product to write (a GeoTIFF; with --codec the codec's extension is used).",
 )
 @onboard_option_group()
+@ref_masks_opt
+@mask_rule_opt
 @quiet_opt
 @json_opt
-def onboard_cmd(target, references, catalog, archive, output, options, quiet, as_json):
+def onboard_cmd(target, references, catalog, archive, output, options, reference_masks,
+                reference_mask_rule, quiet, as_json):
     """On board: shrink TARGET (a GeoTIFF or a STAC Item; a file or URL) 2x or 4x into a
     tagged LR product.
 
@@ -105,6 +117,8 @@ def onboard_cmd(target, references, catalog, archive, output, options, quiet, as
     from georefscale.api import onboard
     from georefscale.report import describe_lr
 
+    options = replace(options, reference_masks=reference_masks,
+                      reference_mask_rule=reference_mask_rule)
     out = onboard(target, list(references) or None, out=output, catalog=catalog,
                   archive=archive, options=options, progress=_progress(quiet))
     summary = describe_lr(out)
@@ -136,11 +150,13 @@ def onboard_cmd(target, references, catalog, archive, output, options, quiet, as
               help="Enhancement layer of a two-layer product (default: LR's <stem>.enh.jp2).")
 @click.option("--base-only", is_flag=True,
               help="Of a two-layer product, rebuild the base layer alone.")
+@ref_masks_opt
 @cog_opt
 @quiet_opt
 @json_opt
 def ground_cmd(lr, references, catalog, archive, output, relevance, alpha, seed, tile, halo,
-               model_file, noref_file, enhancement, base_only, cog, quiet, as_json):
+               model_file, noref_file, enhancement, base_only, reference_masks, cog, quiet,
+               as_json):
     """On the ground: rebuild the full-resolution scene from the LR product LR.
 
     Needs the same reference as on board: give it with --reference, or --catalog to find it by
@@ -155,7 +171,7 @@ def ground_cmd(lr, references, catalog, archive, output, relevance, alpha, seed,
     from georefscale.options import GroundOptions
 
     options = GroundOptions(alpha=alpha, seed=seed, tile=tile, halo=halo, cog=cog,
-                            base_only=base_only)
+                            base_only=base_only, reference_masks=reference_masks)
     out = ground(lr, list(references) or None, out=output, catalog=catalog, archive=archive,
                  options=options, relevance_out=relevance, model=model_file,
                  noref_model=noref_file, enhancement=enhancement, progress=_progress(quiet))
@@ -165,13 +181,20 @@ def ground_cmd(lr, references, catalog, archive, output, relevance, alpha, seed,
 
     with rasterio.open(out) as ds:
         tags = ds.tags()
+    bound = tags.get("GEOREFSCALE_MAX_ERROR")
     if tags.get("GEOREFSCALE_LAYERS") == "2":
-        bound = tags.get("GEOREFSCALE_MAX_ERROR")
         summary.update(layers=2, enhancement=tags.get("GEOREFSCALE_ENHANCEMENT"),
                        max_error_dn=int(bound) if bound else None,
                        alpha=float(tags["GEOREFSCALE_ALPHA"]),
                        seed=int(tags["GEOREFSCALE_SEED"]))
+    elif tags.get("GEOREFSCALE_LAYERS") == "0":
+        summary.update(layers=0, product="direct", max_error_dn=int(bound) if bound else None,
+                       alpha=None, seed=None)
     lines = [f"HR   {out}"] + ([f"relevance {relevance}"] if relevance else [])
+    if summary.get("product") == "direct":
+        lines.append("     decoded from the directly coded target"
+                     + (f", every valid pixel within {summary['max_error_dn']} DN"
+                        if summary["max_error_dn"] is not None else ""))
     if summary.get("layers") == 2:
         lines.append(f"     base + enhancement {summary['enhancement']}"
                      + (f", every valid pixel within {summary['max_error_dn']} DN"
@@ -190,13 +213,15 @@ def ground_cmd(lr, references, catalog, archive, output, relevance, alpha, seed,
     "relevance map.",
 )
 @onboard_option_group()
+@ref_masks_opt
+@mask_rule_opt
 @click.option("--relevance", is_flag=True, help="Also write <target>_relevance.tif.")
 @alpha_opt
 @seed_opt
 @quiet_opt
 @json_opt
-def roundtrip_cmd(target, references, catalog, archive, output_dir, options, relevance, alpha,
-                  seed, quiet, as_json):
+def roundtrip_cmd(target, references, catalog, archive, output_dir, options, reference_masks,
+                  reference_mask_rule, relevance, alpha, seed, quiet, as_json):
     """Onboard then ground in one go; prints the LR size and the reconstruction error.
 
     The error is the RMSE in DN and the PSNR in dB (peak: reflectance 1.0 for Sentinel-2,
@@ -207,6 +232,8 @@ def roundtrip_cmd(target, references, catalog, archive, output_dir, options, rel
 
     stem = Path(target).stem
     d = Path(output_dir)
+    options = replace(options, reference_masks=reference_masks,
+                      reference_mask_rule=reference_mask_rule)
     res = roundtrip(target, list(references) or None, lr_out=d / f"{stem}_lr.tif",
                     hr_out=d / f"{stem}_hr.tif", catalog=catalog, archive=archive,
                     options=(options, GroundOptions(alpha=alpha, seed=seed)),

@@ -16,6 +16,7 @@ __all__ = [
     "MODELS_DIR",
     "available_models",
     "band_names",
+    "factor_sibling",
     "model_card",
     "models_for",
     "noref_name",
@@ -80,6 +81,36 @@ def models_for(bands: int, dtype: str, factor: int | None = None) -> list[str]:
         and card["dtype"] == dtype
         and (factor is None or card["config"]["factor"] == factor)
     ]
+
+
+def factor_sibling(name: str, factor: int, what: str) -> str:
+    """The shipped model of ``name``'s family for another factor: same band names, dtype, DN
+    scale and use of a reference (``refscale-s2-x4``, 2 -> ``refscale-s2-x2``).
+
+    Args:
+        name: a shipped model's name (or a trained model's ``.safetensors`` path).
+        factor: the factor wanted.
+        what: the input, for messages.
+
+    Returns:
+        The sibling's name (``name`` itself when it has that factor).
+
+    Raises:
+        InputError: no shipped model of the family has that factor (naming the ones that do).
+    """
+    card = model_card(name)
+    if card["config"]["factor"] == factor:
+        return name
+
+    def family(c: dict) -> tuple:
+        return (c.get("band_names"), c["dtype"], c["scale"], c["config"].get("use_reference"))
+
+    for other, c in shipped_cards().items():
+        if c["config"]["factor"] == factor and family(c) == family(card):
+            return other
+    fit = ", ".join(n for n, c in shipped_cards().items() if c["config"]["factor"] == factor)
+    raise InputError(f"{what}: no shipped model of {card['name']}'s family rescales by {factor} "
+                     f"(models for x{factor}: {fit})")
 
 
 def noref_name(name: str) -> str | None:
