@@ -28,6 +28,7 @@ from georefscale.raster.clouds import KINDS as CLOUD_KINDS
 from georefscale.raster.coreg import Coregistration
 from georefscale.raster.grid import Grid
 from georefscale.raster.io import DEFAULT_SCALES, BandMeta, georefscale_tags, prefixed
+from georefscale.raster.refmask import MaskRecord
 from georefscale.tiling import Tiling
 
 __all__ = ["FORMAT_VERSION", "MODES", "LRInfo", "decode_ranges", "encode_ranges"]
@@ -35,10 +36,11 @@ __all__ = ["FORMAT_VERSION", "MODES", "LRInfo", "decode_ranges", "encode_ranges"
 #: Newest version of the tag layout, written as ``GEOREFSCALE_FORMAT``. A product is written
 #: in the oldest layout that holds it: "2" only for an affine reference warp or a shift field
 #: (``COREG``), which a reader of "1" would otherwise apply as the plain ``SHIFT``, or clouds
-#: filled in the reference (``REFERENCE_CLOUDS``), which it would not fill.
-FORMAT_VERSION = "2"
+#: filled in the reference (``REFERENCE_CLOUDS``), which it would not fill; "3" for references
+#: masked by a given mask (``REFERENCE_MASKS``), which a reader of "2" would not apply.
+FORMAT_VERSION = "3"
 #: The layouts this version reads.
-FORMATS = ("1", "2")
+FORMATS = ("1", "2", "3")
 #: What a model name recorded in a product may look like (never a path).
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}(?<!\.safetensors)")
 _IDENTITY = re.compile(r"(px1:)?[0-9a-f]{64}")
@@ -91,6 +93,9 @@ class LRInfo:
     #: the spectral cloud test whose clouds and shadows are filled in the reference tiles on
     #: both sides (:func:`~georefscale.raster.clouds.clear_reference`); None: none
     reference_clouds: str | None = None
+    #: per reference, the mask given for it (:class:`~georefscale.raster.refmask.MaskRecord`)
+    #: or None; empty when no reference has one. The ground applies the same masks
+    reference_masks: tuple[MaskRecord | None, ...] = ()
 
     def tiling(self, tiling: TilingOptions | None = None) -> Tiling:
         """The product's tiling: the recorded tile and halo, or those of ``tiling``.
@@ -116,7 +121,7 @@ class LRInfo:
     @property
     def format(self) -> str:
         """The ``FORMAT`` tag: the oldest tag layout that holds this product."""
-        return "2" if _needs_format_2(self.coreg, self.reference_clouds) else "1"
+        return _format(self.coreg, self.reference_clouds, self.reference_masks)
 
     @property
     def shift(self) -> tuple[float, float]:
@@ -167,6 +172,9 @@ class LRInfo:
             tags["LAYERS"] = self.layers
         if self.reference_clouds is not None:
             tags["REFERENCE_CLOUDS"] = self.reference_clouds
+        if any(self.reference_masks):
+            tags["REFERENCE_MASKS"] = json.dumps(
+                [None if m is None else m.to_dict() for m in self.reference_masks])
         if self.offset:
             tags["OFFSET"] = repr(self.offset)
         if self.fallback_model is not None:
@@ -232,10 +240,12 @@ class LRInfo:
         if clouds is not None and clouds not in CLOUD_KINDS:
             raise ValueError(f"REFERENCE_CLOUDS {clouds!r} is not one of "
                              f"{', '.join(CLOUD_KINDS)}")
-        needs = "2" if _needs_format_2(coreg, clouds) else "1"
+        masks = _masks(tags.get("REFERENCE_MASKS", ""), clouds)
+        needs = _format(coreg, clouds, masks)
         if fmt != needs:
             raise ValueError(f"FORMAT {fmt} does not fit the product's tags (COREG "
-                             f"{coreg.kind}, REFERENCE_CLOUDS {clouds}: FORMAT {needs})")
+                             f"{coreg.kind}, REFERENCE_CLOUDS {clouds}, REFERENCE_MASKS "
+                             f"{sum(m is not None for m in masks)}: FORMAT {needs})")
         dtype = tags["SOURCE_DTYPE"]
         if dtype not in DEFAULT_SCALES:
             raise ValueError(f"SOURCE_DTYPE {dtype!r} is not one of {', '.join(DEFAULT_SCALES)}")
@@ -258,6 +268,8 @@ class LRInfo:
         reference_identity = tuple(shas.split(";")) if shas else ()
         if len(reference_ids) != len(reference_identity):
             raise ValueError("REFERENCE_ID and REFERENCE_IDENTITY differ in length")
+        if masks and len(masks) != len(reference_ids):
+            raise ValueError("REFERENCE_MASKS must have one entry per reference")
         if any(not _IDENTITY.fullmatch(h) for h in reference_identity):
             raise ValueError("REFERENCE_IDENTITY must be content identities or SHA-256 digests")
         if tags.get("NODATA_MASK"):
@@ -294,7 +306,36 @@ class LRInfo:
             layers=_layers(tags.get("LAYERS", "1")),
             offset=offset,
             reference_clouds=clouds,
+            reference_masks=masks,
         )
+
+
+def _format(coreg: Coregistration, clouds: str | None,
+            masks: tuple[MaskRecord | None, ...]) -> str:
+    """The oldest tag layout that holds a product (see :data:`FORMAT_VERSION`)."""
+    if any(masks):
+        return "3"
+    return "2" if _needs_format_2(coreg, clouds) else "1"
+
+
+def _masks(text: str, clouds: str | None) -> tuple[MaskRecord | None, ...]:
+    """``REFERENCE_MASKS``: a JSON list of null / mask records (empty text: none).
+
+    Raises:
+        ValueError: not such a list, none masked, or given together with REFERENCE_CLOUDS (a
+            given mask replaces the spectral test).
+    """
+    if not text:
+        return ()
+    if len(text) > 1 << 16:
+        raise ValueError("REFERENCE_MASKS is too long")
+    entries = json.loads(text)
+    if not isinstance(entries, list) or not any(e is not None for e in entries):
+        raise ValueError("REFERENCE_MASKS must be a list with at least one mask")
+    if clouds is not None:
+        raise ValueError("REFERENCE_MASKS and REFERENCE_CLOUDS together (a given mask replaces "
+                         "the spectral test)")
+    return tuple(None if e is None else MaskRecord.from_dict(e) for e in entries)
 
 
 def tags_digest(tags: dict[str, str]) -> str:

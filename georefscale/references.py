@@ -17,9 +17,9 @@ checked against the file's bytes, as it was made.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,7 @@ from georefscale.raster.io import (
     open_raster,
     sha256_file,
 )
+from georefscale.raster.refmask import MaskRecord, MaskSource, masked_raster, resolve_mask
 
 if TYPE_CHECKING:
     from georefscale.catalog import Catalog, Record
@@ -57,6 +58,9 @@ class Reference:
         item: for a catalog record whose bands are separate files (a STAC Item with one asset
             per band), that Item as a dict: the reference is read by stacking its band assets
             (:func:`~georefscale.stac.item_raster`), ``path`` is then its first band's file.
+        mask_source: the mask asset of its catalog record or STAC Item (None: none).
+        mask: the mask applied (:meth:`ReferenceSet.masked`; ``path`` then reads the reference
+            with that mask as its GDAL mask, ``identity`` stays the unmasked content's).
     """
 
     id: str
@@ -64,6 +68,8 @@ class Reference:
     identity: str
     label: str
     item: dict | None = None
+    mask_source: MaskSource | None = None
+    mask: MaskRecord | None = None
 
     @classmethod
     def from_file(cls, path: PathLike, id: str | None = None,
@@ -103,11 +109,15 @@ class Reference:
             InputError: the file is missing.
             ReferenceMismatchError: the file changed since the catalog was built.
         """
+        source = None if rec.mask_href is None else MaskSource(
+            rec.mask_href, rec.mask_rule or "nonzero", "asset",
+            f"{rec.mask_href} (mask asset of {rec.id} in {catalog_name(catalog)})")
         if any(b.href for b in rec.bands):  # one file per band: read by stacking them
             item = rec.to_item().to_dict()
-            return cls(rec.id, rec.href, "", f"{rec.id} of {catalog_name(catalog)}", item)
+            return cls(rec.id, rec.href, "", f"{rec.id} of {catalog_name(catalog)}", item,
+                       source)
         if is_url(rec.href):  # remote: the catalog's byte checksum cannot be checked cheaply
-            return cls(rec.id, rec.href, identity_of(rec.href), rec.href)
+            return cls(rec.id, rec.href, identity_of(rec.href), rec.href, mask_source=source)
         path = Path(rec.href)
         if not path.is_file():
             raise InputError(
@@ -121,7 +131,7 @@ class Reference:
                 f"({rec.sha256[:16]}...): the file changed since {catalog_name(catalog)} was "
                 "built"
             )
-        return cls(rec.id, path, identity_of(path), str(path))
+        return cls(rec.id, path, identity_of(path), str(path), mask_source=source)
 
 
 @dataclass(frozen=True)
@@ -143,6 +153,67 @@ class ReferenceSet:
     @property
     def identity(self) -> tuple[str, ...]:
         return tuple(r.identity for r in self.references)
+
+    @property
+    def masks(self) -> tuple[MaskRecord | None, ...]:
+        """The mask applied to each reference, or () when none has one."""
+        masks = tuple(r.mask for r in self.references)
+        return masks if any(masks) else ()
+
+    def masked(self, files: Sequence[PathLike], rule: str, scratch: Callable[[str], Path], *,
+               recorded: tuple[MaskRecord | None, ...] | None = None,
+               product: str = "LR product") -> ReferenceSet:
+        """These references with their masks applied (:mod:`georefscale.raster.refmask`).
+
+        On board (``recorded`` None) a reference's mask is the file given for it, else its
+        mask asset (``mask_source``); references without either stay as they are. On the
+        ground (``recorded``: the product's masks) each reference gets the mask recorded for it,
+        read from the file given (with the recorded rule) or else its mask asset, and that mask
+        must be the recorded one.
+
+        Args:
+            files: one mask raster per reference, in order, or none.
+            rule: the rule of ``files`` on board (:data:`~georefscale.options.MASK_RULES`).
+            scratch: ``scratch(name)`` -> a fresh temporary path (resolved masks and VRTs).
+            recorded: the product's masks (empty: made without masks), or None on board.
+            product: the product, for messages.
+
+        Returns:
+            The references, each masked one read through a VRT with the mask as its GDAL mask.
+
+        Raises:
+            InputError: another number of files than references; on the ground a mask missing,
+                given for a reference made without one, or differing from the recorded one
+                (naming the mask file); any mask that cannot be read onto its reference.
+        """
+        if files and len(files) != len(self):
+            raise InputError(f"{len(files)} reference mask(s) given for {len(self)} "
+                             "reference(s): give one per reference, in their order")
+        out = []
+        for i, ref in enumerate(self):
+            want = recorded[i] if recorded else None
+            if files:
+                if recorded is not None and want is None:
+                    raise InputError(f"{files[i]}: {product} was made without a mask for "
+                                     f"reference {ref.id}; give no reference mask")
+                source = MaskSource(str(files[i]), want.rule if want else rule, "file",
+                                    str(files[i]))
+            else:
+                source = ref.mask_source if recorded is None or want is not None else None
+            if want is not None and source is None:
+                raise InputError(
+                    f"{ref.label}: {product} was made with a {want.rule} mask ({want.source}) "
+                    f"for reference {ref.id}; give it (reference_masks / --reference-mask)")
+            if source is None:
+                out.append(ref)
+                continue
+            vrt, mask = _apply(ref, source, scratch)
+            if want is not None and mask.identity != want.identity:
+                raise InputError(
+                    f"{source.label}: mask {mask.identity[:20]}... of reference {ref.id} "
+                    f"differs from the one recorded in {product} ({want.identity[:20]}...)")
+            out.append(replace(ref, path=vrt, mask=mask))
+        return ReferenceSet(tuple(out))
 
     @classmethod
     def from_files(cls, paths: Sequence[PathLike]) -> ReferenceSet:
@@ -235,6 +306,18 @@ class ReferenceSet:
         """The open datasets, in order; all are closed on exit."""
         with ExitStack() as stack:
             yield [stack.enter_context(open_raster(r.path, "reference")) for r in self]
+
+
+def _apply(ref: Reference, source: MaskSource, scratch: Callable[[str], Path]
+           ) -> tuple[Path, MaskRecord]:
+    """A VRT reading ``ref`` with the mask ``source`` as its GDAL mask, and that mask."""
+    mask_file = scratch(f"{ref.id[:60]}-mask.tif".replace("/", "_"))
+    with open_raster(ref.path, "reference") as ds:
+        identity = resolve_mask(source.href, source.rule, ds, mask_file, source.label,
+                                ref.label)
+    vrt = masked_raster(ref.path, mask_file, scratch(f"{ref.id[:60]}-masked.vrt"
+                                                     .replace("/", "_")))
+    return vrt, MaskRecord(source.source, source.rule, identity)
 
 
 def identity_of(path: PathLike) -> str:

@@ -163,8 +163,30 @@ def _stac_records(location: str, result: IngestResult) -> list[Record]:
                             "entries or band-named keys such as blue or B02, and no item-level "
                             "eo:bands): it could never be picked as a reference")
                 continue
+            if rec.mask_href is not None:
+                try:
+                    rec = _mask_cover(rec)
+                except InputError as exc:
+                    result.skip(label, f"mask asset: {exc}")
+                    continue
             records.append(rec)
     return records
+
+
+def _mask_cover(rec: Record) -> Record:
+    """``rec`` with the cloud cover its mask asset gives over its grid
+    (:func:`~georefscale.raster.refmask.mask_cover`, the rule the reference is masked with),
+    which wins over ``eo:cloud_cover``: the ranking then means by "cloudy" what the mask
+    removes, over the record's own footprint rather than the provider's whole scene.
+
+    Raises:
+        InputError: the mask cannot be read onto the record's grid.
+    """
+    from georefscale.raster.refmask import mask_cover
+
+    cover = mask_cover(str(rec.mask_href), str(rec.mask_rule),
+                       (rec.crs, rec.transform, rec.shape), f"mask asset of {rec.id}")
+    return replace(rec, cloud_cover=cover)
 
 
 def _link(base: str, href: str) -> str | None:

@@ -44,8 +44,13 @@ SENTINEL2_COMMON = {"B01": "coastal", "B02": "blue", "B03": "green", "B04": "red
                     "B05": "rededge", "B06": "rededge", "B07": "rededge", "B08": "nir",
                     "B8A": "nir08", "B09": "nir09", "B10": "cirrus", "B11": "swir16",
                     "B12": "swir22"}
+#: Asset roles of a cloud / shadow mask (values: nonzero = masked, see
+#: :mod:`georefscale.raster.refmask`).
+MASK_ROLES = frozenset({"cloud", "cloud-shadow", "data-mask"})
+#: Asset key of a Sentinel-2 L2A scene classification (any case): a mask of rule "scl".
+SCL_KEY = "scl"
 #: Asset roles that never hold a band of the scene (unless the asset is also a "data" asset).
-NON_BAND_ROLES = frozenset({"thumbnail", "overview", "visual", "metadata"})
+NON_BAND_ROLES = frozenset({"thumbnail", "overview", "visual", "metadata"}) | MASK_ROLES
 #: At most this many assets are looked at in one STAC Item (an item is metadata, not data).
 MAX_ASSETS = 1000
 STAC_EXTENSIONS = (
@@ -78,6 +83,9 @@ class Record:
     ``crs`` is an authority code (``EPSG:26914``) or WKT; ``transform`` the 6 GDAL-order affine
     coefficients ``(a, b, c, d, e, f)`` of rasterio's ``Affine``; ``shape`` is ``(height, width)``.
     ``href`` is an absolute local path or a URL while in memory (the store writes it relative).
+    ``mask_href`` / ``mask_rule``: the record's cloud / shadow mask asset and how its values
+    mark masked pixels (:data:`~georefscale.options.MASK_RULES`), or None; see
+    :func:`mask_asset`.
     """
 
     id: str
@@ -99,6 +107,8 @@ class Record:
     datetime_source: str | None = None
     footprint_kind: str = "bounds"
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    mask_href: str | None = None
+    mask_rule: str | None = None
 
     @property
     def band_count(self) -> int:
@@ -149,6 +159,11 @@ class Record:
             asset_extra["file:checksum"] = self.checksum
         if self.file_size is not None:
             asset_extra["file:size"] = self.file_size
+        if self.mask_href is not None:
+            scl = self.mask_rule == "scl"
+            item.add_asset(SCL_KEY if scl else "cloud-mask", pystac.Asset(
+                href=self.mask_href, media_type=media_type(self.mask_href),
+                roles=["data"] if scl else ["cloud", "cloud-shadow"]))
         if any(b.href for b in self.bands):
             for band in self.bands:
                 item.add_asset(band.name, pystac.Asset(
@@ -229,6 +244,7 @@ class Record:
                           if isinstance(b, dict))
             checksum, size = asset.get("file:checksum"), asset.get("file:size")
         crs, transform, shp = grid
+        mask = mask_asset(rid, assets, base)
         raster = (asset.get("raster:bands") or [{}])[0]
         raster = raster if isinstance(raster, dict) else {}
         return cls(
@@ -251,6 +267,8 @@ class Record:
             else None,
             datetime_source=props.get("georefscale:datetime_source", "stac"),
             footprint_kind=props.get("georefscale:footprint", "stac"),
+            mask_href=None if mask is None else mask[0],
+            mask_rule=None if mask is None else mask[1],
         )
 
     def with_href(self, href: str) -> Record:
@@ -537,6 +555,32 @@ def _resolve(rid: str, key: str, asset: dict[str, Any], base: str | None) -> str
         return os.path.normpath(href)
     folder = Path(base).parent if base else Path.cwd()
     return os.path.normpath(folder / href)
+
+
+def mask_asset(rid: str, assets: dict[str, Any], base: str | None) -> tuple[str, str] | None:
+    """An Item's cloud / shadow mask asset: ``(href, rule)``; None when it has none.
+
+    The Sentinel-2 L2A scene classification (key ``scl`` in any case, rule ``"scl"``) wins;
+    else the first asset, by key, with a role of :data:`MASK_ROLES` (rule ``"nonzero"``). The
+    href is resolved as a band's (:func:`_resolve`: a remote item names only remote files).
+
+    Args:
+        rid: the item's id, for messages.
+        assets: its assets (untrusted).
+        base: where the item was read from.
+
+    Raises:
+        InputError: the chosen asset has no usable href.
+    """
+    found = [(str(k), a) for k, a in assets.items() if isinstance(a, dict)]
+    scl = [(k, a) for k, a in found if k.lower() == SCL_KEY]
+    if scl:
+        return _resolve(rid, scl[0][0], scl[0][1], base), "scl"
+    for key, asset in sorted(found, key=lambda ka: ka[0]):
+        roles = asset.get("roles")
+        if isinstance(roles, list) and MASK_ROLES & {r for r in roles if isinstance(r, str)}:
+            return _resolve(rid, key, asset, base), "nonzero"
+    return None
 
 
 def _grid(props: dict[str, Any], asset: dict[str, Any]

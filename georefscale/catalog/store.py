@@ -62,6 +62,8 @@ FLAT_SCHEMA = pa.schema([
     ("datetime_source", pa.string()),
     ("footprint_kind", pa.string()),
     ("band_hrefs", pa.list_(pa.string())),
+    ("mask_href", pa.string()),
+    ("mask_rule", pa.string()),
 ])
 
 #: stac-geoparquet property columns <- flat columns.
@@ -74,11 +76,14 @@ _PROPERTY_COLUMNS = (
 )
 #: Per-band files of a record whose bands are separate assets (hrefs stored like ``href``).
 BAND_HREFS_COLUMN = "georefscale:band_hrefs"
+#: A record's cloud / shadow mask asset (href stored like ``href``) and its rule.
+MASK_HREF_COLUMN, MASK_RULE_COLUMN = "georefscale:mask_href", "georefscale:mask_rule"
 
 
 #: stac-geoparquet columns a query reads (the rest: constant or not part of a record).
 _READ_COLUMNS = ("id", "geometry", "assets", "collection", *(p for p, _ in _PROPERTY_COLUMNS),
-                 "proj:code", "proj:wkt2", BAND_HREFS_COLUMN)
+                 "proj:code", "proj:wkt2", BAND_HREFS_COLUMN, MASK_HREF_COLUMN,
+                 MASK_RULE_COLUMN)
 
 
 def records_to_table(records: Sequence[Record]) -> tuple[pa.Table, np.ndarray]:
@@ -104,6 +109,8 @@ def records_to_table(records: Sequence[Record]) -> tuple[pa.Table, np.ndarray]:
         cols["footprint_kind"].append(r.footprint_kind)
         cols["band_hrefs"].append([b.href or r.href for b in r.bands]
                                   if any(b.href for b in r.bands) else None)
+        cols["mask_href"].append(r.mask_href)
+        cols["mask_rule"].append(r.mask_rule)
     arrays = [pa.array(cols[f.name], type=f.type, from_pandas=False) for f in FLAT_SCHEMA]
     table = pa.Table.from_arrays(arrays, schema=FLAT_SCHEMA)
     return table, np.array([r.footprint for r in records], dtype=object)
@@ -123,6 +130,7 @@ def row_to_record(row: dict[str, Any], footprint: shapely.Geometry) -> Record:
         cloud_cover=row["cloud_cover"], gsd=row["gsd"], checksum=row["checksum"],
         file_size=row["file_size"], collection=row["collection"],
         datetime_source=row["datetime_source"], footprint_kind=row["footprint_kind"] or "bounds",
+        mask_href=row.get("mask_href"), mask_rule=row.get("mask_rule"),
     )
 
 
@@ -221,6 +229,10 @@ def _disk_table(table: pa.Table, footprints: np.ndarray, root: Path) -> tuple[pa
     columns[BAND_HREFS_COLUMN] = pa.array(
         [relative_hrefs(h, root) if h is not None else None
          for h in table.column("band_hrefs").to_pylist()], pa.list_(pa.string()))
+    masks = table.column("mask_href").to_pylist()
+    columns[MASK_HREF_COLUMN] = pa.array(
+        [None if h is None else relative_href(h, root) for h in masks], pa.string())
+    columns[MASK_RULE_COLUMN] = table.column("mask_rule")
     return pa.table(columns), bounds
 
 
@@ -562,6 +574,10 @@ def _flatten(table: pa.Table, src: Path, root: Path) -> tuple[pa.Table, np.ndarr
             "band_hrefs": pa.array([resolve_hrefs(h, root) if h is not None else None
                                     for h in prop(BAND_HREFS_COLUMN, pa.list_(pa.string()))
                                     .to_pylist()], pa.list_(pa.string())),
+            "mask_href": pa.array([None if h is None else resolve_hrefs([h], root)[0]
+                                   for h in prop(MASK_HREF_COLUMN, pa.string()).to_pylist()],
+                                  pa.string()),
+            "mask_rule": prop(MASK_RULE_COLUMN, pa.string()),
         }
         footprints = shapely.from_wkb(table.column("geometry").combine_chunks().to_numpy(
             zero_copy_only=False))

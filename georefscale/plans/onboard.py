@@ -150,7 +150,8 @@ class OnboardPlan:
         if not model.uses_reference:
             fallback_model = None
         meta = BandMeta.from_dataset(target)
-        clouds = _clouds(model, target) if datasets else None
+        # a mask given for a reference replaces the spectral test
+        clouds = _clouds(model, target) if datasets and not references.masks else None
         if coreg is None:
             coreg = Coregistration()
             if datasets and options.correct_shift:
@@ -174,6 +175,7 @@ class OnboardPlan:
             meta=None if meta.is_default() else meta,
             nodata_mask=encode_mask(target, target_name),
             reference_clouds=clouds if model.uses_reference else None,
+            reference_masks=references.masks if model.uses_reference else (),
         )
         info.tiling()  # tile and halo must fit the factor
         bicubic = None
