@@ -41,28 +41,14 @@ def describe_lr(lr: PathLike) -> dict:
         ``bicubic_tiles`` (count); when tiles were decided by measurement, ``reference_gain_db``
         (``median``, ``min``, ``max`` over the tiles where the reference was tried, dB); for the
         base of a two-layer product also ``layers``, ``base_bytes``, ``enhancement``,
-        ``enhancement_bytes`` (``bytes`` counts both files). A directly coded product
-        (:mod:`georefscale.direct`) gives ``product`` ``direct``, ``lr``, ``bytes``,
-        ``bits_per_pixel``, ``codec``, ``quality``, ``max_error`` (DN, near-lossless only),
-        ``scale``, ``offset``, ``model`` None, ``factor`` 1 and no references.
+        ``enhancement_bytes`` (``bytes`` counts both files).
 
     Raises:
         InputError: not a georefscale product.
     """
     import georefscale.codecs as codecs
-    from georefscale.direct import is_direct, read_direct
 
     path = Path(lr)
-    if is_direct(path):
-        d = read_direct(path)
-        with open_raster(path, "product") as ds:
-            shape = (ds.height, ds.width)
-        nbytes = path.stat().st_size
-        return {"lr": str(path), "product": "direct", "bytes": nbytes,
-                "bits_per_pixel": codecs.bits_per_pixel(nbytes, shape),
-                "codec": "jpeg2000" if d.quality is not None else "jpeg2000-lossless",
-                "quality": d.quality, "max_error": d.max_error, "model": None, "factor": 1,
-                "scale": d.scale, "offset": d.offset, "references": []}
     with open_raster(path, "LR product") as ds:
         info = LRInfo.from_dataset(ds, path)
         tags = georefscale_tags(ds)
@@ -150,9 +136,10 @@ def reconstruction_error(target: PathLike, hr: PathLike, scale: float,
             tally.add(a[:, own], b[:, own], ~invalid[:, own], offset)
             a = np.where(invalid & ~np.isfinite(a), 0.0, a)
             structure.add(a, np.where(invalid, a, b), top, (start, end))
-    out = tally.scores(scale)
-    ssims = structure.scores()
-    out["ssim"] = float(np.mean(ssims)) if ssims is not None else None
-    for band, value in zip(out["bands"], ssims or [None] * len(out["bands"]), strict=True):
+    scores = tally.scores(scale)
+    ssims = structure.scores() or [None] * len(scores["bands"])
+    for band, value in zip(scores["bands"], ssims, strict=True):
         band["ssim"] = value
-    return out
+    pooled = float(np.mean(ssims)) if ssims[0] is not None else None
+    return {"rmse_dn": scores["rmse_dn"], "psnr_db": scores["psnr_db"], "ssim": pooled,
+            "bands": scores["bands"], "spectral_angle_deg": scores["spectral_angle_deg"]}

@@ -53,7 +53,8 @@ def test_stac_tutorial_runs(stac_url: str, tmp_path: Path,
     text = TUTORIAL.read_text().replace(TUTORIAL_URL, stac_url)
     commands = _commands(text)
     assert {c[0] if c[0] != "catalog" else " ".join(c[:2]) for c in commands} == {
-        "catalog build", "catalog show", "catalog query", "onboard", "ground", "roundtrip"}
+        "catalog build", "catalog show", "catalog query", "onboard", "ground", "roundtrip",
+        "archive"}
     monkeypatch.chdir(tmp_path)
     outputs = []
     for args in commands:
@@ -68,9 +69,14 @@ def test_stac_tutorial_runs(stac_url: str, tmp_path: Path,
     trips = [json.loads(o) for c, o in zip(commands, outputs, strict=True) if c[0] == "roundtrip"]
     assert [t.get("layers", 1) for t in trips] == [1, 2]
     assert all(t["references"] == [REFERENCE] and len(t["bands"]) == 4 for t in trips)
+    assert all(0 < b["ssim"] <= 1 for t in trips for b in t["bands"])
     assert trips[1]["psnr_db"] >= 45 > trips[0]["psnr_db"]
     for out in ("rio_lr.tif", "rio_45.jp2", "rio_45.enh.jp2", "rio_hr.tif", "rio_45_hr.tif"):
         assert (tmp_path / out).is_file(), out
+    archived = tmp_path / "archive-out" / TARGET
+    assert (archived / f"{TARGET}_lr.tif").read_bytes() == (tmp_path / "rio_lr.tif").read_bytes()
+    assert sorted(p.name for p in archived.iterdir()) == [
+        "manifest.json", f"{TARGET}_hr.tif", f"{TARGET}_lr.tif"]
 
     (python,) = _blocks(text, "python")
     exec(compile(python, str(TUTORIAL), "exec"), {"__name__": "tutorial"})
@@ -78,3 +84,7 @@ def test_stac_tutorial_runs(stac_url: str, tmp_path: Path,
     with rasterio.open("rio_py_hr.tif") as a, rasterio.open("rio_hr.tif") as b:
         assert np.array_equal(a.read(), b.read())
     assert (tmp_path / "rio_py_45.enh.jp2").is_file()
+    for scene in ("rio_20171011", "montpellier_20171030"):
+        products = [json.loads((tmp_path / out / scene / "manifest.json").read_text())["products"]
+                    for out in ("archive-out", "archive-py")]
+        assert products[0] == products[1], scene
