@@ -41,14 +41,28 @@ def describe_lr(lr: PathLike) -> dict:
         ``bicubic_tiles`` (count); when tiles were decided by measurement, ``reference_gain_db``
         (``median``, ``min``, ``max`` over the tiles where the reference was tried, dB); for the
         base of a two-layer product also ``layers``, ``base_bytes``, ``enhancement``,
-        ``enhancement_bytes`` (``bytes`` counts both files).
+        ``enhancement_bytes`` (``bytes`` counts both files). A directly coded product
+        (:mod:`georefscale.direct`) gives ``product`` ``direct``, ``lr``, ``bytes``,
+        ``bits_per_pixel``, ``codec``, ``quality``, ``max_error`` (DN, near-lossless only),
+        ``scale``, ``offset``, ``model`` None, ``factor`` 1 and no references.
 
     Raises:
         InputError: not a georefscale product.
     """
     import georefscale.codecs as codecs
+    from georefscale.direct import is_direct, read_direct
 
     path = Path(lr)
+    if is_direct(path):
+        d = read_direct(path)
+        with open_raster(path, "product") as ds:
+            shape = (ds.height, ds.width)
+        nbytes = path.stat().st_size
+        return {"lr": str(path), "product": "direct", "bytes": nbytes,
+                "bits_per_pixel": codecs.bits_per_pixel(nbytes, shape),
+                "codec": "jpeg2000" if d.quality is not None else "jpeg2000-lossless",
+                "quality": d.quality, "max_error": d.max_error, "model": None, "factor": 1,
+                "scale": d.scale, "offset": d.offset, "references": []}
     with open_raster(path, "LR product") as ds:
         info = LRInfo.from_dataset(ds, path)
         tags = georefscale_tags(ds)
