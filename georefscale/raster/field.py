@@ -205,7 +205,8 @@ def fit_field(index: np.ndarray, residuals: np.ndarray, col_centres: np.ndarray,
     mean = weighted[..., :2] / np.maximum(weighted[..., 2:], 1)
     nearest = distance_transform_edt(~supported, return_distances=False, return_indices=True)
     mean = mean[nearest[0], nearest[1]]
-    step = max(np.diff(col_centres, prepend=0).max(), np.diff(row_centres, prepend=0).max())
+    step = max((float(np.diff(c).max()) for c in (col_centres, row_centres) if len(c) > 1),
+               default=BLOCK)
     spacing = BLOCK * max(1, math.ceil(step / BLOCK))
     rows, cols = ShiftField.nodes(width, height, spacing)
     node_x, node_y = np.arange(cols) * spacing, np.arange(rows) * spacing
