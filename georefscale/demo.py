@@ -146,11 +146,13 @@ def run_case(case: Case, catalog: Catalog, out: Path, *, factor: int, quality: f
         options = OnboardOptions(model=model, factor=factor, rate=RateTarget(target_psnr=goal))
         onboard(target, refs, out=base, options=options)
         ground(base, refs, out=hr)
-        nbytes = base.stat().st_size + enhancement_path(base).stat().st_size
+        enh = enhancement_path(base)  # none when the search coded the target directly
+        nbytes = base.stat().st_size + (enh.stat().st_size if enh.is_file() else 0)
         fig = score_files(target, hr)
         psnr, ssim = fig["psnr_db"], fig["ssim"]
         result["layered"] = {"target_psnr": goal, "bitstream": base.name,
-                             "enhancement": enhancement_path(base).name, "hr": hr.name,
+                             "product": "layered" if enh.is_file() else "direct",
+                             "enhancement": enh.name if enh.is_file() else None, "hr": hr.name,
                              "bytes": nbytes,
                              "bpp_hr": codecs.bits_per_pixel(nbytes, (1, hr_pixels)),
                              "psnr": psnr, "ssim": ssim}

@@ -33,7 +33,12 @@ def test_demo_writes_products_metrics_and_figure(data_dir, tmp_path):
         layered = case["layered"]  # the two-layer product reaches what it was asked, and more
         assert layered["target_psnr"] <= layered["psnr"] < layered["target_psnr"] + 0.5
         assert layered["psnr"] > case["refscale"]["psnr"] and layered["bytes"] > 0
-        assert (out / layered["enhancement"]).is_file()
+        # on these 128 px crops coding the target directly may need fewer bytes than two
+        # layers (the search writes whichever does); a two-layer product has its second file
+        if layered["product"] == "layered":
+            assert (out / layered["enhancement"]).is_file()
+        else:
+            assert layered["product"] == "direct" and layered["enhancement"] is None
         with rasterio.open(out / case["relevance"]) as rel:
             assert rel.count == 1 and rel.dtypes[0] == "float32"
             values = rel.read(1)

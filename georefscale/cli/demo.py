@@ -38,7 +38,8 @@ def demo_cmd(out_dir, archive, factor, quality, crop, as_json):
             r = res[method]
             click.echo(f"  {method:>9}: {r['bytes']:>7} bytes ({r['bpp_hr']:.3f} bits/HR pixel), "
                        f"PSNR {r['psnr']:.2f} dB, SSIM {r['ssim']:.3f}"
-                       + (f" (asked: {r['target_psnr']:g} dB)" if "target_psnr" in r else ""))
+                       + (f" (asked: {r['target_psnr']:g} dB)" if "target_psnr" in r else "")
+                       + (", the target coded directly" if r.get("product") == "direct" else ""))
     click.echo(f"wrote {out_dir}/metrics.json and {out_dir}/demo.png")
 
 
