@@ -37,7 +37,9 @@ def describe_lr(lr: PathLike) -> dict:
         scaling), ``references`` (ids),
         ``shift_px``, ``coregistration`` (the reference warp: ``model`` none / translation /
         affine, ``matrix`` (6 numbers, target pixels; None for none), ``rms_px``, windows used
-        and ``rejected``), ``tiles``, ``fallback_model``, ``fallback_tiles`` (count),
+        and ``rejected``, ``field``: None, or the local shift field's ``spacing_px``,
+        ``nodes`` (rows, cols), ``max_px``, ``rms_px`` and ``windows``), ``tiles``,
+        ``fallback_model``, ``fallback_tiles`` (count),
         ``bicubic_tiles`` (count); when tiles were decided by measurement, ``reference_gain_db``
         (``median``, ``min``, ``max`` over the tiles where the reference was tried, dB); for the
         base of a two-layer product also ``layers``, ``base_bytes``, ``enhancement``,
@@ -94,7 +96,7 @@ def describe_lr(lr: PathLike) -> dict:
                            "matrix": list(info.coreg.matrix) if info.coreg.kind != "none"
                            else None,
                            "rms_px": info.coreg.rms, "windows": info.coreg.windows,
-                           "rejected": info.coreg.rejected},
+                           "rejected": info.coreg.rejected, "field": _field(info)},
         "tiles": len(info.tiling()),
         "fallback_model": info.fallback_model,
         "fallback_tiles": len(info.fallback_tiles),
@@ -102,6 +104,17 @@ def describe_lr(lr: PathLike) -> dict:
         **_gains(info),
         **layers,
     }
+
+
+def _field(info: LRInfo) -> dict | None:
+    """The shift field on top of the reference warp (:mod:`georefscale.raster.field`): node
+    spacing and grid, the largest displacement, and the residual it leaves (target pixels)."""
+    f = info.coreg.field
+    if f is None:
+        return None
+    size = np.hypot(np.asarray(f.dx), np.asarray(f.dy))
+    return {"spacing_px": f.spacing, "nodes": list(size.shape), "max_px": float(size.max()),
+            "rms_px": f.rms, "windows": f.windows}
 
 
 def _gains(info: LRInfo) -> dict:

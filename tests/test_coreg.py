@@ -264,6 +264,10 @@ def test_a_local_misregistration_gets_a_shift_field(oscd_dir, tmp_path):
     field = info.coreg.field
     assert field is not None and field.windows >= 20 and field.rms < info.coreg.rms
     assert tag["field"]["spacing"] == field.spacing
+    reported = res["coregistration"]["field"]  # roundtrip --json reports it
+    assert reported["spacing_px"] == field.spacing and reported["rms_px"] == field.rms
+    assert 0 < reported["max_px"] <= 4 and reported["windows"] == field.windows
+    assert aligned["coregistration"]["field"] is None
     plain = _retag(tmp_path / "b_lr.tif", tmp_path, "plain.tif",
                    COREG=json.dumps({k: v for k, v in tag.items() if k != "field"}))
     hr_plain = ground(plain, bent, out=tmp_path / "plain_hr.tif")
