@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file, save_file
 
 from georefscale.engine import NetConfig, load
@@ -16,6 +17,13 @@ from georefscale.errors import InputError
 from georefscale.training import TrainConfig, load_config, train
 from georefscale.training import checkpoint as checkpoint_module
 from georefscale.training.checkpoint import load_checkpoint
+from georefscale.training.codec import (
+    CodecConfig,
+    TrainingLink,
+    code_crops,
+    mosaic,
+    unmosaic,
+)
 from georefscale.training.data import PairCrops, site_pairs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -215,3 +223,77 @@ def test_config_with_catalog_trains(data_dir, tmp_path):
     with pytest.raises(InputError, match="exactly one of 'folder' and 'catalog'"):
         load_config(neither)
 
+
+
+def test_codec_step_delivers_the_decoded_lr_with_the_identity_gradient():
+    link = TrainingLink(CodecConfig(share=1.0, rates=(2.0, 2.0)), "uint16", 10000.0, seed=0)
+    g = torch.Generator().manual_seed(0)
+    lr = (torch.round(3000 * torch.rand(8, 4, 16, 16, generator=g)) / 10000).requires_grad_()
+    weight = torch.rand(lr.shape, generator=g)
+    delivered = link(lr, step=0)
+    (delivered * weight).sum().backward()
+    assert torch.equal(lr.grad, weight)  # what the identity's gradient is
+    dn = delivered.detach() * 10000
+    assert torch.allclose(dn, torch.round(dn), atol=1e-3)  # decoded DN of the source dtype
+    assert (delivered - lr).abs().max() > 1e-3  # and really coded at 2 %
+    expected = code_crops(torch.round(lr.detach() * 10000).numpy().astype("uint16"), "jpeg2000",
+                          2.0)
+    assert torch.equal(torch.round(dn).to(torch.int64), torch.from_numpy(expected.astype("int64")))
+    crops = torch.arange(2 * 3 * 4 * 5).reshape(2, 3, 4, 5).numpy()
+    assert (unmosaic(mosaic(crops), 2) == crops).all() and mosaic(crops).shape == (3, 4, 10)
+
+
+def test_codec_share_of_batches_is_deterministic_with_the_seed():
+    cfg = CodecConfig(share=0.3, rates=(1.0, 40.0))
+    draws = [TrainingLink(cfg, "uint16", 10000.0, seed).quality for seed in (0, 0, 1)]
+    first, again, other = ([d(k) for k in range(2000)] for d in draws)
+    assert first == again and first != other
+    coded = [q for q in first if q is not None]
+    assert abs(len(coded) / 2000 - 0.3) < 0.03
+    assert 1.0 <= min(coded) < 1.5 and 30.0 < max(coded) <= 40.0
+
+
+@pytest.mark.parametrize("section, message", [
+    ({"share": 0.0}, r"share 0.0 must be in \(0, 1\]"),
+    ({"share": 1.5}, r"share 1.5 must be in \(0, 1\]"),
+    ({"rates": [0.0, 10.0]}, r"must satisfy 0 < lowest <= highest <= 100"),
+    ({"rates": [5.0, 120.0]}, r"must satisfy 0 < lowest <= highest <= 100"),
+    ({"rates": [10.0, 5.0]}, r"must satisfy"),
+    ({"rates": 5}, r"give \[lowest, highest\]"),
+    ({"name": "mp3"}, r"unknown codec 'mp3'"),
+    ({"name": "jpeg"}, r"supports jpeg2000 only"),
+    ({"rate": [1, 2]}, r"codec section: .*unexpected keyword argument 'rate'"),
+])
+def test_bad_codec_sections_are_refused(tmp_path, section, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "x", "folder": "oscd", "dtype": "uint16", "scale": 10000.0, "band_names": ["a"],
+        "net": {"bands": 1}, "codec": section}))
+    with pytest.raises(InputError, match=message):
+        load_config(path)
+    path.write_text(yaml.safe_dump({
+        "name": "x", "folder": "oscd", "dtype": "float32", "scale": 1.0, "band_names": ["a"],
+        "net": {"bands": 1}, "codec": {}}))
+    with pytest.raises(InputError, match=r"bad.yaml: codec 'jpeg2000' takes .* dtype is float32"):
+        load_config(path)
+
+
+def test_fine_tune_from_shipped_weights_with_the_codec(oscd_dir, tmp_path):
+    shipped = load_config(REPO / "configs" / "refscale-s2-x4-jp2.yaml", oscd_dir.parent)
+    assert shipped.init == "refscale-s2-x4" and shipped.codec == CodecConfig()
+    cfg = _cfg(oscd_dir, 2)
+    cfg.net, cfg.crop = shipped.net, 64
+    cfg.init, cfg.codec = "refscale-s2-x4", CodecConfig(share=1.0, rates=(2.0, 20.0))
+    weights = train(cfg, tmp_path / "run", progress=False, device="cpu")
+    card = json.loads(weights.with_suffix(".json").read_text())
+    record = card["training"]["codec"]
+    assert card["training"]["init"] == "refscale-s2-x4"
+    assert record["name"] == "jpeg2000" and record["rates"] == [2.0, 20.0]
+    assert record["coded_batches"] == 2 and 2.0 <= min(record["quality_seen"])
+    # it started from the shipped weights: far above bicubic after 2 steps
+    assert card["validation"]["psnr"] > card["validation"]["psnr_bicubic"] + 2.0
+    wrong = _cfg(oscd_dir, 2)
+    wrong.init = "refscale-s2-x4"  # a tiny net: the card's architecture differs
+    with pytest.raises(InputError, match=r"init 'refscale-s2-x4': its card's config differ"):
+        train(wrong, tmp_path / "wrong", progress=False, device="cpu")
+    assert not (tmp_path / "wrong" / "checkpoint.sft").exists()

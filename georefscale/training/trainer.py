@@ -22,10 +22,13 @@ from pathlib import Path
 
 import torch
 import yaml
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from tqdm import tqdm
 
 from georefscale.atomic import atomic_output
 from georefscale.engine.baselines import BicubicRescaler, bicubic_downscale
+from georefscale.engine.cards import MODELS_DIR, model_card
 from georefscale.engine.refscale import NetConfig, RefScaleNet
 from georefscale.engine.rescaler import quantize
 from georefscale.engine.weights import save_model
@@ -37,8 +40,15 @@ from georefscale.training.checkpoint import (
     refuse_legacy,
     save_checkpoint,
 )
+from georefscale.training.codec import SEAM_FACTOR, CodecConfig, TrainingLink
 from georefscale.training.data import PairCrops, catalog_pairs, site_pairs
-from georefscale.training.losses import LossWeights, latent_noise, loss_terms
+from georefscale.training.losses import (
+    LossWeights,
+    latent_noise,
+    loss_terms,
+    lr_terms,
+    total_terms,
+)
 
 
 @dataclass
@@ -79,6 +89,22 @@ class TrainConfig:
     compile: bool = True
     loss: LossWeights = field(default_factory=LossWeights)
     description: str = ""
+    #: codec-aware training: the LR of a share of the batches goes through the link codec
+    #: (:class:`~georefscale.training.codec.CodecConfig`; a mapping from YAML); None: never
+    codec: CodecConfig | None = None
+    #: fine-tune: start from these weights (a shipped model's name or a trained model's
+    #: ``.safetensors`` path) instead of a random initialisation; its card must match ``net``,
+    #: ``dtype`` and ``scale``
+    init: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.codec, dict):
+            try:
+                self.codec = CodecConfig(**self.codec)
+            except TypeError as exc:
+                raise InputError(f"codec section: {exc}") from exc
+        if self.codec is not None:
+            self.codec.check_dtype(self.dtype)
 
 
 def load_config(path: str | Path, data_root: str | Path | None = None) -> TrainConfig:
@@ -92,6 +118,8 @@ def load_config(path: str | Path, data_root: str | Path | None = None) -> TrainC
         cfg = TrainConfig(net=net, loss=loss, **raw)
     except (OSError, yaml.YAMLError, TypeError, KeyError) as exc:
         raise InputError(f"{path}: not a valid training config: {exc}") from exc
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from exc
     if (cfg.folder is None) == (cfg.catalog is None):
         raise InputError(f"{path}: give exactly one of 'folder' and 'catalog'")
     root = Path(data_root or os.environ.get("GEOREFSCALE_DATA", "../shared/data"))
@@ -124,8 +152,59 @@ _NOT_RECIPE = {"name", "description", "band_names", "folder", "archive", "thread
 
 
 def recipe(cfg: TrainConfig) -> dict:
-    """The fields of ``cfg`` that decide the trained weights (JSON-serialisable)."""
-    return {k: v for k, v in asdict(cfg).items() if k not in _NOT_RECIPE}
+    """The fields of ``cfg`` that decide the trained weights, as JSON gives them back (tuples
+    as lists), so a checkpoint's recipe compares equal."""
+    return json.loads(json.dumps({k: v for k, v in asdict(cfg).items() if k not in _NOT_RECIPE}))
+
+
+def initial_weights(cfg: TrainConfig) -> dict[str, torch.Tensor] | None:
+    """The weights a fine-tune starts from (``cfg.init``), checked against the run's config.
+
+    Args:
+        cfg: the run's config.
+
+    Returns:
+        The state dict of ``cfg.init`` (CPU tensors), or None when the run starts from a random
+        initialisation.
+
+    Raises:
+        InputError: for an unknown model or unreadable weights, or a card whose architecture,
+            dtype or scale differ from ``cfg``'s.
+    """
+    if cfg.init is None:
+        return None
+    card = model_card(cfg.init)
+    ours = {"config": cfg.net.to_dict(), "dtype": cfg.dtype, "scale": cfg.scale}
+    differ = sorted(k for k, v in ours.items() if card.get(k) != v)
+    if differ:
+        raise InputError(f"init {cfg.init!r}: its card's {', '.join(differ)} differ from "
+                         f"{cfg.name}'s config ({', '.join(f'{k}={card.get(k)}' for k in differ)}"
+                         f" against {', '.join(f'{k}={ours[k]}' for k in differ)})")
+    weights = Path(cfg.init)
+    if weights.suffix != ".safetensors":
+        weights = MODELS_DIR / f"{cfg.init}.safetensors"
+    try:
+        return load_file(str(weights))
+    except (OSError, SafetensorError) as exc:
+        raise InputError(f"init {cfg.init!r}: {weights}: unreadable weights ({exc})") from exc
+
+
+def codec_record(cfg: TrainConfig) -> dict | None:
+    """What a model card says about the link codec the run trained with: codec, share, the
+    configured and the drawn quality range (% of the raw LR), the number of coded batches and
+    how they were coded; None without codec-aware training."""
+    if cfg.codec is None:
+        return None
+    link = TrainingLink(cfg.codec, cfg.dtype, cfg.scale, cfg.seed)
+    seen = [q for q in map(link.quality, range(cfg.steps)) if q is not None]
+    return {
+        "name": cfg.codec.name, "share": cfg.codec.share, "rates": list(cfg.codec.rates),
+        "coded_batches": len(seen),
+        "quality_seen": [round(min(seen), 3), round(max(seen), 3)] if seen else None,
+        "coding": f"each coded batch's LR crops as one mosaic through georefscale.codecs at "
+                  f"{SEAM_FACTOR:g} x the drawn quality plus the mosaic's header bytes; "
+                  "straight-through gradient",
+    }
 
 
 def validation_entry(record: dict) -> dict:
@@ -306,12 +385,16 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, device: str | None = None,
                 f"{ckpt}: made with another recipe ({', '.join(changed)} differ from "
                 f"{cfg.name}'s config); resuming would train neither; move the run folder away "
                 "or give another --out")
+    init = initial_weights(cfg) if saved is None else None
     torch.manual_seed(cfg.seed)
     pairs, val_pairs = training_pairs(cfg)
     data = PairCrops(pairs, cfg.scale, cfg.crop, cfg.seed)
     val_x, val_ref = PairCrops(val_pairs, cfg.scale, cfg.crop).fixed(len(val_pairs), cfg.val_crop)
 
-    net = RefScaleNet(cfg.net).to(device)
+    net = RefScaleNet(cfg.net)
+    if init is not None:
+        net.load_state_dict(init)
+    net = net.to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                             fused=cfg.compile or None)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg))
@@ -327,7 +410,22 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, device: str | None = None,
             "data_rng": data.rng.bit_generator.state})
 
     ref_on = cfg.net.use_reference
-    terms = torch.compile(loss_terms, options={"cpp_wrapper": True}) if cfg.compile else loss_terms
+
+    def compiled(fn):
+        return torch.compile(fn, options={"cpp_wrapper": True}) if cfg.compile else fn
+
+    if cfg.codec is None:
+        whole = compiled(loss_terms)
+
+        def step_terms(x, r, noise, step):
+            return whole(net, x, r, noise, cfg.scale, cfg.dtype, cfg.loss)
+    else:  # two compiled halves, the link codec (on the host) between them
+        link = TrainingLink(cfg.codec, cfg.dtype, cfg.scale, cfg.seed)
+        forward, inverse = compiled(lr_terms), compiled(total_terms)
+
+        def step_terms(x, r, noise, step):
+            lr, forward_parts = forward(net, x, r, cfg.scale, cfg.dtype)
+            return inverse(net, x, link(lr, step), r, noise, forward_parts, cfg.loss)
     stop = cfg.steps if max_steps is None else min(cfg.steps, step + max_steps)
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=cfg.name)
     log = (out / "log.jsonl").open("a")
@@ -339,8 +437,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, device: str | None = None,
         noise = latent_noise(net, x)
         with torch.autocast(torch.device(device).type, dtype=torch.bfloat16,
                             enabled=cfg.mixed_precision):
-            loss, parts = terms(net, x, ref if ref_on else None, noise, cfg.scale, cfg.dtype,
-                                cfg.loss)
+            loss, parts = step_terms(x, ref if ref_on else None, noise, step)
         if not torch.isfinite(loss):
             raise RuntimeError(f"{cfg.name}: loss became {loss.item()} at step {step}")
         opt.zero_grad(set_to_none=True)
@@ -387,6 +484,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, device: str | None = None,
             "device": device, "threads": torch.get_num_threads(),
             "mixed_precision": cfg.mixed_precision, "compile": cfg.compile,
             "torch": torch.__version__,
+            "init": cfg.init,
+            "codec": codec_record(cfg),
         },
         "validation": history[-1] if history else None,
         "validation_history": history,
