@@ -10,3 +10,8 @@ done
 # a 2-core machine keeps a core free), not installed; rerun the same command to resume it:
 #   nohup georefscale train --config configs/refscale-s2-x4-long.yaml \
 #     --out runs/refscale-s2-x4-long --quiet > runs/refscale-s2-x4-long.out 2>&1 &
+# The codec-aware fine-tunes of the x4 pair (issue #23; JPEG 2000 on half of the batches, from
+# the shipped weights, 1 thread), not installed until `georefscale rd` shows a BD-rate gain:
+#   nohup georefscale train --config configs/refscale-s2-x4-jp2.yaml \
+#     --out runs/refscale-s2-x4-jp2 --quiet > runs/refscale-s2-x4-jp2.out 2>&1 &
+# and the same with noref-s2-x4-jp2.

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import rasterio
 import torch
 
 from georefscale import codecs
@@ -27,7 +29,8 @@ from georefscale.errors import InputError
 #: for JPEG 2000, whose quality is the coded size in % of the raw size).
 TRAINING_CODECS = ("jpeg2000",)
 #: Extra rate the crop mosaic needs for the edges between unrelated crops: with it the mosaic's
-#: LR PSNR is within 0.4 dB of whole test-city scenes at 1-20 % (benchmarks/codec_training.py).
+#: LR PSNR is 0.5-1.2 dB below whole test-city scenes at 1-20 % and 1 dB above at 40 %, against
+#: 4-36 dB below at the nominal quality (benchmarks/codec_training.py).
 SEAM_FACTOR = 1.1
 #: The quality the file-size floor (headers and empty packets) of a mosaic is measured at.
 _FLOOR_QUALITY = 0.001
@@ -111,7 +114,9 @@ def unmosaic(image: np.ndarray, count: int) -> np.ndarray:
 @functools.cache
 def _floor_bytes(shape: tuple[int, int, int], dtype: str) -> int:
     """Bytes of the smallest JPEG 2000 file of an image of ``shape`` (headers, empty packets)."""
-    return len(codecs.encode(np.zeros(shape, dtype), "jpeg2000", _FLOOR_QUALITY))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        return len(codecs.encode(np.zeros(shape, dtype), "jpeg2000", _FLOOR_QUALITY))
 
 
 def mosaic_quality(quality: float, shape: tuple[int, int, int], dtype: str) -> float:
@@ -144,7 +149,10 @@ def code_crops(lr: np.ndarray, codec: str, quality: float) -> np.ndarray:
     """
     image = mosaic(lr)
     q = mosaic_quality(quality, image.shape, str(lr.dtype))
-    return unmosaic(codecs.decode(codecs.encode(image, codec, q)), lr.shape[0])
+    with warnings.catch_warnings():  # a training crop has no georeferencing
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        decoded = codecs.decode(codecs.encode(image, codec, q))
+    return unmosaic(decoded, lr.shape[0])
 
 
 class TrainingLink:
