@@ -82,14 +82,20 @@ __all__ = [
 
 #: Suffix of the enhancement layer beside its base layer (``lr.jp2`` -> ``lr.enh.jp2``).
 ENH_EXT = ".enh.jp2"
-#: JPEG 2000 rates (coded size in % of the raw LR) tried for the base layer.
-BASE_RATES = (5.0, 10.0, 20.0, 40.0)
+#: JPEG 2000 rates (coded size in % of the raw LR) on the base layer's ladder for a quality
+#: request (halving down from 40 %); the search starts at :data:`BASE_START` and walks towards
+#: the better side while that helps (see :func:`choose_layers`).
+BASE_RATES = (0.15625, 0.3125, 0.625, 1.25, 2.5, 5.0, 10.0, 20.0, 40.0)
+#: The first two rates the search tries for a quality request.
+BASE_START = (10.0, 20.0)
 #: PSNR above the target that ``target_psnr`` may overshoot before the search refines (dB).
 PSNR_SLACK = 0.3
 #: Fraction of a byte budget a ``max_bytes`` product may stay below before the search refines.
 BYTES_SLACK = 0.05
 #: Bisection steps of an enhancement-rate search.
 SEARCH_STEPS = 9
+#: Bisection steps of the base rate when a base layer alone overshoots a target PSNR.
+BASE_REFINE_STEPS = 4
 _INT16 = np.iinfo(np.int16)
 
 PathLike = str | os.PathLike
@@ -275,10 +281,10 @@ def _budget(rate: RateTarget, target: np.ndarray) -> int | None:
 
 
 def _walk(rates: Sequence[float], trial: Callable[[float], Layered | None],
-          rate: RateTarget) -> list[Layered | None]:
-    """Try base rates on a sorted ladder: the two middle ones, then step towards the better one
-    while that improves (the total cost is about unimodal in the base rate). Returns every
-    trial made (None: that rate fits no product)."""
+          rate: RateTarget, start: int) -> list[Layered | None]:
+    """Try base rates on a sorted ladder: ``rates[start]`` and the next one, then step towards
+    the better one while that improves (the total cost is about unimodal in the base rate).
+    Returns every trial made (None: that rate fits no product)."""
     done: dict[int, Layered | None] = {}
 
     def at(i: int) -> Layered | None:
@@ -290,7 +296,7 @@ def _walk(rates: Sequence[float], trial: Callable[[float], Layered | None],
         a, b = at(i), at(j)
         return a is not None and (b is None or _better(a, b, rate))
 
-    lo = max(0, (len(rates) - 1) // 2)
+    lo = start
     hi = min(len(rates) - 1, lo + 1)
     at(lo)
     at(hi)
@@ -333,8 +339,9 @@ def choose_layers(target: np.ndarray, invalid: np.ndarray, nodata: float | None,
         lr_raw = target.nbytes / factor**2
         rates = sorted({round(min(100.0, max(0.05, 100 * share * budget / lr_raw)), 3)
                         for share in (0.15, 0.3, 0.5, 0.8)})
+        start = max(0, (len(rates) - 1) // 2)
     else:
-        rates = list(BASE_RATES)
+        rates, start = list(BASE_RATES), BASE_RATES.index(BASE_START[0])
     overflow: list[InputError] = []
     sizes: list[int] = []
 
@@ -355,19 +362,43 @@ def choose_layers(target: np.ndarray, invalid: np.ndarray, nodata: float | None,
             overflow.append(exc)
             return None
 
-    tried = _walk(rates, trial, rate)
+    tried = _walk(rates, trial, rate, start)
     found = [t for t in tried if t is not None]
     if not found:
         if budget is not None:
             raise InputError(f"{name}: a byte budget of {budget} is too small for even the base "
                              f"layer (the smallest tried takes {min(sizes)} bytes)")
         raise overflow[0] if overflow else InputError(f"{name}: no product meets the request")
-    best = found[0]
-    for t in found[1:]:
-        if _better(t, best, rate):
-            best = t
+    best = best_product(found, rate)
+    if rate.target_psnr is not None and best.psnr_db > rate.target_psnr + PSNR_SLACK:
+        # the cheapest is a base layer alone that overshoots: refine its rate downwards
+        below = [q for q in rates if q < best.base_quality]
+        tried += _settle(best, below[-1] if below else best.base_quality / 2, trial, rate)
+        found = [t for t in tried if t is not None]
+        within = [t for t in found if t.psnr_db <= rate.target_psnr + PSNR_SLACK]
+        best = best_product(within or found, rate)
     encodes = sum(t.trials[1] for t in found)
     return replace(best, trials=(len(tried), encodes))
+
+
+def _settle(best: Layered, lower: float, trial: Callable[[float], Layered | None],
+            rate: RateTarget) -> list[Layered | None]:
+    """Bisect the base rate (in log) between ``lower`` and ``best``'s, whose base layer alone
+    overshoots the target PSNR by more than :data:`PSNR_SLACK`, for a base that lands within it;
+    at most :data:`BASE_REFINE_STEPS` rebuilds. Returns the trials made."""
+    ceiling = rate.target_psnr + PSNR_SLACK
+    lo, hi = lower, best.base_quality
+    out: list[Layered | None] = []
+    for _ in range(BASE_REFINE_STEPS):
+        t = trial(math.sqrt(lo * hi))
+        out.append(t)
+        if t is not None and t.psnr_db > ceiling:
+            hi = math.sqrt(lo * hi)
+        elif t is not None and t.total_bytes <= best.total_bytes:
+            break
+        else:
+            lo = math.sqrt(lo * hi)
+    return out
 
 
 def choose_direct(target: np.ndarray, invalid: np.ndarray, nodata: float | None,

@@ -228,3 +228,35 @@ def test_archive_makes_two_layer_products(oscd_dir, tmp_path):
     with rasterio.open(oscd_dir / "norcia_20171018.tif") as t, \
             rasterio.open(folder / "norcia_20171018_hr.tif") as h:
         assert np.abs(t.read().astype(int) - h.read()).max() <= 10
+
+
+@pytest.mark.parametrize("family", ["s2-x2", "naip-x4"])
+def test_two_layers_for_every_model_family(oscd_dir, naip_dir, tmp_path, family):
+    """Sentinel-2 x2 and NAIP x4 (uint8) two-layer products with their references: the bound
+    of --max-error holds and --target-psnr is reached, through the ground (x4 S2: above)."""
+    if family == "s2-x2":
+        t_file, r_file = oscd_dir / "rio_20171011.tif", oscd_dir / "rio_20160424.tif"
+    else:
+        t_file = naip_dir / "m_4709963_se_14_1_20200831.tif"
+        r_file = naip_dir / "m_4709963_se_14_1_20190904.tif"
+    win = rasterio.windows.Window(40, 40, 160, 144)
+    with rasterio.open(t_file) as ds:
+        t, grid = ds.read(window=win), Grid.from_dataset(ds).window_grid(win)
+    with rasterio.open(r_file) as ds:
+        r = ds.read(window=win)
+    target = write_geotiff(tmp_path / "t.tif", t, grid)
+    ref = write_geotiff(tmp_path / "r.tif", r, grid)
+    model = f"refscale-{family}"
+    for rate, name in ((RateTarget(max_error=3, direct=False), "e"),
+                       (RateTarget(target_psnr=42 if family == "s2-x2" else 33, direct=False),
+                        "p")):
+        res = roundtrip(target, ref, lr_out=tmp_path / f"{name}.jp2",
+                        hr_out=tmp_path / f"{name}.tif",
+                        options=(OnboardOptions(model=model, rate=rate), GroundOptions()))
+        assert res["layers"] == 2 and res["model"] == model
+        with rasterio.open(res["hr"]) as ds:
+            h = ds.read()
+        if rate.max_error is not None:
+            assert np.abs(h.astype(int) - t).max() <= 3
+        else:
+            assert rate.target_psnr <= res["psnr_db"] <= rate.target_psnr + 0.3
