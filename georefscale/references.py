@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from georefscale.catalog import Catalog, Record
     from georefscale.product import LRInfo
 
-__all__ = ["Reference", "ReferenceSet", "as_catalog"]
+__all__ = ["Reference", "ReferenceSet", "as_catalog", "record_mask"]
 
 PathLike = str | os.PathLike
 
@@ -109,9 +109,7 @@ class Reference:
             InputError: the file is missing.
             ReferenceMismatchError: the file changed since the catalog was built.
         """
-        source = None if rec.mask_href is None else MaskSource(
-            rec.mask_href, rec.mask_rule or "nonzero", "asset",
-            f"{rec.mask_href} (mask asset of {rec.id} in {catalog_name(catalog)})")
+        source = record_mask(rec, catalog_name(catalog))
         if any(b.href for b in rec.bands):  # one file per band: read by stacking them
             item = rec.to_item().to_dict()
             return cls(rec.id, rec.href, "", f"{rec.id} of {catalog_name(catalog)}", item,
@@ -318,6 +316,23 @@ def _apply(ref: Reference, source: MaskSource, scratch: Callable[[str], Path]
     vrt = masked_raster(ref.path, mask_file, scratch(f"{ref.id[:60]}-masked.vrt"
                                                      .replace("/", "_")))
     return vrt, MaskRecord(source.source, source.rule, identity)
+
+
+def record_mask(rec: Record, where: str) -> MaskSource | None:
+    """A catalog record's mask asset as read on board (``onboard --catalog``, ``archive``).
+
+    Args:
+        rec: the record (its ``mask_href`` and ``mask_rule``, as catalogued: untrusted; the rule
+            is checked, and the href opened as a raster, when the mask is read).
+        where: its catalog, for messages.
+
+    Returns:
+        The mask, named by its href, its record and ``where``; None when the record has none.
+    """
+    if rec.mask_href is None:
+        return None
+    return MaskSource(rec.mask_href, rec.mask_rule or "nonzero", "asset",
+                      f"{rec.mask_href} (mask asset of {rec.id} in {where})")
 
 
 def identity_of(path: PathLike) -> str:

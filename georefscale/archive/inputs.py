@@ -6,8 +6,11 @@ separate files (STAC band assets) is first stacked into a VRT in the model's ban
 is then read as the model takes it (:func:`~georefscale.bandmap.adapt`: the bands by name or as
 given with ``OnboardOptions.bands``, a reference converted to the model's DN where its
 convention differs), exactly as ``onboard`` reads a single file. Inputs that fit as they are
-are read unchanged. The VRTs live in a hidden folder of the staging folder (never beside the
-inputs) and are removed before the scene is published.
+are read unchanged. A reference with a mask asset (:mod:`georefscale.archive.masks`) is then
+read with that mask as its GDAL mask (:meth:`~georefscale.references.ReferenceSet.masked`),
+as ``onboard --catalog`` reads the same record. The VRTs (and resolved masks) live in a hidden
+folder of the staging folder (never beside the inputs) and are removed before the scene is
+published.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import TYPE_CHECKING
 from georefscale.archive.plan import Input, SceneJob, folder_name
 from georefscale.bandmap import adapt
 from georefscale.errors import InputError
-from georefscale.options import BandSelection
+from georefscale.options import MASK_RULES, BandSelection
 from georefscale.raster.io import is_url
 from georefscale.references import Reference, ReferenceSet, identity_of
 from georefscale.stac import item_raster
@@ -40,7 +43,8 @@ class SceneInputs:
 
     Attributes:
         target: the target raster read (its file, or a VRT in the staging folder).
-        refs: the references as read, each identified by the content read.
+        refs: the references as read, each identified by the content read (a masked one
+            read through a VRT with its mask, which it records).
     """
 
     target: Path | str
@@ -60,8 +64,9 @@ def stage_inputs(job: SceneJob, model: Rescaler, staging: Path) -> SceneInputs:
 
     Raises:
         InputError: a file is missing or changed, a record's band files miss one of the bands
-            needed or disagree in grid, CRS or dtype, or the bands do not fit the model (each
-            message names the record or file).
+            needed or disagree in grid, CRS or dtype, the bands do not fit the model, or a
+            reference's mask asset cannot be read onto it (each message names the record or
+            file; a mask's names the mask and its record).
     """
     from georefscale.engine.cards import band_names
 
@@ -80,8 +85,9 @@ def stage_inputs(job: SceneJob, model: Rescaler, staging: Path) -> SceneInputs:
     refs = []
     for r in job.references:
         read = _read_as(r, "reference", model, names, job.onboard.bands, scratch)
-        refs.append(Reference(r.id, read, identity_of(read), r.href))
-    return SceneInputs(target, ReferenceSet(tuple(refs)))
+        source = r.mask.source if r.mask is not None else None
+        refs.append(Reference(r.id, read, identity_of(read), r.href, mask_source=source))
+    return SceneInputs(target, ReferenceSet(tuple(refs)).masked((), MASK_RULES[0], scratch))
 
 
 def _read_as(inp: Input, role: str, model: Rescaler, names: tuple[str, ...] | None,

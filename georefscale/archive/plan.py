@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from georefscale.archive.masks import JobMask
 from georefscale.catalog.records import Band
 from georefscale.errors import InputError, NoCandidateError
 from georefscale.options import (
@@ -51,6 +52,8 @@ class Input:
         sha256: the SHA-256 recorded in the catalog (hex; None when the catalog has none).
         bands: for a record whose bands are separate files (STAC band assets), its bands with
             their files, in the record's order; empty for a single-file record.
+        mask: a reference's mask asset (:mod:`georefscale.archive.masks`); None: none (the
+            spectral cloud test), and always for a target.
     """
 
     id: str
@@ -58,11 +61,13 @@ class Input:
     datetime: str
     sha256: str | None
     bands: tuple[Band, ...] = ()
+    mask: JobMask | None = None
 
     @classmethod
-    def from_record(cls, rec: Record) -> Input:
+    def from_record(cls, rec: Record, mask: JobMask | None = None) -> Input:
+        """The input of catalog record ``rec`` (``mask``: its mask asset, for a reference)."""
         separate = rec.bands if any(b.href for b in rec.bands) else ()
-        return cls(rec.id, rec.href, rec.datetime.isoformat(), rec.sha256, separate)
+        return cls(rec.id, rec.href, rec.datetime.isoformat(), rec.sha256, separate, mask)
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -76,19 +81,30 @@ class Input:
                 "assets": {b.name: {"href": b.href or self.href, "eo:bands": [b.to_dict()]}
                            for b in self.bands}}
 
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """Every file (or URL) read for the input: :attr:`files` and its mask's."""
+        return self.files + ((self.mask.source.href,) if self.mask is not None else ())
+
     def spec(self) -> dict[str, Any]:
-        """The input as recorded in the scene manifest (``bands`` only for band files)."""
+        """The input as recorded in the scene manifest (``bands`` only for band files,
+        ``mask`` only with a mask: a job without either keeps the key of earlier versions)."""
         out = asdict(self)
+        del out["mask"]
         if not self.bands:
             del out["bands"]
+        if self.mask is not None:
+            out["mask"] = self.mask.spec()
         return out
 
     def check(self, role: str) -> None:
         """Check the input's local files: they exist and, for a single file, its SHA-256 is
-        the catalog's. Remote files are read as they are.
+        the catalog's; its mask's file is unchanged since planning. Remote files are read as
+        they are.
 
         Raises:
-            InputError: a file is missing or changed since it was catalogued.
+            InputError: a file is missing or changed since it was catalogued, or the mask file
+                changed since planning.
         """
         from georefscale.raster.io import sha256_file
 
@@ -101,6 +117,8 @@ class Input:
             if self.sha256 and not self.bands and sha256_file(p) != self.sha256:
                 raise InputError(f"{p}: {role} {self.id} changed since it was catalogued "
                                  "(SHA-256)")
+        if self.mask is not None:
+            self.mask.check()
 
     def nbytes(self) -> int | None:
         """The size of the input's files (bytes; None when one is remote)."""
@@ -229,10 +247,12 @@ def plan_archive(
     """One :class:`SceneJob` per selected catalog record, sorted by time then id.
 
     Each target's references are the catalog's ranking among strictly earlier records with the
-    same band count (none: the job notes it and the archive skips it). ``onboard.model ==
-    "auto"`` picks a shipped model fitting the scene's bands (``onboard.bands`` when given) and
-    dtype (bicubic when none does). Records whose bands are separate files (STAC band assets)
-    are stacked when their scene runs (:mod:`georefscale.archive.inputs`).
+    same band count (none: the job notes it and the archive skips it), each with its record's
+    mask asset (:mod:`georefscale.archive.masks`; a local mask file is hashed here).
+    ``onboard.model == "auto"`` picks a shipped model fitting the scene's bands
+    (``onboard.bands`` when given) and dtype (bicubic when none does). Records whose bands are
+    separate files (STAC band assets) are stacked when their scene runs
+    (:mod:`georefscale.archive.inputs`).
 
     Args:
         catalog: a :class:`~georefscale.catalog.Catalog` or its stac-geoparquet path.
@@ -243,9 +263,10 @@ def plan_archive(
         split_pixels: scenes with more pixels are split into tile bands across workers.
 
     Raises:
-        InputError: a bad selection.
+        InputError: a bad selection, or mask files given (``reference_masks``).
     """
     from georefscale.catalog import Catalog, parse_aoi, parse_datetime
+    from georefscale.references import catalog_name
 
     sel = dict(selection or {})
     unknown = set(sel) - {"after", "before", "aoi", "aoi_crs"}
@@ -256,6 +277,11 @@ def plan_archive(
         raise InputError("archive: the rate search over other factors (--try-factor) is for "
                          "onboard and roundtrip; archive measures the model's factor and direct "
                          "coding")
+    if onboard.reference_masks or (ground is not None and ground.reference_masks):
+        raise InputError("archive: a mask file (--reference-mask, reference_masks) belongs to "
+                         "one reference, not to every scene's; archive masks each reference "
+                         "by its catalog record's mask asset (scl, or a cloud / cloud-shadow / "
+                         "data-mask role), else by the spectral cloud test")
     cat = catalog if isinstance(catalog, Catalog) else Catalog.load(catalog)
     lo = parse_datetime(sel["after"]) if sel.get("after") is not None else None
     hi = parse_datetime(sel["before"]) if sel.get("before") is not None else None
@@ -272,6 +298,7 @@ def plan_archive(
         ),
         key=lambda r: (r.datetime, r.id),
     )
+    where, sums = catalog_name(cat), {}
     jobs = []
     for rec in records:
         note = None
@@ -283,7 +310,7 @@ def plan_archive(
         pixels = (rec.shape[0] * rec.shape[1]) if rec.shape else 0
         jobs.append(SceneJob(
             target=Input.from_record(rec),
-            references=tuple(Input.from_record(r) for r in refs),
+            references=tuple(Input.from_record(r, JobMask.of(r, where, sums)) for r in refs),
             onboard=onboard if model is onboard.model else _with_model(onboard, model),
             model_choice=choice,
             ground=ground,

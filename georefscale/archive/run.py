@@ -287,7 +287,7 @@ def _check_out(out: PathLike, jobs: Sequence[SceneJob]) -> Path:
     where = p.resolve()
     for job in jobs:
         for item in (job.target, *job.references):
-            for href in item.files:
+            for href in item.reads:
                 if "://" in href:
                     continue
                 folder = Path(href).resolve().parent

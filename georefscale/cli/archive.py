@@ -47,12 +47,18 @@ def register(group: click.Group) -> None:
 )
 @click.option("--archive-root", default=None, type=click.Path(), help="Where catalog hrefs live.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+# taken only to be refused with the reason (plan_archive): masks come from each reference record
+@click.option("--reference-mask", "reference_masks", multiple=True, hidden=True)
 def archive_cmd(catalog, out, after, before, aoi, aoi_crs, options, do_ground, alpha, seed,
-                workers, scheduler, split_pixels, archive_root, no_progress):
+                workers, scheduler, split_pixels, archive_root, no_progress, reference_masks):
     """Process every CATALOG record acquired in [--after, --before) (and --aoi) as a target:
     its reference is picked among earlier records, then onboard (and ground) run as one task per
     scene; results go to OUT/<id>/ with a manifest, OUT/manifest.json summarises the archive.
-    Rerunning skips finished scenes. Exit code 1 when a scene failed."""
+    A reference is masked by its record's mask asset (scl, cloud, cloud-shadow, data-mask),
+    else by the spectral cloud test. Rerunning skips finished scenes. Exit code 1 when a scene
+    failed."""
+    from dataclasses import replace
+
     from georefscale.archive import process_archive
     from georefscale.catalog import Catalog
     from georefscale.errors import GeoRefScaleError
@@ -63,7 +69,7 @@ def archive_cmd(catalog, out, after, before, aoi, aoi_crs, options, do_ground, a
         Catalog.load(catalog, archive_root),
         out,
         selection={"after": after, "before": before, "aoi": aoi, "aoi_crs": aoi_crs},
-        onboard=options,
+        onboard=replace(options, reference_masks=reference_masks),
         ground=GroundOptions(alpha=alpha, seed=seed) if do_ground else None,
         cluster=cluster,
         progress=not no_progress,
