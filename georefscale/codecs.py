@@ -72,11 +72,15 @@ class Codec:
     bands: tuple[int, ...] | None = None  # None: any band count
     description: str = ""
 
-    def creation_options(self, quality: float | None, shape: tuple[int, int, int]) -> dict:
-        """GDAL creation options for an array of ``shape`` (bands, rows, cols) at ``quality``."""
+    def creation_options(self, quality: float | None, shape: tuple[int, int, int],
+                         colour_transform: bool = True) -> dict:
+        """GDAL creation options for an array of ``shape`` (bands, rows, cols) at ``quality``;
+        ``colour_transform`` False turns JPEG 2000's transform of the first three bands (GDAL
+        ``YCC``) off, for bands already decorrelated."""
         strips = {"BLOCKYSIZE": str(min(STRIP_ROWS, shape[1]))}
         jp2 = {"GMLJP2": "NO", "WRITE_METADATA": "YES",
-               "RESOLUTIONS": str(jp2_resolutions(shape[1], shape[2]))}
+               "RESOLUTIONS": str(jp2_resolutions(shape[1], shape[2])),
+               **({} if colour_transform else {"YCC": "NO"})}
         if self.name == "jpeg2000":
             return {"QUALITY": f"{quality:g}", "REVERSIBLE": "NO", **jp2}
         if self.name == "jpeg2000-lossless":
@@ -267,6 +271,7 @@ def encode(
     descriptions: Sequence[str | None] | None = None,
     mapping: ByteMapping | None = None,
     mask: np.ndarray | None = None,
+    colour_transform: bool = True,
 ) -> bytes:
     """Code ``array`` (bands, rows, cols; or rows, cols) with ``codec``; the whole file as bytes.
 
@@ -274,7 +279,8 @@ def encode(
     are stored as dataset metadata, ``descriptions`` as band names.  16-bit (or any non-uint8) data
     to an 8-bit-only codec needs ``mapping``; it is recorded in the tags. ``mask`` (bool
     (rows, cols), True where masked) is a GDAL internal mask, recorded in the tags
-    (:data:`INTERNAL_MASK_TAG`) and given back by :func:`read_encoded`.
+    (:data:`INTERNAL_MASK_TAG`) and given back by :func:`read_encoded`. ``colour_transform``
+    False: no JPEG 2000 colour transform (see :meth:`Codec.creation_options`).
     """
     spec = get_codec(codec)
     arr = _as_chw(array, f"encode ({codec})")
@@ -320,7 +326,7 @@ def encode(
             kwargs[key] = prof[key]
     if spec.name == "webp" and arr.shape[0] == 4:
         kwargs["photometric"] = "RGB"
-    kwargs.update(spec.creation_options(q, arr.shape))
+    kwargs.update(spec.creation_options(q, arr.shape, colour_transform))
     with MemoryFile(ext=spec.ext) as mem:
         with mem.open(**kwargs) as dst:
             dst.write(np.ascontiguousarray(arr))

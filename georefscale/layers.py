@@ -64,6 +64,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BASE_RATES",
+    "BandTransform",
     "BaseCandidate",
     "ENH_EXT",
     "EnhancementInfo",
@@ -82,6 +83,10 @@ __all__ = [
 
 #: Suffix of the enhancement layer beside its base layer (``lr.jp2`` -> ``lr.enh.jp2``).
 ENH_EXT = ".enh.jp2"
+#: ``GEOREFSCALE_PRODUCT`` of an enhancement layer coded as it is, and of one coded in
+#: decorrelated bands (:class:`BandTransform`; readers older than it refuse it, as they must).
+ENH_PRODUCT = "enhancement layer"
+ENH_PRODUCT_DECORRELATED = "enhancement layer, decorrelated bands"
 #: JPEG 2000 rates (coded size in % of the raw LR) on the base layer's ladder for a quality
 #: request (halving down from 40 %); the search starts at :data:`BASE_START` and walks towards
 #: the better side while that helps (see :func:`choose_layers`).
@@ -125,6 +130,7 @@ class EnhancementInfo:
         rows_sha256: digests of the on-board base rebuild, one per tile row (see
             :func:`row_digests`).
         tile: rows per digest.
+        transform: the band transform a lossy residual was coded in (None: coded as it is).
     """
 
     base_sha256: str
@@ -133,6 +139,11 @@ class EnhancementInfo:
     quality: float | None
     rows_sha256: tuple[str, ...]
     tile: int
+    transform: BandTransform | None = None
+
+    def residual(self, decoded: np.ndarray) -> np.ndarray:
+        """The residual (DN, times ``step`` for a quantised one) of the decoded layer."""
+        return decoded if self.transform is None else self.transform.inverse(decoded)
 
     @property
     def max_error(self) -> int | None:
@@ -140,8 +151,10 @@ class EnhancementInfo:
         return (self.step - 1) // 2 if self.step else None
 
     def to_tags(self) -> dict[str, str]:
+        extra = {} if self.transform is None else {"ENH_TRANSFORM": self.transform.to_tag()}
         return prefixed({
-            "PRODUCT": "enhancement layer", "ENH_BASE_SHA256": self.base_sha256,
+            "PRODUCT": ENH_PRODUCT if self.transform is None else ENH_PRODUCT_DECORRELATED,
+            **extra, "ENH_BASE_SHA256": self.base_sha256,
             "ENH_REFERENCE_IDENTITY": ";".join(self.reference_identity) or "none",
             "ENH_STEP": self.step, "ENH_QUALITY": "" if self.quality is None else self.quality,
             "ENH_ROWS_SHA256": ";".join(self.rows_sha256), "ENH_TILE": self.tile,
@@ -149,14 +162,21 @@ class EnhancementInfo:
         })
 
     @classmethod
-    def from_tags(cls, tags: dict[str, str], path: PathLike, height: int) -> EnhancementInfo:
+    def from_tags(cls, tags: dict[str, str], path: PathLike, shape: tuple[int, int]
+                  ) -> EnhancementInfo:
         """Parse and validate the tags of an enhancement layer (untrusted input).
+
+        Args:
+            tags: the layer's tags.
+            path: the layer, for messages.
+            shape: its ``(bands, rows)``.
 
         Raises:
             InputError: not an enhancement layer, or malformed tags.
         """
+        bands, height = shape
         t = {k.removeprefix(TAG_PREFIX): v for k, v in tags.items() if k.startswith(TAG_PREFIX)}
-        if t.get("PRODUCT") != "enhancement layer":
+        if t.get("PRODUCT") not in (ENH_PRODUCT, ENH_PRODUCT_DECORRELATED):
             raise InputError(f"{path}: not a georefscale enhancement layer")
         try:
             step, tile = int(t["ENH_STEP"]), int(t["ENH_TILE"])
@@ -170,10 +190,15 @@ class EnhancementInfo:
                 raise ValueError("row digests do not cover the scene")
             if (float(t["ENH_ALPHA"]), int(t["ENH_SEED"])) != (REBUILD_ALPHA, REBUILD_SEED):
                 raise ValueError("unknown latent rule")
+            transform = None
+            if t["PRODUCT"] == ENH_PRODUCT_DECORRELATED:
+                if step:
+                    raise ValueError("a band transform on a quantised residual")
+                transform = BandTransform.from_tag(t["ENH_TRANSFORM"], bands)
         except (KeyError, ValueError) as exc:
             raise InputError(f"{path}: enhancement layer tags are incomplete or invalid "
                              f"({exc})") from exc
-        return cls(t["ENH_BASE_SHA256"], refs, step, quality, rows, tile)
+        return cls(t["ENH_BASE_SHA256"], refs, step, quality, rows, tile, transform)
 
 
 def psnr(target: np.ndarray, hr: np.ndarray, valid: np.ndarray, peak: float) -> float:
@@ -213,6 +238,66 @@ def quantise(residual: np.ndarray, step: int) -> np.ndarray:
     reconstruction ``q * step`` is within E of ``residual``."""
     e = (step - 1) // 2
     return (np.sign(residual) * ((np.abs(residual) + e) // step)).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class BandTransform:
+    """An orthonormal transform across bands that decorrelates a residual before JPEG 2000
+    codes it lossily (the Karhunen-Loeve transform of its band covariance; JPEG 2000's own colour
+    transform, which is off then, only mixes the first three bands).
+
+    Attributes:
+        matrix: ``bands x bands`` values, row-major; column k is the k-th basis vector
+            (strongest first). The coded bands are ``round(matrix.T @ residual)``, the decoded
+            residual ``round(matrix @ coded)`` (float64, on both sides alike).
+    """
+
+    matrix: tuple[float, ...]
+
+    @classmethod
+    def fit(cls, residual: np.ndarray, valid: np.ndarray) -> BandTransform:
+        """The transform of a residual (DN, ``(bands, rows, cols)``) over its samples valid in
+        every band; each basis vector signed so its largest component is positive."""
+        n = residual.shape[0]
+        keep = valid.reshape(n, -1).all(axis=0)
+        x = residual.reshape(n, -1)[:, keep].astype(np.float64)
+        cov = np.cov(x) if x.shape[1] > 1 else np.eye(n)
+        _, vectors = np.linalg.eigh(np.atleast_2d(cov))
+        vectors = vectors[:, ::-1]
+        signs = np.sign(vectors[np.abs(vectors).argmax(axis=0), np.arange(n)])
+        return cls(tuple(float(v) for v in (vectors * signs).ravel()))
+
+    @property
+    def _m(self) -> np.ndarray:
+        n = math.isqrt(len(self.matrix))
+        return np.asarray(self.matrix, np.float64).reshape(n, n)
+
+    def forward(self, residual: np.ndarray) -> np.ndarray:
+        """The decorrelated bands of a residual, rounded (int64)."""
+        return np.rint(np.tensordot(self._m.T, residual.astype(np.float64), 1)).astype(np.int64)
+
+    def inverse(self, coded: np.ndarray) -> np.ndarray:
+        """The residual of decoded bands, rounded (int64)."""
+        return np.rint(np.tensordot(self._m, coded.astype(np.float64), 1)).astype(np.int64)
+
+    def to_tag(self) -> str:
+        return ",".join(repr(v) for v in self.matrix)
+
+    @classmethod
+    def from_tag(cls, text: str, bands: int) -> BandTransform:
+        """Parse and validate (untrusted): ``bands**2`` finite values forming an orthonormal
+        matrix (to 1e-6), so a decoded residual is never amplified.
+
+        Raises:
+            ValueError: it is not one.
+        """
+        values = tuple(float(v) for v in text.split(","))
+        if len(values) != bands * bands or not all(math.isfinite(v) for v in values):
+            raise ValueError(f"ENH_TRANSFORM is not {bands} x {bands} finite values")
+        m = np.asarray(values).reshape(bands, bands)
+        if not np.allclose(m.T @ m, np.eye(bands), atol=1e-6):
+            raise ValueError("ENH_TRANSFORM is not orthonormal")
+        return cls(values)
 
 
 def _as_int16(q: np.ndarray, what: str) -> np.ndarray:
@@ -265,12 +350,14 @@ class Layered:
 
 #: Makes the coded base layer at a JPEG 2000 quality and the ground's rebuild of it (DN).
 BaseMaker = Callable[[float], tuple[bytes, np.ndarray]]
-#: The enhancement layer's tags for (base bytes, base rebuild, step, residual quality).
-TagMaker = Callable[[bytes, np.ndarray, int, "float | None"], dict[str, str]]
+#: The enhancement layer's tags for (base bytes, base rebuild, step, residual quality, band
+#: transform).
+TagMaker = Callable[[bytes, np.ndarray, int, "float | None", "BandTransform | None"],
+                    dict[str, str]]
 #: The directly coded product's tags for (step, quality).
 DirectTagMaker = Callable[[int, "float | None"], dict[str, str]]
-#: Codes an array (the residual, or the target) for (array, step, quality).
-_Coder = Callable[[np.ndarray, int, "float | None"], bytes]
+#: Codes an array (the residual, or the target) for (array, step, quality, band transform).
+_Coder = Callable[[np.ndarray, int, "float | None", "BandTransform | None"], bytes]
 
 
 def _budget(rate: RateTarget, target: np.ndarray) -> int | None:
@@ -350,14 +437,19 @@ def choose_layers(target: np.ndarray, invalid: np.ndarray, nodata: float | None,
         sizes.append(len(base))
         residual = np.where(valid, target.astype(np.int64) - rebuild.astype(np.int64), 0)
 
-        def code(q: np.ndarray, step: int, quality: float | None) -> bytes:
+        def code(q: np.ndarray, step: int, quality: float | None,
+                 transform: BandTransform | None) -> bytes:
             codec = "jpeg2000" if quality is not None else "jpeg2000-lossless"
             return codecs.encode(q, codec, quality, profile=profile,
-                                 tags=make_tags(base, rebuild, step, quality))
+                                 tags=make_tags(base, rebuild, step, quality, transform),
+                                 colour_transform=transform is None)
 
+        decorrelate = target.shape[0] > 1 and rate.max_error is None
         try:
             return _enhance(target, valid, nodata, rebuild, residual, base, q1, rate, budget,
-                            peak, code, lambda a: _as_int16(a, name))
+                            peak, code, lambda a: _as_int16(a, name),
+                            transform=BandTransform.fit(residual, valid) if decorrelate
+                            else None)
         except InputError as exc:  # this base leaves a residual outside 16 bits
             overflow.append(exc)
             return None
@@ -419,7 +511,7 @@ def choose_direct(target: np.ndarray, invalid: np.ndarray, nodata: float | None,
     Returns:
         The choice (``base_quality`` None), or None when no direct product fits the budget.
     """
-    def code(q: np.ndarray, step: int, quality: float | None) -> bytes:
+    def code(q: np.ndarray, step: int, quality: float | None, _: None) -> bytes:
         codec = "jpeg2000" if quality is not None else "jpeg2000-lossless"
         return codecs.encode(q, codec, quality, profile=profile, tags=make_tags(step, quality))
 
@@ -448,12 +540,22 @@ def _better(a: Layered, b: Layered, rate: RateTarget) -> bool:
 def _enhance(target: np.ndarray, valid: np.ndarray, nodata: float | None, rebuild: np.ndarray,
              residual: np.ndarray, base: bytes, q1: float | None, rate: RateTarget,
              budget: int | None, peak: float, code: _Coder,
-             cast: Callable[[np.ndarray], np.ndarray], *, direct: bool = False
-             ) -> Layered | None:
+             cast: Callable[[np.ndarray], np.ndarray], *, direct: bool = False,
+             transform: BandTransform | None = None) -> Layered | None:
     """The best enhancement layer for one base layer (None when none fits the budget); with
     ``direct`` the "residual" is the target itself over a zero base, and no zero residual is
-    tried (there is no base to stand alone)."""
+    tried (there is no base to stand alone); with ``transform`` a lossily coded residual is
+    coded in decorrelated bands."""
     dtype = str(target.dtype)
+    coded = cast(transform.forward(residual)) if transform is not None else None
+
+    def lossy(quality: float) -> tuple[bytes, np.ndarray]:
+        """The residual coded at ``quality`` and the HR it gives."""
+        if transform is None:
+            enh = code(r16, 0, quality, None)
+            return enh, add_residual(rebuild, codecs.decode(enh), 0, dtype)
+        enh = code(coded, 0, quality, transform)
+        return enh, add_residual(rebuild, transform.inverse(codecs.decode(enh)), 0, dtype)
 
     def result(enh: bytes, step: int, quality: float | None, hr: np.ndarray,
                n: int) -> Layered:
@@ -465,20 +567,19 @@ def _enhance(target: np.ndarray, valid: np.ndarray, nodata: float | None, rebuil
     if rate.max_error is not None:
         step = 2 * rate.max_error + 1
         q = cast(quantise(residual, step))
-        enh = code(q, step, None)
+        enh = code(q, step, None, None)
         return result(enh, step, None, add_residual(rebuild, q, step, dtype), 1)
     r16 = cast(residual)
     raw = r16.nbytes
     if rate.target_psnr is not None:
         goal = rate.target_psnr
         if not direct and psnr(target, rebuild, valid, peak) >= goal:
-            return result(code(np.zeros_like(r16), 1, None), 1, None, rebuild, 1)
+            return result(code(np.zeros_like(r16), 1, None, None), 1, None, rebuild, 1)
         trials: list[Layered] = []
         lo, hi = math.log(0.05), math.log(100.0)
         for n in range(1, SEARCH_STEPS + 1):  # bisection on log(quality)
             quality = math.exp((lo + hi) / 2)
-            enh = code(r16, 0, quality)
-            hr = add_residual(rebuild, codecs.decode(enh), 0, dtype)
+            enh, hr = lossy(quality)
             trial = result(enh, 0, quality, hr, n)
             if trial.psnr_db >= goal:
                 trials.append(trial)
@@ -489,21 +590,20 @@ def _enhance(target: np.ndarray, valid: np.ndarray, nodata: float | None, rebuil
                 lo = math.log(quality)
         if trials:
             return min(trials, key=lambda t: t.total_bytes)
-        enh = code(r16, 1, None)  # lossless residual: the target itself
+        enh = code(r16, 1, None, None)  # lossless residual: the target itself
         return result(enh, 1, None, add_residual(rebuild, r16, 1, dtype), SEARCH_STEPS + 1)
     room = budget - len(base)
     if room <= 0:
         return None
     best: Layered | None = None
     if not direct:
-        zero = code(np.zeros_like(r16), 1, None)
+        zero = code(np.zeros_like(r16), 1, None, None)
         best = result(zero, 1, None, rebuild, 1) if len(zero) <= room else None
     quality = min(100.0, max(0.05, 100 * room / raw))
     lo, hi = math.log(0.01), math.log(100.0)
     for n in range(1, SEARCH_STEPS + 1):  # estimate, then refine by bisection
-        enh = code(r16, 0, quality)
+        enh, hr = lossy(quality)
         if len(enh) <= room:
-            hr = add_residual(rebuild, codecs.decode(enh), 0, dtype)
             trial = result(enh, 0, quality, hr, n)
             if best is None or trial.psnr_db > best.psnr_db:
                 best = trial
@@ -533,7 +633,7 @@ def read_enhancement(path: PathLike, info: LRInfo, base_file: PathLike,
         shape = (ds.count, ds.height, ds.width)
         grid_ok = ds.transform.almost_equals(info.target_grid.transform)
     g = info.target_grid
-    enh = EnhancementInfo.from_tags(tags, p, g.height)
+    enh = EnhancementInfo.from_tags(tags, p, (shape[0], g.height))
     if shape[1:] != (g.height, g.width) or not grid_ok:
         raise InputError(f"{p}: enhancement layer is not on the grid of {base_file}'s scene")
     if enh.base_sha256 != sha256_file(base_file):
@@ -637,10 +737,10 @@ def write_layered(candidates: Sequence[BaseCandidate], out: Path, target: Path,
             return base.read_bytes(), rebuild_base(base, references, c.models, scratch)
 
         def make_tags(base: bytes, rebuild: np.ndarray, step: int, quality: float | None,
-                      info: LRInfo = c.info) -> dict[str, str]:
+                      transform: BandTransform | None, info: LRInfo = c.info) -> dict[str, str]:
             return EnhancementInfo(hashlib.sha256(base).hexdigest(), info.reference_identity,
                                    step, quality, row_digests(rebuild, info.tile),
-                                   info.tile).to_tags()
+                                   info.tile, transform).to_tags()
 
         try:
             choices.append(replace(
@@ -719,7 +819,8 @@ def ground_layered(lr: DatasetReader, datasets: list[DatasetReader], info: LRInf
     # the target's exact invalid samples: a lossy base may decode valid samples to nodata
     masked = (MaskRows(info.nodata_mask, base.shape[0], g.width, g.height).rows(0, g.height)
               if info.nodata_mask else np.zeros(base.shape, bool))
-    hr = finish_hr(add_residual(base, residual, enh.step, info.source_dtype), masked, nodata)
+    hr = finish_hr(add_residual(base, enh.residual(residual), enh.step, info.source_dtype),
+                   masked, nodata)
     layer_tags = prefixed({"LAYERS": 2, "ENHANCEMENT": enh_file.name,
                            "MAX_ERROR": "" if enh.max_error is None else enh.max_error,
                            "ALPHA": REBUILD_ALPHA, "SEED": REBUILD_SEED})

@@ -5,7 +5,8 @@ target scene, reference aligned and shift-corrected, LR quantised to the source 
 RefScale model:
 
 * **layered**: the LR coded with JPEG 2000 at each base rate, rebuilt as the ground does for the
-  two-layer product (alpha 0, seed 0), the residual to the target coded with JPEG 2000 at each
+  two-layer product (alpha 0, seed 0), the residual to the target coded as the product codes
+  it (in decorrelated bands, :class:`~georefscale.layers.BandTransform`) with JPEG 2000 at each
   enhancement rate; the curve is the upper envelope (best PSNR at each total rate) of all the
   (base, enhancement) pairs, up to the lossless residual.
 * **near-lossless** for each E: the fewest bytes over the base rates of base + the residual
@@ -26,7 +27,7 @@ from rasterio import Affine
 
 from georefscale import codecs
 from georefscale.convention import REBUILD_ALPHA, REBUILD_SEED
-from georefscale.layers import psnr, quantise
+from georefscale.layers import BandTransform, psnr, quantise
 
 __all__ = ["FIXED_PSNR", "MAX_ERRORS", "envelope", "layered_site", "savings_at"]
 
@@ -104,11 +105,16 @@ def layered_site(model, target: np.ndarray, valid: np.ndarray, ref: np.ndarray |
         residual = np.where(mask, target.astype(np.int64) - rebuild.astype(np.int64), 0)
         if residual.min() < -32768 or residual.max() > 32767:
             continue
-        r16 = residual.astype(np.int16)
         points.append([bpp(len(base)), psnr(target, rebuild, mask, peak)])
-        for q2 in ENH_RATES:
-            enh = codecs.encode(r16, "jpeg2000", q2, profile=profile)
-            got = rebuild + codecs.decode(enh)
+        transform = BandTransform.fit(residual, mask) if target.shape[0] > 1 else None
+        coded = (residual if transform is None else transform.forward(residual))
+        if coded.min() < -32768 or coded.max() > 32767:
+            continue
+        for q2 in ENH_RATES:  # coded as the product codes it (decorrelated bands)
+            enh = codecs.encode(coded.astype(np.int16), "jpeg2000", q2, profile=profile,
+                                colour_transform=transform is None)
+            decoded = codecs.decode(enh)
+            got = rebuild + (decoded if transform is None else transform.inverse(decoded))
             points.append([bpp(len(base) + len(enh)), psnr(target, got, mask, peak)])
         for e in MAX_ERRORS:
             q = quantise(residual, 2 * e + 1).astype(np.int16)
