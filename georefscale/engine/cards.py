@@ -105,12 +105,14 @@ def factor_sibling(name: str, factor: int, what: str) -> str:
     def family(c: dict) -> tuple:
         return (c.get("band_names"), c["dtype"], c["scale"], c["config"].get("use_reference"))
 
-    for other, c in shipped_cards().items():
-        if c["config"]["factor"] == factor and family(c) == family(card):
-            return other
-    fit = ", ".join(n for n, c in shipped_cards().items() if c["config"]["factor"] == factor)
+    fit = [other for other, c in shipped_cards().items()
+           if c["config"]["factor"] == factor and family(c) == family(card)]
+    same = name.replace(f"-x{card['config']['factor']}", f"-x{factor}")
+    if fit:  # the same name at that factor when shipped (refscale-s2-x2 -> refscale-s2-x4)
+        return same if same in fit else fit[0]
+    listed = ", ".join(n for n, c in shipped_cards().items() if c["config"]["factor"] == factor)
     raise InputError(f"{what}: no shipped model of {card['name']}'s family rescales by {factor} "
-                     f"(models for x{factor}: {fit})")
+                     f"(models for x{factor}: {listed})")
 
 
 def noref_name(name: str) -> str | None:
