@@ -128,18 +128,9 @@ def test_complexity_counts_parameters_and_flops():
     assert "| x2 |" in table1.table([x2, x4])
 
 
-def _crop_site(src: Path, dst: Path, size: int = 96) -> None:
-    with rasterio.open(src) as ds:
-        win = Window(0, 0, size, size)
-        profile = {**ds.profile, "width": size, "height": size,
-                   "transform": ds.window_transform(win)}
-        with rasterio.open(dst, "w", **profile) as out:
-            out.write(ds.read(window=win))
-
-
-def test_compression_table_from_the_rd_evaluator(oscd_dir, tmp_path):
+def test_compression_table_from_the_rd_evaluator(oscd_dir, tmp_path, crop):
     for path in oscd_dir.glob("norcia_*.tif"):
-        _crop_site(path, tmp_path / path.name)
+        crop(path, tmp_path / path.name, 96)
     result = table2.run_rd(tmp_path, ["norcia"], 4, "jpeg2000", ["bicubic"],
                            bpp=(0.2, 0.5, 1.0, 2.0, 3.0))
     assert result["sites"]["norcia"]["hr_pixels"] == 96 * 96
