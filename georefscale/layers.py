@@ -58,6 +58,7 @@ from georefscale.raster.io import (
     write_geotiff,
 )
 from georefscale.references import ReferenceSet
+from georefscale.sample import Sample
 
 if TYPE_CHECKING:
     from georefscale.engine.rescaler import Rescaler
@@ -97,8 +98,14 @@ BASE_START = (10.0, 20.0)
 PSNR_SLACK = 0.3
 #: Fraction of a byte budget a ``max_bytes`` product may stay below before the search refines.
 BYTES_SLACK = 0.05
-#: Bisection steps of an enhancement-rate search.
+#: Most encodes of one enhancement-rate (or direct-rate) search.
 SEARCH_STEPS = 9
+#: First guess of the PSNR gained per unit of log quality when coding a residual (dB): about
+#: 4 dB per doubling of the rate in the range the searches work in
+PSNR_SLOPE = 6.0
+#: Where a target-PSNR search of a residual starts without a better guess (JPEG 2000 quality, %
+#: of the raw 16-bit residual)
+PSNR_START = 3.0
 #: Bisection steps of the base rate when a base layer alone overshoots a target PSNR.
 BASE_REFINE_STEPS = 4
 _INT16 = np.iinfo(np.int16)
@@ -325,6 +332,8 @@ class Layered:
         trials: how many encodes the search made (base rebuilds, enhancement and direct
             encodes).
         model: the model of the base layer (None when coded directly).
+        sampled: rebuilds of a sample of the scene's tiles made to choose the base rate
+            (:mod:`georefscale.sample`).
     """
 
     base_quality: float | None
@@ -337,6 +346,7 @@ class Layered:
     max_error_dn: float
     trials: tuple[int, int]
     model: str | None = None
+    sampled: int = 0
 
     @property
     def direct(self) -> bool:
@@ -358,6 +368,14 @@ TagMaker = Callable[[bytes, np.ndarray, int, "float | None", "BandTransform | No
 DirectTagMaker = Callable[[int, "float | None"], dict[str, str]]
 #: Codes an array (the residual, or the target) for (array, step, quality, band transform).
 _Coder = Callable[[np.ndarray, int, "float | None", "BandTransform | None"], bytes]
+
+
+def _scaled(rate: RateTarget, sample: Sample) -> RateTarget:
+    """``rate`` for a sample of the scene (a byte budget scales with the sample's share; bits per
+    pixel and qualities hold as they are)."""
+    if rate.max_bytes is None:
+        return rate
+    return replace(rate, max_bytes=max(1, round(rate.max_bytes * sample.share)))
 
 
 def _budget(rate: RateTarget, target: np.ndarray) -> int | None:
@@ -397,7 +415,8 @@ def _walk(rates: Sequence[float], trial: Callable[[float], Layered | None],
 
 def choose_layers(target: np.ndarray, invalid: np.ndarray, nodata: float | None,
                   make_base: BaseMaker, make_tags: TagMaker, rate: RateTarget, *, factor: int,
-                  peak: float, profile: dict, name: str) -> Layered:
+                  peak: float, profile: dict, name: str, rates: Sequence[float] | None = None,
+                  hint: float | None = None) -> Layered:
     """Search the two layers of one LR for ``rate`` by measuring.
 
     Args:
@@ -412,6 +431,9 @@ def choose_layers(target: np.ndarray, invalid: np.ndarray, nodata: float | None,
         peak: the PSNR peak (the model's DN scale).
         profile: ``crs`` / ``transform`` of the HR grid (the enhancement layer's georeferencing).
         name: the target, for messages.
+        rates: the base-layer rates to try (None: a ladder walked from the middle); one rate
+            when an estimate chose it.
+        hint: the residual quality an estimate found, to start the residual search from.
 
     Returns:
         The chosen layers.
@@ -422,7 +444,9 @@ def choose_layers(target: np.ndarray, invalid: np.ndarray, nodata: float | None,
     """
     valid = ~invalid
     budget = _budget(rate, target)
-    if budget is not None:  # base layers of a share of the budget (the LR is 1/f^2 of the HR)
+    if rates is not None:
+        rates, start = sorted(rates), 0
+    elif budget is not None:  # base layers of a share of the budget (the LR is 1/f^2 of the HR)
         lr_raw = target.nbytes / factor**2
         rates = sorted({round(min(100.0, max(0.05, 100 * share * budget / lr_raw)), 3)
                         for share in (0.15, 0.3, 0.5, 0.8)})
@@ -431,6 +455,8 @@ def choose_layers(target: np.ndarray, invalid: np.ndarray, nodata: float | None,
         rates, start = list(BASE_RATES), BASE_RATES.index(BASE_START[0])
     overflow: list[InputError] = []
     sizes: list[int] = []
+    # residual qualities found, to start the next search from
+    qualities: list[float] = [] if hint is None else [hint]
 
     def trial(q1: float) -> Layered | None:
         base, rebuild = make_base(q1)
@@ -446,13 +472,17 @@ def choose_layers(target: np.ndarray, invalid: np.ndarray, nodata: float | None,
 
         decorrelate = target.shape[0] > 1 and rate.max_error is None
         try:
-            return _enhance(target, valid, nodata, rebuild, residual, base, q1, rate, budget,
-                            peak, code, lambda a: _as_int16(a, name),
-                            transform=BandTransform.fit(residual, valid) if decorrelate
-                            else None)
+            found = _enhance(target, valid, nodata, rebuild, residual, base, q1, rate, budget,
+                             peak, code, lambda a: _as_int16(a, name),
+                             transform=BandTransform.fit(residual, valid) if decorrelate
+                             else None,
+                             start=qualities[-1] if qualities and budget is None else None)
         except InputError as exc:  # this base leaves a residual outside 16 bits
             overflow.append(exc)
             return None
+        if found is not None and found.quality is not None:
+            qualities.append(found.quality)
+        return found
 
     tried = _walk(rates, trial, rate, start)
     found = [t for t in tried if t is not None]
@@ -494,8 +524,8 @@ def _settle(best: Layered, lower: float, trial: Callable[[float], Layered | None
 
 
 def choose_direct(target: np.ndarray, invalid: np.ndarray, nodata: float | None,
-                  make_tags: DirectTagMaker, rate: RateTarget, *, peak: float, profile: dict
-                  ) -> Layered | None:
+                  make_tags: DirectTagMaker, rate: RateTarget, *, peak: float, profile: dict,
+                  beat: Layered | None = None) -> Layered | None:
     """The best product for ``rate`` that codes the target directly with JPEG 2000 (lossy at a
     searched quality, or quantised with step ``2E + 1`` and coded losslessly for ``max_error``).
 
@@ -507,9 +537,12 @@ def choose_direct(target: np.ndarray, invalid: np.ndarray, nodata: float | None,
         rate: what is asked.
         peak: the PSNR peak (DN).
         profile: ``crs`` / ``transform`` of the target grid.
+        beat: the best product found otherwise; for a target PSNR the search starts at its size
+            and gives up once a direct product that size falls short of the target.
 
     Returns:
-        The choice (``base_quality`` None), or None when no direct product fits the budget.
+        The choice (``base_quality`` None), or None when no direct product fits the budget (or
+        none beats ``beat``).
     """
     def code(q: np.ndarray, step: int, quality: float | None, _: None) -> bytes:
         codec = "jpeg2000" if quality is not None else "jpeg2000-lossless"
@@ -518,7 +551,8 @@ def choose_direct(target: np.ndarray, invalid: np.ndarray, nodata: float | None,
     dtype = target.dtype
     signal = np.where(invalid, 0, target).astype(np.int64)
     found = _enhance(target, ~invalid, nodata, np.zeros_like(target), signal, b"", None, rate,
-                     _budget(rate, target), peak, code, lambda a: a.astype(dtype), direct=True)
+                     _budget(rate, target), peak, code, lambda a: a.astype(dtype), direct=True,
+                     beat=None if beat is None or rate.target_psnr is None else beat.total_bytes)
     return None if found is None else replace(found, trials=(0, found.trials[1]))
 
 
@@ -541,11 +575,14 @@ def _enhance(target: np.ndarray, valid: np.ndarray, nodata: float | None, rebuil
              residual: np.ndarray, base: bytes, q1: float | None, rate: RateTarget,
              budget: int | None, peak: float, code: _Coder,
              cast: Callable[[np.ndarray], np.ndarray], *, direct: bool = False,
-             transform: BandTransform | None = None) -> Layered | None:
-    """The best enhancement layer for one base layer (None when none fits the budget); with
-    ``direct`` the "residual" is the target itself over a zero base, and no zero residual is
-    tried (there is no base to stand alone); with ``transform`` a lossily coded residual is
-    coded in decorrelated bands."""
+             transform: BandTransform | None = None, start: float | None = None,
+             beat: int | None = None) -> Layered | None:
+    """The best enhancement layer for one base layer (None when none fits the budget, or none
+    needs fewer than ``beat`` bytes for a target PSNR); with ``direct`` the "residual" is the
+    target itself over a zero base, and no zero residual is tried (there is no base to stand
+    alone); with ``transform`` a lossily coded residual is coded in decorrelated bands. A lossy
+    search starts at quality ``start`` (the answer for a neighbouring base layer) when given,
+    else at an estimate from the budget (or ``beat``)."""
     dtype = str(target.dtype)
     coded = cast(transform.forward(residual)) if transform is not None else None
 
@@ -571,27 +608,35 @@ def _enhance(target: np.ndarray, valid: np.ndarray, nodata: float | None, rebuil
         return result(enh, step, None, add_residual(rebuild, q, step, dtype), 1)
     r16 = cast(residual)
     raw = r16.nbytes
+    tried: list[Layered] = []
+
+    def measured(quality: float) -> Layered:
+        enh, hr = lossy(quality)
+        tried.append(result(enh, 0, quality, hr, len(tried) + 1))
+        return tried[-1]
+
     if rate.target_psnr is not None:
         goal = rate.target_psnr
         if not direct and psnr(target, rebuild, valid, peak) >= goal:
             return result(code(np.zeros_like(r16), 1, None, None), 1, None, rebuild, 1)
-        trials: list[Layered] = []
-        lo, hi = math.log(0.05), math.log(100.0)
-        for n in range(1, SEARCH_STEPS + 1):  # bisection on log(quality)
-            quality = math.exp((lo + hi) / 2)
-            enh, hr = lossy(quality)
-            trial = result(enh, 0, quality, hr, n)
-            if trial.psnr_db >= goal:
-                trials.append(trial)
-                if trial.psnr_db <= goal + PSNR_SLACK:
-                    break
-                hi = math.log(quality)
-            else:
-                lo = math.log(quality)
-        if trials:
-            return min(trials, key=lambda t: t.total_bytes)
+
+        def reach(x: float) -> float | None:
+            t = measured(math.exp(x))
+            if beat is not None and t.psnr_db < goal and t.total_bytes >= beat:
+                return None  # more bytes than the product to beat, still short of the goal
+            return t.psnr_db
+
+        x0 = math.log(start or (min(100.0, max(0.05, 100 * beat / raw)) if beat
+                                else PSNR_START))
+        _seek(reach, x0, (math.log(0.05), math.log(100.0)), (goal, goal + PSNR_SLACK),
+              PSNR_SLOPE)
+        reached = [t for t in tried if t.psnr_db >= goal]
+        if reached:
+            return replace(min(reached, key=lambda t: t.total_bytes), trials=(1, len(tried)))
+        if beat is not None and tried and tried[-1].total_bytes >= beat:
+            return None
         enh = code(r16, 1, None, None)  # lossless residual: the target itself
-        return result(enh, 1, None, add_residual(rebuild, r16, 1, dtype), SEARCH_STEPS + 1)
+        return result(enh, 1, None, add_residual(rebuild, r16, 1, dtype), len(tried) + 1)
     room = budget - len(base)
     if room <= 0:
         return None
@@ -599,21 +644,43 @@ def _enhance(target: np.ndarray, valid: np.ndarray, nodata: float | None, rebuil
     if not direct:
         zero = code(np.zeros_like(r16), 1, None, None)
         best = result(zero, 1, None, rebuild, 1) if len(zero) <= room else None
-    quality = min(100.0, max(0.05, 100 * room / raw))
-    lo, hi = math.log(0.01), math.log(100.0)
-    for n in range(1, SEARCH_STEPS + 1):  # estimate, then refine by bisection
-        enh, hr = lossy(quality)
-        if len(enh) <= room:
-            trial = result(enh, 0, quality, hr, n)
-            if best is None or trial.psnr_db > best.psnr_db:
-                best = trial
-            if len(enh) >= (1 - BYTES_SLACK) * room:
-                break
-            lo = math.log(quality)
+    x0 = math.log(start or min(100.0, max(0.01, 100 * room / raw)))
+    _seek(lambda x: math.log(measured(math.exp(x)).total_bytes - len(base)), x0,
+          (math.log(0.01), math.log(100.0)),
+          (math.log((1 - BYTES_SLACK) * room), math.log(room)), 1.0)
+    for t in tried:
+        if t.total_bytes <= budget and (best is None or t.psnr_db > best.psnr_db):
+            best = t
+    return None if best is None else replace(best, trials=(1, len(tried) + (not direct)))
+
+
+def _seek(measure: Callable[[float], float | None], x: float, bounds: tuple[float, float],
+          goal: tuple[float, float], slope: float) -> None:
+    """Drive ``x`` (a log quality) until ``measure(x)``, increasing in ``x``, lands in ``goal``:
+    secant steps from the last two measurements (from ``slope`` while there is one), kept inside
+    the bracket the measurements have narrowed, bisecting when a step would leave it; at most
+    :data:`SEARCH_STEPS` measurements, stopping early when ``measure`` gives None."""
+    lo, hi = bounds
+    seen: list[tuple[float, float]] = []
+    aim = (goal[0] + goal[1]) / 2
+    for _ in range(SEARCH_STEPS):
+        v = measure(x)
+        if v is None or goal[0] <= v <= goal[1]:
+            return
+        if v < goal[0]:
+            lo = x
         else:
-            hi = math.log(quality)
-        quality = math.exp((lo + hi) / 2)
-    return best
+            hi = x
+        seen.append((x, v))
+        s = slope
+        if len(seen) > 1 and seen[-1][0] != seen[-2][0]:
+            s = (seen[-1][1] - seen[-2][1]) / (seen[-1][0] - seen[-2][0])
+            s = s if s > 0 else slope
+        x = x + (aim - v) / s
+        if not lo < x < hi:
+            x = (lo + hi) / 2
+        if hi - lo < 1e-3:
+            return
 
 
 def read_enhancement(path: PathLike, info: LRInfo, base_file: PathLike,
@@ -659,19 +726,24 @@ def describe(layered: Layered) -> dict:
             "enhancement_quality": layered.quality, "psnr_db": layered.psnr_db,
             "max_error_dn": layered.max_error_dn,
             "trials": {"base_rebuilds": layered.trials[0],
+                       "sample_rebuilds": layered.sampled,
                        "encodes": layered.trials[1]}}
 
 
 def rebuild_base(base: Path, references: ReferenceSet, models: tuple[Rescaler, Rescaler | None],
-                 scratch: Callable[[str], Path]) -> np.ndarray:
+                 scratch: Callable[[str], Path], sample: Sample | None = None) -> np.ndarray:
     """The ground's rebuild of a base layer file (alpha 0, seed 0), as DN ``(bands, rows,
-    cols)``: what the enhancement layer is the residual to."""
+    cols)``: what the enhancement layer is the residual to; with ``sample``, only the sample's
+    tiles, side by side (:meth:`~georefscale.sample.Sample.rebuild`)."""
     lr = exact_lr(base, scratch("base-decoded.tif"))
     with open_raster(lr, "base layer") as lds, references.open() as rdss:
         info = LRInfo.from_dataset(lds, base.name)
         plan = GroundPlan.make(lds, rdss, info, model=models[0],
                                fallback_model=models[1] if info.fallback_tiles else None,
-                               options=GroundOptions(alpha=REBUILD_ALPHA, seed=REBUILD_SEED))
+                               options=GroundOptions(alpha=REBUILD_ALPHA, seed=REBUILD_SEED)
+                               if sample is None else sample.options)
+        if sample is not None:
+            return sample.rebuild(plan, lds, rdss)
         hr = scratch("base-rebuild.tif")
         make_hr(plan, lds, rdss, out=hr)
     with open_raster(hr, "base rebuild") as ds:
@@ -731,36 +803,24 @@ def write_layered(candidates: Sequence[BaseCandidate], out: Path, target: Path,
     choices: list[Layered] = []
     errors: list[InputError] = []
     for c in candidates:
-        def make_base(quality: float, c: BaseCandidate = c) -> tuple[bytes, np.ndarray]:
-            base = scratch(f"base-x{c.info.factor}-{quality:g}.jp2")
-            encode_lr(c.lr_file, base, CodecChoice("jpeg2000", quality))
-            return base.read_bytes(), rebuild_base(base, references, c.models, scratch)
-
-        def make_tags(base: bytes, rebuild: np.ndarray, step: int, quality: float | None,
-                      transform: BandTransform | None, info: LRInfo = c.info) -> dict[str, str]:
-            return EnhancementInfo(hashlib.sha256(base).hexdigest(), info.reference_identity,
-                                   step, quality, row_digests(rebuild, info.tile),
-                                   info.tile, transform).to_tags()
-
         try:
-            choices.append(replace(
-                choose_layers(scene, invalid, nodata, make_base, make_tags, rate,
-                              factor=c.info.factor, peak=c.info.scale, profile=profile,
-                              name=str(target)),
-                model=c.info.model))
+            choices.append(_choose_for(c, scene, invalid, nodata, profile, str(target),
+                                       references, rate, scratch))
         except InputError as exc:
             errors.append(exc)
     if direct:
         found = choose_direct(
             scene, invalid, nodata,
             lambda step, quality: replace(plain, step=step, quality=quality).to_tags(), rate,
-            peak=first.scale, profile=profile)
+            peak=first.scale, profile=profile,
+            beat=best_product(choices, rate) if choices else None)
         if found is not None:
             choices.append(found)
     if not choices:
         raise errors[0]
     best = replace(best_product(choices, rate),
-                   trials=(sum(c.trials[0] for c in choices), sum(c.trials[1] for c in choices)))
+                   trials=(sum(c.trials[0] for c in choices), sum(c.trials[1] for c in choices)),
+                   sampled=sum(c.sampled for c in choices))
     if best.direct:
         with atomic_output(out, ".tmp.jp2") as tmp:
             tmp.write_bytes(best.enhancement)
@@ -770,6 +830,54 @@ def write_layered(candidates: Sequence[BaseCandidate], out: Path, target: Path,
         with atomic_output(path, ".tmp.jp2") as tmp:
             tmp.write_bytes(data)
     return best
+
+
+def _choose_for(c: BaseCandidate, scene: np.ndarray, invalid: np.ndarray, nodata: float | None,
+                profile: dict, name: str, references: ReferenceSet, rate: RateTarget,
+                scratch: Callable[[str], Path]) -> Layered:
+    """The two layers of one LR for ``rate``: base rates compared on a sample of the scene's
+    tiles when it has one (then one rebuild of the whole scene at the rate that won, the ladder
+    when that rate does not serve it), else on the whole scene. Raises InputError as
+    :func:`choose_layers`."""
+    def make_base(quality: float, sample: Sample | None = None) -> tuple[bytes, np.ndarray]:
+        base = scratch(f"base-x{c.info.factor}-{quality:g}.jp2")
+        encode_lr(c.lr_file, base, CodecChoice("jpeg2000", quality))
+        rebuild = rebuild_base(base, references, c.models, scratch, sample)
+        if sample is None:
+            return base.read_bytes(), rebuild
+        # the sample's share of the base layer: a stand-in of that size, never written
+        return bytes(round(base.stat().st_size * sample.share)), rebuild
+
+    def make_tags(base: bytes, rebuild: np.ndarray, step: int, quality: float | None,
+                  transform: BandTransform | None) -> dict[str, str]:
+        return EnhancementInfo(hashlib.sha256(base).hexdigest(), c.info.reference_identity,
+                               step, quality, row_digests(rebuild, c.info.tile), c.info.tile,
+                               transform).to_tags()
+
+    def choose(target: np.ndarray, bad: np.ndarray, maker: BaseMaker, asked: RateTarget,
+               estimate: Layered | None = None) -> Layered:
+        return choose_layers(target, bad, nodata, maker, make_tags, asked,
+                             factor=c.info.factor, peak=c.info.scale, profile=profile,
+                             name=name,
+                             rates=None if estimate is None else [estimate.base_quality],
+                             hint=None if estimate is None else estimate.quality)
+
+    sample, estimate = Sample.make(c.info), None
+    if sample is not None:
+        try:
+            estimate = choose(sample.cut(scene), sample.cut(invalid),
+                              lambda q: make_base(q, sample), _scaled(rate, sample))
+        except InputError:  # decide on the whole scene, which says why it fails
+            estimate = None
+    try:
+        found = choose(scene, invalid, make_base, rate, estimate)
+    except InputError:
+        if estimate is None:
+            raise
+        found = choose(scene, invalid, make_base, rate)  # the estimate's rate does not serve
+    sampled = (0, 0) if estimate is None else estimate.trials
+    return replace(found, model=c.info.model, sampled=sampled[0],
+                   trials=(found.trials[0], found.trials[1] + sampled[1]))
 
 
 def ground_layered(lr: DatasetReader, datasets: list[DatasetReader], info: LRInfo, *,
