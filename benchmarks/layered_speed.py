@@ -5,8 +5,9 @@ x4, lossless LR GeoTIFF) and ``onboard`` with each rate target, alternating, and
 time ratio, the search's trials (rebuilds of the whole scene and of the sample of tiles the base
 rate is chosen on, enhancement and direct encodes) and which product it wrote (two layers, and
 of which model, or the target coded directly). The last rate target also measures x2 base
-layers (``RateTarget.factors``), to show what that costs. Prints a table and writes
-``benchmarks/results/layered_speed.json``.
+layers (``RateTarget.factors``), to show what that costs; two requests run again with every
+base rate rebuilt on the whole scene (``... whole``), for what the sample saves and gives up.
+Prints a table and writes ``benchmarks/results/layered_speed.json``.
 
     python benchmarks/layered_speed.py --site montpellier --repeat 2
 """
@@ -14,6 +15,7 @@ layers (``RateTarget.factors``), to show what that costs. Prints a table and wri
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -25,6 +27,7 @@ from pathlib import Path
 from georefscale.api import Workspace, _onboard  # the encoder with its search record
 from georefscale.evaluation.sites import find_sites
 from georefscale.options import OnboardOptions, RateTarget
+from georefscale.sample import Sample
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("GEOREFSCALE_DATA", ROOT.parent / "shared" / "data"))
@@ -32,6 +35,20 @@ RESULTS = ROOT / "benchmarks" / "results" / "layered_speed.json"
 RATES = {"max_error=10": RateTarget(max_error=10), "target_psnr=42": RateTarget(target_psnr=42.0),
          "max_bytes=60000": RateTarget(max_bytes=60_000),
          "target_psnr=42 +x2": RateTarget(target_psnr=42.0, factors=(2,))}
+#: requests also run with the base rate chosen on the whole scene (no sample), for the cost and
+#: the bytes / PSNR the sample gives up
+WHOLE = ("target_psnr=42", "max_bytes=60000")
+
+
+@contextlib.contextmanager
+def whole_scene():
+    """The search without its sample: every base rate rebuilt on the whole scene."""
+    make = Sample.make
+    Sample.make = classmethod(lambda cls, info: None)
+    try:
+        yield
+    finally:
+        Sample.make = make
 
 
 def timed(site, options: OnboardOptions, out: Path) -> tuple[float, dict | None]:
@@ -57,24 +74,26 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="layered-speed-") as tmp:
         for site in sites:
-            times: dict[str, list[float]] = {"plain": [], **{k: [] for k in RATES}}
+            runs = {**RATES, **{f"{k} whole": RATES[k] for k in WHOLE}}
+            times: dict[str, list[float]] = {"plain": [], **{k: [] for k in runs}}
             trials = {}
             for _ in range(args.repeat):
                 times["plain"].append(timed(site, OnboardOptions(), Path(tmp) / "p.tif")[0])
-                for name, rate in RATES.items():
-                    s, t = timed(site, OnboardOptions(rate=rate), Path(tmp) / f"{name}.jp2")
+                for name, rate in runs.items():
+                    with whole_scene() if name.endswith(" whole") else contextlib.nullcontext():
+                        s, t = timed(site, OnboardOptions(rate=rate), Path(tmp) / f"{name}.jp2")
                     times[name].append(s)
                     trials[name] = t
             plain = statistics.median(times["plain"])
-            for name in RATES:
+            for name in runs:
                 med = statistics.median(times[name])
                 rows.append({"site": site.name, "rate": name, "plain_s": round(plain, 2),
                              "layered_s": round(med, 2), "ratio": round(med / plain, 2),
                              **trials[name]})
-    print(f"{'site':<12} {'rate target':<19} {'plain s':>8} {'layered s':>10} {'ratio':>6} "
+    print(f"{'site':<12} {'rate target':<24} {'plain s':>8} {'layered s':>10} {'ratio':>6} "
           f"{'rebuilds':>9} {'sampled':>8} {'encodes':>8} {'bytes':>8} {'PSNR':>6}  product")
     for r in rows:
-        print(f"{r['site']:<12} {r['rate']:<19} {r['plain_s']:>8.2f} {r['layered_s']:>10.2f} "
+        print(f"{r['site']:<12} {r['rate']:<24} {r['plain_s']:>8.2f} {r['layered_s']:>10.2f} "
               f"{r['ratio']:>6.2f} {r['base_rebuilds']:>9} {r['sample_rebuilds']:>8} "
               f"{r['encodes']:>8} {r['total_bytes']:>8} {r['psnr_db']:>6.2f}  {r['product']}")
     RESULTS.write_text(json.dumps({"repeat": args.repeat, "rows": rows}, indent=1) + "\n")
