@@ -540,7 +540,7 @@ def ground(
     **keywords: Any,
 ) -> Product:
     """Rebuild the HR image from the LR product ``lr`` and the same reference(s), on exactly the
-    original target grid; latent ``z ~ N(0, alpha^2)`` per tile, seeded from
+    original target grid; latent ``z ~ N(0, (alpha * sampling_scale)^2)`` per tile, seeded from
     ``(seed, row, col)``.
 
     Args:

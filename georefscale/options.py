@@ -328,7 +328,9 @@ class GroundOptions:
     """How an LR product is rebuilt.
 
     Attributes:
-        alpha: latent temperature: ``z ~ N(0, alpha^2)``; 0 gives the mean (smoothest)
+        alpha: latent temperature, relative to the model's latent: ``z ~ N(0, (alpha *
+            s)^2)``, ``s`` the model card's ``sampling_scale`` (1 unless the model's forward
+            latent is weaker than N(0, 1)); 0 gives the mean (smoothest)
             reconstruction. Finite, 0..10.
         seed: latent seed; each tile draws from ``(seed, row, col)``.
         tile: tile core size in HR pixels, None for the one recorded in the product.

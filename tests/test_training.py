@@ -13,6 +13,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from georefscale.engine import NetConfig, load
+from georefscale.engine.cards import sampling_scale
 from georefscale.errors import InputError
 from georefscale.training import TrainConfig, load_config, train
 from georefscale.training import checkpoint as checkpoint_module
@@ -94,6 +95,9 @@ def test_resumed_training_equals_uninterrupted(oscd_dir, tmp_path):
     assert resumed_card["temperature"] == temp
     model = load(str(full), device="cpu")
     assert model.temperature == temp
+    # ... and the sampling scale the ground draws at, by the one rule (issue #23 point 4)
+    assert card["sampling_scale"] == sampling_scale(temp["latent_rms"]) == model.sampling_scale
+    assert ("psnr_unit_scale" in temp) == (card["sampling_scale"] < 1)
     # trained with bf16 convolutions (the default), the fp32 network is still exactly invertible
     x = 0.3 * torch.rand(1, 4, 32, 32, generator=torch.Generator().manual_seed(0))
     y, z = model.downscale(x, x.flip(-1))

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from georefscale.cli.options import ALPHA_HELP
+
 
 @click.command("train")
 @click.option("--config", "config", required=True, type=click.Path(exists=True, dir_okay=False),
@@ -71,8 +73,7 @@ def info_cmd(model, tile, as_json):
 @click.option("--include-seen", is_flag=True,
               help="Also score sites whose target a model was trained or validated on.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--alpha", type=float, default=1.0, show_default=True,
-              help="Latent temperature of the reconstruction.")
+@click.option("--alpha", type=float, default=1.0, show_default=True, help=ALPHA_HELP)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
               help="Write the result JSON here.")
 def evaluate_cmd(pairs, factor, model, noref, family, sites, include_seen, seed, alpha,

@@ -131,12 +131,17 @@ decide_opt = click.option(
     "'agreement' (the fallback tests alone) or 'measure' (rebuild each on board, keep the best; "
     "records the decision and the reference's gain per tile; about 3-4x the network passes).",
 )
+#: the one wording of ``--alpha`` (``ground``, ``roundtrip``, ``archive``, ``evaluate``)
+ALPHA_HELP = ("Latent temperature, relative to the model's latent: z ~ N(0, (alpha * s)^2), s = "
+              "the model card's sampling_scale (the forward latent's RMS where it is below 1, "
+              "else 1; `georefscale info` shows it); 0 gives the mean (smoothest) "
+              "reconstruction.")
 alpha_opt = click.option(
     "--alpha",
     type=float,
     default=GROUND.alpha,
     show_default=True,
-    help="Latent temperature: z ~ N(0, alpha^2); 0 gives the mean (smoothest) reconstruction.",
+    help=ALPHA_HELP,
 )
 seed_opt = click.option("--seed", type=int, default=GROUND.seed, show_default=True,
                         help="Latent seed.")

@@ -1,7 +1,8 @@
 """The neural engine (the only part of georefscale, with ``training``, that imports torch).
 
 ``load(name)`` returns a rescaler with ``downscale(x, ref) -> (y, z)`` and
-``upscale(y, ref, z=None, alpha=1.0, seed=None) -> x`` on float32 ``(N, C, H, W)`` tensors in the
+``upscale(y, ref, z=None, alpha=1.0, seed=None) -> x`` (``z ~ N(0, (alpha * s)^2)``, ``s`` the
+card's ``sampling_scale``) on float32 ``(N, C, H, W)`` tensors in the
 model's normalised range (``DN / scale``); :mod:`georefscale.engine.run` wraps them for numpy
 tiles. The names below are imported on first use, so ``georefscale.engine.cards`` (model cards,
 JSON only) can be read without importing torch.

@@ -3,11 +3,27 @@
 A card holds the architecture (``config``), the data convention (``dtype``, ``scale`` = DN per
 1.0, band names) and how the weights were made (data, steps, wall time, validation metrics and
 the sampling ``temperature`` record). ``bicubic`` needs no card and takes any factor.
+
+Card fields read by the library:
+
+- ``name``, ``dtype``, ``scale`` (DN per 1.0 of the normalised range), ``config`` (the
+  :class:`~georefscale.engine.refscale.NetConfig`), ``band_names``.
+- ``sampling_scale`` (optional, in (0, 1]; absent = 1): the standard deviation of the latent
+  the ground draws at alpha = 1, i.e. ``z ~ N(0, (alpha * sampling_scale)^2)``, so that alpha
+  is relative to the latent the model actually has. It is :func:`sampling_scale` of the RMS of
+  the forward latent on the validation crops (``temperature.latent_rms``): ``min(1, rms)``.
+  Not to be confused with ``config.latent_scale`` (the network's fixed factor between its
+  high-frequency channels and ``z``).
+- ``temperature`` (optional): ``latent_rms`` and the validation PSNR (dB) per alpha,
+  ``psnr`` at the card's ``sampling_scale`` (what the ground does) and, where the scale is
+  below 1, ``psnr_unit_scale`` at scale 1 (``z ~ N(0, alpha^2)``, the prior the network was
+  trained with). Cards without ``sampling_scale`` were measured at scale 1.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from georefscale.errors import InputError
@@ -16,10 +32,12 @@ __all__ = [
     "MODELS_DIR",
     "available_models",
     "band_names",
+    "card_sampling_scale",
     "factor_sibling",
     "model_card",
     "models_for",
     "noref_name",
+    "sampling_scale",
     "shipped_cards",
 ]
 
@@ -33,6 +51,45 @@ def shipped_cards(models_dir: Path = MODELS_DIR) -> dict[str, dict]:
         if card.with_suffix(".safetensors").exists():
             cards[card.stem] = json.loads(card.read_text())
     return cards
+
+
+def sampling_scale(latent_rms: float) -> float:
+    """The card's ``sampling_scale`` for a model whose forward latent has RMS ``latent_rms`` on
+    its validation crops: ``min(1, latent_rms)`` (the one copy of the rule; the trainer writes it
+    into every new card).
+
+    A model whose latent is weaker than the N(0, 1) prior it was trained with (the Sentinel-2 x4
+    models: 0.17-0.23) gets its own strength, so alpha = 1 draws a latent as strong as the one
+    the network produced and alpha > 1 stays within the prior up to alpha = 1 / scale; one at or
+    above it keeps scale 1 (today's N(0, alpha^2)): the x2 and NAIP decoders were trained to
+    rebuild from N(0, 1) samples and lose PSNR at alpha 0-1 when sampled at their larger RMS.
+
+    Raises:
+        ValueError: ``latent_rms`` is not a finite positive number.
+    """
+    rms = float(latent_rms)
+    if not math.isfinite(rms) or rms <= 0:
+        raise ValueError(f"latent RMS must be finite and > 0, got {latent_rms!r}")
+    return min(1.0, rms)
+
+
+def card_sampling_scale(card: dict, where: str | None = None) -> float:
+    """The ``sampling_scale`` of a model card (1.0 when it has none), checked.
+
+    Args:
+        card: a model card.
+        where: the card, for messages (default its ``name``).
+
+    Raises:
+        InputError: the field is not a finite number in (0, 1], naming the card.
+    """
+    value = card.get("sampling_scale", 1.0)
+    ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+          and math.isfinite(value) and 0 < value <= 1)
+    if not ok:
+        raise InputError(f"{where or card.get('name', 'model card')}: sampling_scale must be a "
+                         f"finite number in (0, 1], got {value!r}")
+    return float(value)
 
 
 def available_models() -> list[str]:
@@ -52,6 +109,7 @@ def model_card(name: str) -> dict:
             f"unknown model {name!r}; available: {', '.join(available_models())} "
             "(or the path of a trained model's .safetensors file)"
         )
+    card_sampling_scale(cards[name], f"model card {MODELS_DIR / (name + '.json')}")
     return cards[name]
 
 
@@ -69,6 +127,7 @@ def _file_card(weights: Path) -> dict:
     missing = [k for k in ("name", "dtype", "scale", "config") if k not in card]
     if missing:
         raise InputError(f"{card_path}: not a model card (no {', '.join(missing)})")
+    card_sampling_scale(card, f"model card {card_path}")
     return card
 
 

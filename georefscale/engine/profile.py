@@ -33,8 +33,10 @@ def calls_per_second(fn: Callable[[], object], repeats: int) -> float:
 
 
 def profile_model(name: str, tile: int = 512, bands: int = 4, repeats: int = 2) -> dict:
-    """Parameters, GFLOPs and tiles/s of each direction for one ``tile`` x ``tile`` HR tile, and
-    the model card's latent RMS and validation PSNR (dB) per sampling temperature alpha.
+    """Parameters, GFLOPs and tiles/s of each direction for one ``tile`` x ``tile`` HR tile, the
+    sampling scale of the latent (``z ~ N(0, (alpha * sampling_scale)^2)``) and the model card's
+    latent RMS and validation PSNR (dB) per sampling temperature alpha (``psnr_unit_scale``:
+    at scale 1, where the card records it).
 
     Inputs are random in [0, 0.3] (normalised reflectance-like); FLOPs do not depend on values.
     """
@@ -66,8 +68,13 @@ def profile_model(name: str, tile: int = 512, bands: int = 4, repeats: int = 2) 
         "device": str(getattr(model, "device", "cpu")),
         "threads": torch.get_num_threads(),
     }
+    if net is not None:
+        report["sampling_scale"] = round(model.sampling_scale, 4)
     if model.temperature:
         report["latent_rms"] = round(model.temperature["latent_rms"], 3)
         report["val_psnr_db_by_alpha"] = {
             a: round(v, 2) for a, v in model.temperature["psnr"].items()}
+        if "psnr_unit_scale" in model.temperature:
+            report["val_psnr_db_unit_scale"] = {
+                a: round(v, 2) for a, v in model.temperature["psnr_unit_scale"].items()}
     return report

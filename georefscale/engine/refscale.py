@@ -120,9 +120,11 @@ class InvertibleRescaler(Rescaler):
         scale: float | None,
         device: str | torch.device = "cpu",
         temperature: dict | None = None,
+        sampling_scale: float = 1.0,
     ) -> None:
         self.name = name
         self.temperature = temperature
+        self.sampling_scale = sampling_scale
         self.net = net.to(device).eval()
         self.device = torch.device(device)
         if self.device.type == "cuda":
@@ -160,7 +162,7 @@ class InvertibleRescaler(Rescaler):
         self._check_ref(ref, hr_shape)
         if z is None:
             shape = (n, self.net.latent_channels(), h, w)
-            z = sample_latent(shape, alpha, seed, self.device)
+            z = sample_latent(shape, alpha, seed, self.device, self.sampling_scale)
         x = self.net.inverse(y.to(self.device), z.to(self.device), self._ref(ref))
         return x.to(y.device)
 

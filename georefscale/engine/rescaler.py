@@ -23,6 +23,8 @@ class Rescaler:
     uses_reference: bool = False
     #: the model card's ``temperature`` record (latent RMS, validation PSNR per alpha), if any
     temperature: dict | None = None
+    #: the card's ``sampling_scale``: the latent is drawn as ``N(0, (alpha * sampling_scale)^2)``
+    sampling_scale: float = 1.0
 
     def downscale(
         self, x: torch.Tensor, ref: torch.Tensor | None
@@ -38,7 +40,8 @@ class Rescaler:
         alpha: float = 1.0,
         seed: int | None = None,
     ) -> torch.Tensor:
-        """LR ``y`` -> HR; ``z`` defaults to a sample of N(0, alpha^2) drawn with ``seed``."""
+        """LR ``y`` -> HR; ``z`` defaults to a sample of N(0, (alpha * sampling_scale)^2)
+        drawn with ``seed``."""
         raise NotImplementedError
 
     def relevance(self, y: torch.Tensor, ref: torch.Tensor | None) -> torch.Tensor | None:
@@ -76,15 +79,18 @@ class Rescaler:
 
 
 def sample_latent(
-    shape: tuple[int, ...], alpha: float, seed: int | None, device: torch.device
+    shape: tuple[int, ...], alpha: float, seed: int | None, device: torch.device,
+    scale: float = 1.0,
 ) -> torch.Tensor:
-    """z ~ N(0, alpha^2); drawn on the CPU so a given seed gives the same bits on every device."""
+    """z ~ N(0, (alpha * scale)^2), ``scale`` the model card's ``sampling_scale``; drawn on the
+    CPU so a given seed gives the same bits on every device. ``alpha * scale`` is formed first,
+    so scale 1 gives the bits of N(0, alpha^2) and alpha 0 gives zeros at any scale."""
     gen = torch.Generator(device="cpu")
     if seed is None:
         gen.seed()
     else:
         gen.manual_seed(int(seed))
-    return (alpha * torch.randn(shape, generator=gen, dtype=torch.float32)).to(device)
+    return ((alpha * scale) * torch.randn(shape, generator=gen, dtype=torch.float32)).to(device)
 
 
 def quantize(y: torch.Tensor, scale: float, dtype: str) -> torch.Tensor:

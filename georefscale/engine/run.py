@@ -125,13 +125,14 @@ def downscale(model: Rescaler, x: np.ndarray, ref: np.ndarray | None) -> np.ndar
 
 def upscale(model: Rescaler, y: np.ndarray, ref: np.ndarray | None, alpha: float,
             seed: int) -> np.ndarray:
-    """One LR tile ``y`` -> HR float32 ``(C, H*f, W*f)`` with latent ``z ~ N(0, alpha^2)``.
+    """One LR tile ``y`` -> HR float32 ``(C, H*f, W*f)`` with latent
+    ``z ~ N(0, (alpha * model.sampling_scale)^2)``.
 
     Args:
         model: the rescaler.
         y: the LR tile (float32, normalised).
         ref: the reference at HR size (normalised, no NaN), or None.
-        alpha: latent temperature.
+        alpha: latent temperature, relative to the model's ``sampling_scale``.
         seed: latent seed of this tile.
     """
     with torch.no_grad():

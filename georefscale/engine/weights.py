@@ -15,7 +15,12 @@ from safetensors.torch import load_file, save_file
 
 from georefscale.atomic import atomic_output
 from georefscale.engine.baselines import BicubicRescaler
-from georefscale.engine.cards import MODELS_DIR, model_card, shipped_cards
+from georefscale.engine.cards import (
+    MODELS_DIR,
+    card_sampling_scale,
+    model_card,
+    shipped_cards,
+)
 from georefscale.engine.refscale import InvertibleRescaler, NetConfig, RefScaleNet
 from georefscale.engine.rescaler import Rescaler
 from georefscale.errors import InputError
@@ -31,7 +36,9 @@ def load_file_model(
     weights: str | Path, card: dict, device: str | torch.device | None = None
 ) -> InvertibleRescaler:
     """Build the network described by ``card`` and load ``weights`` (a .safetensors file) onto
-    ``device`` (default :func:`default_device`)."""
+    ``device`` (default :func:`default_device`); the latent is sampled at the card's
+    ``sampling_scale`` (InputError naming the card when it is not in (0, 1])."""
+    sampling = card_sampling_scale(card, f"model card of {weights}")
     net = RefScaleNet(NetConfig(**card["config"]))
     try:
         net.load_state_dict(load_file(str(weights)), strict=True)
@@ -41,6 +48,7 @@ def load_file_model(
     return InvertibleRescaler(
         card["name"], net, dtype=card["dtype"], scale=card["scale"],
         device=device or default_device(), temperature=card.get("temperature"),
+        sampling_scale=sampling,
     )
 
 

@@ -127,7 +127,7 @@ class GroundPlan:
         hr, rel = "hr" in outputs, "relevance" in outputs
         if not outputs or not outputs <= {"hr", "relevance"}:
             raise InputError(f"{lr_name}: outputs must be 'hr' and / or 'relevance'")
-        if hr and options.alpha > 1:
+        if hr and _alpha_is_risky(options.alpha, model, fallback_model):
             warnings.warn(_alpha_warning(lr_name, options.alpha, model), UserWarning,
                           stacklevel=3)
         expected = info.target_grid.scaled(info.factor)
@@ -354,10 +354,20 @@ def _check_model(model: Rescaler, info: LRInfo, count: int, lr_name: str) -> Non
                          + (", ".join(fits) or "none shipped"))
 
 
+def _alpha_is_risky(alpha: float, *models: Rescaler | None) -> bool:
+    """Whether the latent drawn at ``alpha``, ``N(0, (alpha * sampling_scale)^2)``, is stronger
+    than the N(0, 1) the networks were trained to rebuild from, for any of ``models``."""
+    return any(alpha * m.sampling_scale > 1 for m in models if m is not None)
+
+
 def _alpha_warning(lr_name: str, alpha: float, model: Rescaler) -> str:
-    """Why alpha above 1 is risky, with what the model's card measured on validation crops."""
+    """Why a latent stronger than the trained N(0, 1) is risky, with what the model's card
+    measured on validation crops."""
+    scale = model.sampling_scale
+    limit = "1" if scale == 1 else (f"1 / {model.name}'s sampling scale {scale:.3f} = "
+                                    f"{1 / scale:.2f}")
     text = (f"{lr_name}: alpha {alpha:g} is above the latent temperature the models were "
-            "trained with (1)")
+            f"trained with ({limit})")
     if model.temperature:
         psnr = model.temperature["psnr"]
         text += (f"; {model.name} on its validation crops: "

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from georefscale.atomic import atomic_output
 from georefscale.engine.baselines import BicubicRescaler, bicubic_downscale
-from georefscale.engine.cards import MODELS_DIR, model_card
+from georefscale.engine.cards import MODELS_DIR, model_card, sampling_scale
 from georefscale.engine.refscale import NetConfig, RefScaleNet
 from georefscale.engine.rescaler import quantize
 from georefscale.engine.weights import save_model
@@ -274,16 +274,24 @@ CARD_ALPHAS = (0.0, 1.0, 2.0, 3.0)
 @torch.no_grad()
 def temperature(net: RefScaleNet, cfg: TrainConfig, x: torch.Tensor, ref: torch.Tensor) -> dict:
     """What the sampling temperature alpha does to this model on the validation crops: the RMS of
-    the forward latent ``z`` (a N(0, alpha^2) sample matches its strength at alpha = RMS) and the
-    reconstruction PSNR (dB, peak ``scale`` DN) at each alpha of :data:`CARD_ALPHAS`, seed 0."""
+    the forward latent ``z`` and the reconstruction PSNR (dB, peak ``scale`` DN) at each alpha
+    of :data:`CARD_ALPHAS`, seed 0, with the latent the ground draws,
+    ``N(0, (alpha * s)^2)``, ``s`` = :func:`~georefscale.engine.cards.sampling_scale` of the
+    RMS (the card's ``sampling_scale``); where ``s`` is below 1, also at scale 1
+    (``psnr_unit_scale``: ``N(0, alpha^2)``, the prior the network was trained with)."""
     net.eval()
     device = next(net.parameters()).device
     x, r = x.to(device), (ref.to(device) if cfg.net.use_reference else None)
     y, z = net(x, r)
-    out = {
-        "psnr": {f"{a:g}": psnr_t(_reconstruct(net, cfg, y, z, r, a), x) for a in CARD_ALPHAS},
-        "latent_rms": z.float().pow(2).mean().sqrt().item(),
-    }
+    rms = z.float().pow(2).mean().sqrt().item()
+    scale = sampling_scale(rms)
+
+    def table(s: float) -> dict[str, float]:
+        return {f"{a:g}": psnr_t(_reconstruct(net, cfg, y, z, r, a * s), x) for a in CARD_ALPHAS}
+
+    out = {"psnr": table(scale), "latent_rms": rms}
+    if scale < 1:
+        out["psnr_unit_scale"] = table(1.0)
     net.train()
     return out
 
@@ -492,4 +500,5 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, device: str | None = None,
         "temperature": temperature(net, cfg, val_x, val_ref),
         "parameters": sum(p.numel() for p in net.parameters()),
     }
+    card["sampling_scale"] = sampling_scale(card["temperature"]["latent_rms"])
     return save_model(net.cpu(), card, out)
