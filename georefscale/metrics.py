@@ -265,7 +265,8 @@ def detail_agreement(target: np.ndarray, reference: np.ndarray, factor: int) -> 
 
 
 def bd_rate(
-    anchor: Sequence[Sequence[float]], test: Sequence[Sequence[float]]
+    anchor: Sequence[Sequence[float]], test: Sequence[Sequence[float]],
+    within: tuple[float, float] | None = None,
 ) -> float:
     """Bjontegaard delta rate of ``test`` against ``anchor``, as a fraction (VCEG-M33).
 
@@ -274,15 +275,36 @@ def bd_rate(
     two fits are integrated over the common PSNR range; the result is ``exp(mean difference) - 1``:
     negative when ``test`` needs fewer bits for the same PSNR (-0.7 = 70 % fewer bits).
     NaN when the PSNR ranges do not overlap.
+
+    ``within`` (dB, low and high) narrows the range integrated over to its part of the common
+    range, and each cubic is fitted to the points in it and the nearest point on either side
+    (at least 4), so a curve's shape far outside the range (say near-lossless) does not bend it.
     """
     (r1, q1), (r2, q2) = _curve(anchor, "anchor"), _curve(test, "test")
     lo, hi = max(q1.min(), q2.min()), min(q1.max(), q2.max())
+    if within is not None:
+        lo, hi = max(lo, within[0]), min(hi, within[1])
+        (r1, q1), (r2, q2) = _around(r1, q1, lo, hi), _around(r2, q2, lo, hi)
     if not hi > lo:
         return float("nan")
     p1 = np.polyint(np.polyfit(q1, np.log(r1), 3))
     p2 = np.polyint(np.polyfit(q2, np.log(r2), 3))
     diff = (np.polyval(p2, hi) - np.polyval(p2, lo)) - (np.polyval(p1, hi) - np.polyval(p1, lo))
     return float(np.expm1(diff / (hi - lo)))
+
+
+def _around(rate: np.ndarray, psnr: np.ndarray, lo: float, hi: float
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """The points with PSNR in [lo, hi] and the nearest one beyond each end, widened to 4."""
+    order = np.argsort(psnr)
+    rate, psnr = rate[order], psnr[order]
+    inside = np.flatnonzero((psnr >= lo) & (psnr <= hi))
+    a = int(np.searchsorted(psnr, lo)) if inside.size == 0 else int(inside[0])
+    b = a if inside.size == 0 else int(inside[-1]) + 1
+    a, b = max(0, a - 1), min(len(psnr), b + 1)
+    while b - a < 4 and (a > 0 or b < len(psnr)):
+        a, b = max(0, a - 1), min(len(psnr), b + 1)
+    return rate[a:b], psnr[a:b]
 
 
 def _curve(points: Sequence[Sequence[float]], what: str) -> tuple[np.ndarray, np.ndarray]:

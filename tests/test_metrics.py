@@ -83,6 +83,17 @@ def test_bd_rate_hand_computed_with_different_slopes_and_ranges():
     assert metrics.bd_rate(anchor, test) == pytest.approx(math.exp(-2.5) - 1, abs=1e-9)
 
 
+def test_bd_rate_within_a_psnr_range_ignores_the_curve_outside_it():
+    """Test saves 60 % up to 44 dB and nothing above: over [30, 44] the windowed BD-rate says
+    -60 %; over the whole common range the saving is diluted."""
+    p = np.arange(28.0, 62.0, 2.0)
+    anchor = _curve(p, 0.15 * p - 5)
+    test = [[r * (0.4 if q <= 44 else 1.0), q] for r, q in anchor]
+    assert metrics.bd_rate(anchor, test, within=(30.0, 44.0)) == pytest.approx(-0.6, abs=0.02)
+    assert metrics.bd_rate(anchor, test) > -0.45
+    assert math.isnan(metrics.bd_rate(anchor, test, within=(70.0, 80.0)))
+
+
 def test_bd_rate_without_common_psnr_range_is_nan():
     anchor = _curve(ANCHOR_PSNR, ANCHOR_PSNR / 10)
     test = _curve(ANCHOR_PSNR + 20, ANCHOR_PSNR / 10)

@@ -81,6 +81,10 @@ def rd_cmd(pairs, factor, codec, methods, bpp, qualities, json_out, sites, inclu
     for line in band_table(result):
         click.echo(line)
     if layered:
+        lo, hi = result["bd_rate_range"]["psnr_db"]
+        click.echo(f"BD-rate over {lo:g}-{hi:g} dB only: " + ", ".join(
+            f"{name} {_percent(v)}" for name, v in result["bd_rate_range"].items()
+            if name != "psnr_db"))
         for name, row in result["savings"].items():
             click.echo(f"{name:<16} bits saved vs direct at " + ", ".join(
                 f"{p} dB {_percent(v)}" for p, v in row.items()))

@@ -192,9 +192,10 @@ def rising(curve: Sequence[Sequence[float]], min_gain_db: float = MIN_GAIN_DB) -
     return kept
 
 
-def _bd(anchor: list[list[float]], test: list[list[float]]) -> float | None:
+def _bd(anchor: list[list[float]], test: list[list[float]],
+        within: tuple[float, float] | None = None) -> float | None:
     try:
-        value = metrics.bd_rate(rising(anchor), rising(test))
+        value = metrics.bd_rate(rising(anchor), rising(test), within)
     except InputError as exc:
         log.warning("BD-rate not computed: %s", exc)
         return None
@@ -283,7 +284,7 @@ def evaluate(pairs: str | Path, factor: int, codec: str, methods: Sequence[str],
             ceiling[name] = uncoded[name]["psnr_db"]
         extra = {}
         if layered:
-            from georefscale.evaluation.layered import FIXED_PSNR, layered_site
+            from georefscale.evaluation.layered import BD_RANGE, FIXED_PSNR, layered_site
 
             ref_model = next((m for m in models.values() if m.uses_reference), None)
             if ref_model is None:
@@ -292,7 +293,9 @@ def evaluate(pairs: str | Path, factor: int, codec: str, methods: Sequence[str],
             curves["layered"] = lay["layered"]
             extra = {"near_lossless": lay["near_lossless"], "savings": {
                 name: {f"{p:g}": _saving(curves["direct"], c, p) for p in FIXED_PSNR}
-                for name, c in curves.items() if name != "direct"}}
+                for name, c in curves.items() if name != "direct"},
+                "bd_rate_range": {n: _bd(curves["direct"], c, BD_RANGE)
+                                  for n, c in curves.items() if n != "direct"}}
         per_site[site.name] = {
             **extra,
             "curves": curves,
@@ -314,6 +317,10 @@ def evaluate(pairs: str | Path, factor: int, codec: str, methods: Sequence[str],
         "skipped_seen": skipped,
     }
     if layered and per_site:
+        from georefscale.evaluation.layered import BD_RANGE
+
+        result["bd_rate_range"] = {"psnr_db": list(BD_RANGE), **_mean_nested(
+            s["bd_rate_range"] for s in per_site.values())}
         result["savings"] = _mean_nested(s["savings"] for s in per_site.values())
         result["near_lossless"] = _mean_nested(s["near_lossless"] for s in per_site.values())
     return result
