@@ -423,7 +423,7 @@ def _walk(rates: Sequence[float], trial: Callable[[float], Layered | None],
 def choose_layers(target: np.ndarray, invalid: np.ndarray, nodata: float | None,
                   make_base: BaseMaker, make_tags: TagMaker, rate: RateTarget, *, factor: int,
                   peak: float, profile: dict, name: str, rates: Sequence[float] | None = None,
-                  hint: float | None = None) -> Layered:
+                  hint: Layered | None = None) -> Layered:
     """Search the two layers of one LR for ``rate`` by measuring.
 
     Args:
@@ -440,7 +440,8 @@ def choose_layers(target: np.ndarray, invalid: np.ndarray, nodata: float | None,
         name: the target, for messages.
         rates: the base-layer rates to try (None: a ladder walked from the middle); one rate
             when an estimate chose it.
-        hint: the residual quality an estimate found, to start the residual search from.
+        hint: the layers an estimate found (on a sample of the scene), whose lossy residual
+            starts the residual searches.
 
     Returns:
         The chosen layers.
@@ -462,8 +463,8 @@ def choose_layers(target: np.ndarray, invalid: np.ndarray, nodata: float | None,
         rates, start = list(BASE_RATES), BASE_RATES.index(BASE_START)
     overflow: list[InputError] = []
     sizes: list[int] = []
-    # residual qualities found, to start the next search from
-    qualities: list[float] = [] if hint is None else [hint]
+    # lossy residuals found, to start the next search from
+    priors: list[Layered] = [] if hint is None or hint.quality is None else [hint]
 
     def trial(q1: float) -> Layered | None:
         base, rebuild = make_base(q1)
@@ -483,12 +484,12 @@ def choose_layers(target: np.ndarray, invalid: np.ndarray, nodata: float | None,
                              peak, code, lambda a: _as_int16(a, name),
                              transform=BandTransform.fit(residual, valid) if decorrelate
                              else None,
-                             start=qualities[-1] if qualities and budget is None else None)
+                             prior=priors[-1] if priors else None)
         except InputError as exc:  # this base leaves a residual outside 16 bits
             overflow.append(exc)
             return None
         if found is not None and found.quality is not None:
-            qualities.append(found.quality)
+            priors.append(found)
         return found
 
     tried = _walk(rates, trial, rate, start)
@@ -582,14 +583,15 @@ def _enhance(target: np.ndarray, valid: np.ndarray, nodata: float | None, rebuil
              residual: np.ndarray, base: bytes, q1: float | None, rate: RateTarget,
              budget: int | None, peak: float, code: _Coder,
              cast: Callable[[np.ndarray], np.ndarray], *, direct: bool = False,
-             transform: BandTransform | None = None, start: float | None = None,
+             transform: BandTransform | None = None, prior: Layered | None = None,
              beat: int | None = None) -> Layered | None:
     """The best enhancement layer for one base layer (None when none fits the budget, or none
     needs fewer than ``beat`` bytes for a target PSNR); with ``direct`` the "residual" is the
     target itself over a zero base, and no zero residual is tried (there is no base to stand
     alone); with ``transform`` a lossily coded residual is coded in decorrelated bands. A lossy
-    search starts at quality ``start`` (the answer for a neighbouring base layer) when given,
-    else at an estimate from the budget (or ``beat``)."""
+    search starts from ``prior`` (a lossy residual found for a neighbouring base layer, or on a
+    sample of the scene) when given: at its quality for a target PSNR, at the quality its bytes
+    per pixel and quality unit give the room left for a budget; else at an estimate."""
     dtype = str(target.dtype)
     coded = cast(transform.forward(residual)) if transform is not None else None
 
@@ -633,8 +635,8 @@ def _enhance(target: np.ndarray, valid: np.ndarray, nodata: float | None, rebuil
                 return None  # more bytes than the product to beat, still short of the goal
             return t.psnr_db
 
-        x0 = math.log(start or (min(100.0, max(0.05, 100 * beat / raw)) if beat
-                                else PSNR_START))
+        x0 = math.log(prior.quality if prior is not None else (
+            min(100.0, max(0.05, 100 * beat / raw)) if beat else PSNR_START))
         _seek(reach, x0, (math.log(0.05), math.log(100.0)), (goal, goal + PSNR_AIM),
               PSNR_SLOPE)
         reached = [t for t in tried if t.psnr_db >= goal]
@@ -651,7 +653,12 @@ def _enhance(target: np.ndarray, valid: np.ndarray, nodata: float | None, rebuil
     if not direct:
         zero = code(np.zeros_like(r16), 1, None, None)
         best = result(zero, 1, None, rebuild, 1) if len(zero) <= room else None
-    x0 = math.log(start or min(100.0, max(0.01, 100 * room / raw)))
+    if prior is not None:  # coded bytes per pixel and quality unit, as the prior measured
+        density = len(prior.enhancement) / (prior.quality * prior.rebuild[0].size)
+        guess = room / (density * target[0].size)
+    else:
+        guess = 100 * room / raw
+    x0 = math.log(min(100.0, max(0.01, guess)))
     _seek(lambda x: math.log(measured(math.exp(x)).total_bytes - len(base)), x0,
           (math.log(0.01), math.log(100.0)),
           (math.log((1 - BYTES_AIM) * room), math.log(room)), 1.0)
@@ -867,7 +874,7 @@ def _choose_for(c: BaseCandidate, scene: np.ndarray, invalid: np.ndarray, nodata
                              factor=c.info.factor, peak=c.info.scale, profile=profile,
                              name=name,
                              rates=None if estimate is None else [estimate.base_quality],
-                             hint=None if estimate is None else estimate.quality)
+                             hint=estimate)
 
     sample, estimate = Sample.make(c.info), None
     if sample is not None:

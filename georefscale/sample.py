@@ -11,7 +11,6 @@ some of its tiles were decided (those must be rebuilt as recorded), else cores o
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,7 +26,7 @@ from georefscale.tiling import Tile
 
 __all__ = ["SAMPLE_SHARE", "SAMPLE_TILE", "Sample"]
 
-#: Share of the scene's pixels the sample covers.
+#: Share of the scene's pixels the sample covers (to the nearest whole tile, at least one).
 SAMPLE_SHARE = 0.25
 #: Tile core of the sample (HR pixels) when the recorded tiling need not be kept.
 SAMPLE_TILE = 128
@@ -60,7 +59,7 @@ class Sample:
         g, size = info.target_grid, tiling.tile_size
         full = [t for t in tiling.tiles() if t.core.width == size == t.core.height
                 and t.core.row_off + size <= g.height and t.core.col_off + size <= g.width]
-        n = math.ceil(SAMPLE_SHARE * g.height * g.width / size**2)
+        n = max(1, round(SAMPLE_SHARE * g.height * g.width / size**2))
         share = n * size**2 / (g.height * g.width)
         if not full or n > len(full) or share > MAX_SHARE:
             return None
