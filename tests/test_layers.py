@@ -282,3 +282,34 @@ def test_band_transform_of_a_real_residual_and_hostile_tags(scene):
                         (",".join(["0.5"] * 16), "orthonormal")):
         with pytest.raises(ValueError, match=match):
             BandTransform.from_tag(text, 4)
+
+
+def test_rate_search_converges_and_stays_in_its_bracket():
+    """The secant search lands in the window in a few measurements on a smooth curve, stays
+    within its bounds on a staircase (a codec's rate steps), and stops when told to."""
+    import math
+
+    from georefscale.layers import SEARCH_STEPS, _seek
+
+    seen = []
+
+    def smooth(x):
+        seen.append(x)
+        return 30 + 5 * x + 0.3 * x * x  # PSNR-like, increasing
+
+    _seek(smooth, math.log(3.0), (math.log(0.05), math.log(100.0)), (42.0, 42.1), 6.0)
+    n, last = len(seen), seen[-1]
+    assert n <= 5 and 42.0 <= smooth(last) <= 42.1
+    seen.clear()
+
+    def stairs(x):
+        seen.append(x)
+        return math.floor(4 * x) / 4  # flat steps: the secant meets zero slopes
+    bounds = (-3.0, 4.6)
+    _seek(stairs, 0.0, bounds, (2.0, 2.1), 1.0)
+    n, last = len(seen), seen[-1]
+    assert all(bounds[0] <= x <= bounds[1] for x in seen)
+    assert n <= SEARCH_STEPS and 2.0 <= stairs(last) <= 2.1
+    seen.clear()
+    _seek(lambda x: seen.append(x), 0.0, bounds, (2.0, 2.1), 1.0)  # None: give up at once
+    assert len(seen) == 1
