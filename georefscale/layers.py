@@ -18,11 +18,13 @@ Modes (see :class:`~georefscale.options.RateTarget`):
 
 The encoder searches by measuring, since on board the target is known: for each LR made on
 board (one per factor asked for, see :class:`BaseCandidate`), the base layer's rate on a ladder
-of rates (it starts at the two middle rates and walks towards the better one while that helps)
-and, for each, the enhancement layer's rate (or step); and coding the target directly
-(:mod:`georefscale.direct`), which it writes instead when that answers the request better. Each
-base rate tried costs one ground rebuild; each enhancement or direct trial one JPEG 2000 encode
-(and decode). Whole-scene arrays (the target, one rebuild and the residual) are held in memory.
+of rates (it starts at :data:`BASE_START` and walks towards the better side while that helps),
+compared on a sample of the scene's tiles (:mod:`georefscale.sample`) before one rebuild of the
+whole scene at the rate that won, and, for each, the enhancement layer's rate (secant search)
+or step; and coding the target directly (:mod:`georefscale.direct`), which it writes instead
+when that answers the request better. Each base rate tried costs one ground rebuild of the
+sample (or of the scene); each enhancement or direct trial one JPEG 2000 encode (and decode).
+Whole-scene arrays (the target, one rebuild and the residual) are held in memory.
 """
 
 from __future__ import annotations
@@ -438,8 +440,8 @@ def choose_layers(target: np.ndarray, invalid: np.ndarray, nodata: float | None,
         peak: the PSNR peak (the model's DN scale).
         profile: ``crs`` / ``transform`` of the HR grid (the enhancement layer's georeferencing).
         name: the target, for messages.
-        rates: the base-layer rates to try (None: a ladder walked from the middle); one rate
-            when an estimate chose it.
+        rates: the base-layer rates to try (None: the ladder, walked from :data:`BASE_START`
+            or, for a budget, from the middle share); one rate when an estimate chose it.
         hint: the layers an estimate found (on a sample of the scene), whose lossy residual
             starts the residual searches.
 
