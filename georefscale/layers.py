@@ -115,6 +115,8 @@ PSNR_SLOPE = 6.0
 #: Where a target-PSNR search of a residual starts without a better guess (JPEG 2000 quality, %
 #: of the raw 16-bit residual)
 PSNR_START = 3.0
+#: How the base layer is rebuilt, on board and on the ground: the mean reconstruction.
+REBUILD = GroundOptions(alpha=REBUILD_ALPHA, seed=REBUILD_SEED)
 #: Bisection steps of the base rate when a base layer alone overshoots a target PSNR.
 BASE_REFINE_STEPS = 4
 _INT16 = np.iinfo(np.int16)
@@ -661,7 +663,7 @@ def _enhance(target: np.ndarray, valid: np.ndarray, nodata: float | None, rebuil
     else:
         guess = 100 * room / raw
     x0 = math.log(min(100.0, max(0.01, guess)))
-    _seek(lambda x: math.log(measured(math.exp(x)).total_bytes - len(base)), x0,
+    _seek(lambda x: math.log(len(measured(math.exp(x)).enhancement)), x0,
           (math.log(0.01), math.log(100.0)),
           (math.log((1 - BYTES_AIM) * room), math.log(room)), 1.0)
     for t in tried:
@@ -756,8 +758,7 @@ def rebuild_base(base: Path, references: ReferenceSet, models: tuple[Rescaler, R
         info = LRInfo.from_dataset(lds, base.name)
         plan = GroundPlan.make(lds, rdss, info, model=models[0],
                                fallback_model=models[1] if info.fallback_tiles else None,
-                               options=GroundOptions(alpha=REBUILD_ALPHA, seed=REBUILD_SEED)
-                               if sample is None else sample.options)
+                               options=REBUILD if sample is None else sample.options)
         if sample is not None:
             return sample.rebuild(plan, lds, rdss)
         hr = scratch("base-rebuild.tif")
@@ -878,7 +879,7 @@ def _choose_for(c: BaseCandidate, scene: np.ndarray, invalid: np.ndarray, nodata
                              rates=None if estimate is None else [estimate.base_quality],
                              hint=estimate)
 
-    sample, estimate = Sample.make(c.info), None
+    sample, estimate = Sample.make(c.info, REBUILD), None
     if sample is not None:
         try:
             estimate = choose(sample.cut(scene), sample.cut(invalid),
@@ -925,8 +926,7 @@ def ground_layered(lr: DatasetReader, datasets: list[DatasetReader], info: LRInf
     enh, residual = read_enhancement(enh_file, info, base_file, info.reference_identity)
     plan = GroundPlan.make(lr, datasets, info, model=models[0],
                            fallback_model=models[1] if info.fallback_tiles else None,
-                           options=GroundOptions(alpha=REBUILD_ALPHA, seed=REBUILD_SEED),
-                           lr_name=base_file.name)
+                           options=REBUILD, lr_name=base_file.name)
     rebuilt = scratch("base-rebuild.tif")
     make_hr(plan, lr, datasets, out=rebuilt, lr_name=base_file.name)
     with open_raster(rebuilt, "base rebuild") as ds:

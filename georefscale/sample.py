@@ -12,12 +12,11 @@ some of its tiles were decided (those must be rebuilt as recorded), else cores o
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from rasterio.io import DatasetReader
 
-from georefscale.convention import REBUILD_ALPHA, REBUILD_SEED
 from georefscale.options import GroundOptions
 from georefscale.plans.ground import GroundPlan
 from georefscale.product import LRInfo
@@ -39,7 +38,8 @@ class Sample:
     """Tile cores of an HR grid, rebuilt and compared side by side.
 
     Attributes:
-        options: the ground options that rebuild them (alpha 0, seed 0, the tiling).
+        options: the ground options that rebuild them (the base rebuild's, on the sample's
+            tiling).
         tiles: the tiles (windows in HR pixels of the target grid).
         share: their share of the scene's pixels.
     """
@@ -49,12 +49,12 @@ class Sample:
     share: float
 
     @classmethod
-    def make(cls, info: LRInfo) -> Sample | None:
-        """The sample of the scene of LR product ``info`` (None: the scene is too small to
-        gain from one, or has too few full tiles)."""
+    def make(cls, info: LRInfo, rebuild: GroundOptions) -> Sample | None:
+        """The sample of the scene of LR product ``info``, rebuilt with ``rebuild`` (the base
+        rebuild's options) on the sample's tiling (None: the scene is too small to gain from
+        one, or has too few full tiles)."""
         decided = bool(info.fallback_tiles or info.bicubic_tiles)
-        options = GroundOptions(alpha=REBUILD_ALPHA, seed=REBUILD_SEED,
-                                **({} if decided else {"tile": SAMPLE_TILE, "halo": 0}))
+        options = rebuild if decided else replace(rebuild, tile=SAMPLE_TILE, halo=0)
         tiling = info.tiling(options.tiling_for(info.tile, info.halo))
         g, size = info.target_grid, tiling.tile_size
         full = [t for t in tiling.tiles() if t.core.width == size == t.core.height

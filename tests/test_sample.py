@@ -9,7 +9,7 @@ import rasterio
 
 from georefscale.api import onboard
 from georefscale.engine.run import resolve_model
-from georefscale.layers import psnr, rebuild_base
+from georefscale.layers import REBUILD, psnr, rebuild_base
 from georefscale.link import encode_lr
 from georefscale.options import CodecChoice, OnboardOptions
 from georefscale.product import LRInfo
@@ -36,7 +36,7 @@ def test_sample_rebuild_stands_for_the_scene(oscd_dir, tmp_path):
     """About a quarter of an odd-sized scene in full tiles, spread out; its rebuild from a
     coded base scores within 0.2 dB of the whole scene's rebuild on the same pixels."""
     target, lr, info = _product(oscd_dir, tmp_path, 390, 421)
-    sample = Sample.make(info)
+    sample = Sample.make(info, REBUILD)
     assert sample is not None and SAMPLE_SHARE / 2 <= sample.share <= MAX_SHARE
     cores = [(int(t.core.row_off), int(t.core.col_off)) for t in sample.tiles]
     assert len(set(cores)) == len(cores) >= 2
@@ -67,5 +67,5 @@ def test_sample_rebuild_stands_for_the_scene(oscd_dir, tmp_path):
 
 def test_small_scenes_have_no_sample(oscd_dir, tmp_path):
     """A sample that would cover more than half the scene saves too little: none."""
-    assert Sample.make(_product(oscd_dir, tmp_path, 160, 192)[2]) is None
-    assert Sample.make(_product(oscd_dir, tmp_path, 100, 400)[2]) is None  # no full tile
+    assert Sample.make(_product(oscd_dir, tmp_path, 160, 192)[2], REBUILD) is None
+    assert Sample.make(_product(oscd_dir, tmp_path, 100, 400)[2], REBUILD) is None  # no full tile
