@@ -3,8 +3,9 @@
 1. index the archive (NAIP series + OSCD Sentinel-2 cities) into a stac-geoparquet catalog;
 2. take the newest NAIP date and a Sentinel-2 test city as new acquisitions;
 3. pick each one's reference from the catalog (older records only);
-4. on board: RefScale downscale (the shipped model that fits the bands and dtype), then JPEG 2000
-   on the link; on the ground: decode, reconstruct (alpha = 1, seed 0);
+4. on board: RefScale downscale (the shipped model that fits the bands and dtype, trained
+   through JPEG 2000 where there is one), then JPEG 2000 on the link; on the ground: decode,
+   reconstruct (alpha = 1, seed 0);
 5. the same link budget with bicubic rescaling, for comparison;
 6. write the GeoTIFFs, the relevance maps, ``metrics.json`` and ``demo.png``.
 """
@@ -86,9 +87,9 @@ def _model_for(path: Path, family: str, factor: int) -> str:
 
     with open_raster(path, "target") as ds:
         fits = models_for(ds.count, ds.dtypes[0], factor)
-    preferred = f"refscale-{family}-x{factor}"
-    if preferred in fits:
-        return preferred
+    for preferred in (f"refscale-{family}-x{factor}-jp2", f"refscale-{family}-x{factor}"):
+        if preferred in fits:  # the LR goes down the link as JPEG 2000 in every product
+            return preferred
     ref_models = [m for m in fits if m.startswith("refscale-")]
     if ref_models:
         return ref_models[0]

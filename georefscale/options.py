@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AUTO",
+    "DEFAULT_CODED_MODEL",
     "DEFAULT_MODEL",
     "BandSelection",
     "FACTORS",
@@ -34,11 +35,17 @@ __all__ = [
     "RateTarget",
     "TilingOptions",
     "check_factor",
+    "default_model",
     "parse_bands",
 ]
 
-#: Model used when none is named (a trained Sentinel-2 x4 RefScale network).
+#: Model used when none is named and the LR goes down the link losslessly (a trained Sentinel-2
+#: x4 RefScale network).
 DEFAULT_MODEL = "refscale-s2-x4"
+#: Model used when none is named and the LR is coded with lossy JPEG 2000 (``codec="jpeg2000"``,
+#: or the base layer of a rate target): the same network fine-tuned with its LR through JPEG 2000,
+#: which rebuilds better from what the link delivers (see docs/engine.md).
+DEFAULT_CODED_MODEL = "refscale-s2-x4-jp2"
 #: The rescaling factors the engine supports.
 FACTORS = (2, 4)
 #: ``FallbackPolicy.noref_model`` value meaning "the shipped no-reference twin of the model".
@@ -82,6 +89,13 @@ def check_factor(factor: int | None) -> None:
     """
     if factor is not None and (isinstance(factor, bool) or factor not in FACTORS):
         raise InputError(f"factor must be 2 or 4, got {factor}")
+
+
+def default_model(codec: CodecChoice, rate: RateTarget | None) -> str:
+    """The model used when none is named: :data:`DEFAULT_CODED_MODEL` when the LR goes down the
+    link coded with lossy JPEG 2000 (``codec`` jpeg2000, or a rate target, whose base layer is
+    JPEG 2000), else :data:`DEFAULT_MODEL`."""
+    return DEFAULT_CODED_MODEL if rate is not None or codec.name == "jpeg2000" else DEFAULT_MODEL
 
 
 def parse_bands(value: str | Sequence[str | int] | None) -> BandSelection | None:
@@ -272,7 +286,8 @@ class OnboardOptions:
     """Everything that decides how a target becomes an LR product (besides its reference).
 
     Attributes:
-        model: model name (``georefscale.engine.available_models()``) or rescaler object.
+        model: model name (``georefscale.engine.available_models()``) or rescaler object; None
+            (the default) for :func:`default_model` of ``codec`` and ``rate``, set at creation.
         factor: 2 or 4, or None for the model's factor.
         tiling: tile and halo.
         fallback: the per-tile no-reference fallback.
@@ -294,7 +309,7 @@ class OnboardOptions:
             :data:`MASK_RULES`.
     """
 
-    model: ModelLike = DEFAULT_MODEL
+    model: ModelLike | None = None
     factor: int | None = None
     tiling: TilingOptions = field(default_factory=TilingOptions)
     fallback: FallbackPolicy = field(default_factory=FallbackPolicy)
@@ -321,6 +336,8 @@ class OnboardOptions:
                 f"contradicts codec {self.codec.name!r}"
                 + (f" at quality {self.codec.quality:g}" if self.codec.quality is not None
                    else ""))
+        if self.model is None:
+            object.__setattr__(self, "model", default_model(self.codec, self.rate))
 
 
 @dataclass(frozen=True)

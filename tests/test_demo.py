@@ -21,7 +21,7 @@ def test_demo_writes_products_metrics_and_figure(data_dir, tmp_path):
     # references come from the catalog: the newest older date of the same place
     assert naip["references"] == ["m_4709963_se_14_1_20190904"]
     assert s2["references"] == ["montpellier_20150812"]
-    assert s2["model"] == "refscale-s2-x4" and naip["model"] == "refscale-naip-x4"
+    assert s2["model"] == "refscale-s2-x4-jp2" and naip["model"] == "refscale-naip-x4"
     for case in (naip, s2):
         for method in ("refscale", "bicubic"):
             m = case[method]

@@ -12,8 +12,17 @@ from click.testing import CliRunner
 
 from georefscale.api import ground, onboard
 from georefscale.cli import main
+from georefscale.engine import available_models
 from georefscale.errors import InputError, ReferenceMismatchError
-from georefscale.options import DEFAULT_MODEL, GroundOptions, OnboardOptions, TilingOptions
+from georefscale.options import (
+    DEFAULT_CODED_MODEL,
+    DEFAULT_MODEL,
+    CodecChoice,
+    GroundOptions,
+    OnboardOptions,
+    RateTarget,
+    TilingOptions,
+)
 from georefscale.plans.ground import GroundPlan, make_hr
 from georefscale.plans.onboard import OnboardPlan, make_lr
 from georefscale.product import LRInfo
@@ -42,8 +51,18 @@ def _read(path):
         return ds.read(), Grid.from_dataset(ds), ds.descriptions, ds.tags(), ds.nodata
 
 
-def test_default_model_is_the_s2_x4_refscale():
-    assert DEFAULT_MODEL == "refscale-s2-x4"
+def test_default_model_follows_how_the_lr_is_coded():
+    """Lossless LR: the lossless-trained model; JPEG 2000 LR (a codec, or a rate target's base
+    layer): the one trained through JPEG 2000; a named model is kept."""
+    assert OnboardOptions().model == DEFAULT_MODEL == "refscale-s2-x4"
+    assert OnboardOptions(codec=CodecChoice("deflate")).model == DEFAULT_MODEL
+    coded = (OnboardOptions(codec=CodecChoice("jpeg2000", 10)),
+             OnboardOptions(rate=RateTarget(target_psnr=40)))
+    assert {o.model for o in coded} == {DEFAULT_CODED_MODEL}
+    assert DEFAULT_CODED_MODEL == "refscale-s2-x4-jp2"
+    assert {DEFAULT_MODEL, DEFAULT_CODED_MODEL} <= set(available_models())
+    named = OnboardOptions(model="noref-s2-x4", rate=RateTarget(max_error=5))
+    assert named.model == "noref-s2-x4"
 
 
 def test_onboard_writes_scaled_grid_and_tags(paris, paris_lr):

@@ -21,11 +21,11 @@ from georefscale.archive.masks import JobMask
 from georefscale.catalog.records import Band
 from georefscale.errors import InputError, NoCandidateError
 from georefscale.options import (
-    DEFAULT_MODEL,
     ClusterOptions,
     GroundOptions,
     OnboardOptions,
     RateTarget,
+    default_model,
 )
 from georefscale.raster.io import is_url
 
@@ -337,5 +337,6 @@ def _choose_model(onboard: OnboardOptions, rec: Record) -> tuple[Any, str]:
     fits = models_for(count, rec.dtype or "", onboard.factor)
     if not fits:
         return "bicubic", f"auto: no shipped model for {count} x {rec.dtype}"
-    ranked = sorted(fits, key=lambda n: (n != DEFAULT_MODEL, not n.startswith("refscale"), n))
+    first = default_model(onboard.codec, onboard.rate)
+    ranked = sorted(fits, key=lambda n: (n != first, not n.startswith("refscale"), n))
     return ranked[0], f"auto: fits {count} x {rec.dtype}"

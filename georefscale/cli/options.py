@@ -12,6 +12,7 @@ import click
 
 from georefscale.options import (
     DECISIONS,
+    DEFAULT_CODED_MODEL,
     DEFAULT_MODEL,
     MASK_RULES,
     CodecChoice,
@@ -84,11 +85,12 @@ archive_opt = click.option(
 model_opt = click.option(
     "-m",
     "--model",
-    default=DEFAULT_MODEL,
-    show_default=True,
-    help="Model: a shipped one (refscale-s2-x4, noref-s2-x4, refscale-naip-x4, ...; see "
-    "`georefscale info NAME`), bicubic, a trained model's .safetensors file (card beside it), or "
-    "(archive) 'auto' to pick a shipped model fitting each scene.",
+    default=None,
+    help=f"Model: a shipped one (refscale-s2-x4, noref-s2-x4, refscale-naip-x4, ...; see "
+    f"`georefscale info NAME`), bicubic, a trained model's .safetensors file (card beside it), or "
+    f"(archive) 'auto' to pick a shipped model fitting each scene. Default: {DEFAULT_MODEL}, or "
+    f"{DEFAULT_CODED_MODEL} when the LR is coded with JPEG 2000 (--codec jpeg2000 or a rate "
+    f"target).",
 )
 factor_opt = click.option(
     "-f", "--factor", type=int, default=None, help="Rescaling factor, 2 or 4 (default: the model's)"
