@@ -41,6 +41,7 @@ import numpy as np
 from rasterio.io import DatasetReader
 
 from georefscale import codecs
+from georefscale.bandcoding import BandCoding, BandPrediction, BandTransform
 from georefscale.convention import REBUILD_ALPHA, REBUILD_SEED
 from georefscale.direct import DirectInfo
 from georefscale.errors import InputError
@@ -67,7 +68,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BASE_RATES",
-    "BandTransform",
     "BaseCandidate",
     "ENH_EXT",
     "EnhancementInfo",
@@ -86,10 +86,13 @@ __all__ = [
 
 #: Suffix of the enhancement layer beside its base layer (``lr.jp2`` -> ``lr.enh.jp2``).
 ENH_EXT = ".enh.jp2"
-#: ``GEOREFSCALE_PRODUCT`` of an enhancement layer coded as it is, and of one coded in
-#: decorrelated bands (:class:`BandTransform`; readers older than it refuse it, as they must).
+#: ``GEOREFSCALE_PRODUCT`` of an enhancement layer coded as it is, of one coded in decorrelated
+#: bands (:class:`~georefscale.bandcoding.BandTransform`, lossy) and of one coded in predicted
+#: bands (:class:`~georefscale.bandcoding.BandPrediction`, lossless); readers older than a
+#: coding refuse it, as they must.
 ENH_PRODUCT = "enhancement layer"
 ENH_PRODUCT_DECORRELATED = "enhancement layer, decorrelated bands"
+ENH_PRODUCT_PREDICTED = "enhancement layer, predicted bands"
 #: JPEG 2000 rates (coded size in % of the raw LR) on the base layer's ladder for a quality
 #: request (quartering down from 40 %); the search starts at :data:`BASE_START` and the next
 #: rate and walks towards the better side while that helps (see :func:`choose_layers`). The
@@ -148,7 +151,8 @@ class EnhancementInfo:
         rows_sha256: digests of the on-board base rebuild, one per tile row (see
             :func:`row_digests`).
         tile: rows per digest.
-        transform: the band transform a lossy residual was coded in (None: coded as it is).
+        transform: the band coding of the residual: a transform for a lossy one, a prediction
+            for a lossless one (None: coded as it is).
     """
 
     base_sha256: str
@@ -157,7 +161,7 @@ class EnhancementInfo:
     quality: float | None
     rows_sha256: tuple[str, ...]
     tile: int
-    transform: BandTransform | None = None
+    transform: BandCoding | None = None
 
     def residual(self, decoded: np.ndarray) -> np.ndarray:
         """The residual (DN, times ``step`` for a quantised one) of the decoded layer."""
@@ -169,10 +173,14 @@ class EnhancementInfo:
         return (self.step - 1) // 2 if self.step else None
 
     def to_tags(self) -> dict[str, str]:
-        extra = {} if self.transform is None else {"ENH_TRANSFORM": self.transform.to_tag()}
+        if self.transform is None:
+            product, extra = ENH_PRODUCT, {}
+        elif isinstance(self.transform, BandPrediction):
+            product, extra = ENH_PRODUCT_PREDICTED, {"ENH_PREDICTION": self.transform.to_tag()}
+        else:
+            product, extra = ENH_PRODUCT_DECORRELATED, {"ENH_TRANSFORM": self.transform.to_tag()}
         return prefixed({
-            "PRODUCT": ENH_PRODUCT if self.transform is None else ENH_PRODUCT_DECORRELATED,
-            **extra, "ENH_BASE_SHA256": self.base_sha256,
+            "PRODUCT": product, **extra, "ENH_BASE_SHA256": self.base_sha256,
             "ENH_REFERENCE_IDENTITY": ";".join(self.reference_identity) or "none",
             "ENH_STEP": self.step, "ENH_QUALITY": "" if self.quality is None else self.quality,
             "ENH_ROWS_SHA256": ";".join(self.rows_sha256), "ENH_TILE": self.tile,
@@ -194,7 +202,8 @@ class EnhancementInfo:
         """
         bands, height = shape
         t = {k.removeprefix(TAG_PREFIX): v for k, v in tags.items() if k.startswith(TAG_PREFIX)}
-        if t.get("PRODUCT") not in (ENH_PRODUCT, ENH_PRODUCT_DECORRELATED):
+        if t.get("PRODUCT") not in (ENH_PRODUCT, ENH_PRODUCT_DECORRELATED,
+                                    ENH_PRODUCT_PREDICTED):
             raise InputError(f"{path}: not a georefscale enhancement layer")
         try:
             step, tile = int(t["ENH_STEP"]), int(t["ENH_TILE"])
@@ -208,11 +217,15 @@ class EnhancementInfo:
                 raise ValueError("row digests do not cover the scene")
             if (float(t["ENH_ALPHA"]), int(t["ENH_SEED"])) != (REBUILD_ALPHA, REBUILD_SEED):
                 raise ValueError("unknown latent rule")
-            transform = None
+            transform: BandCoding | None = None
             if t["PRODUCT"] == ENH_PRODUCT_DECORRELATED:
                 if step:
                     raise ValueError("a band transform on a quantised residual")
                 transform = BandTransform.from_tag(t["ENH_TRANSFORM"], bands)
+            elif t["PRODUCT"] == ENH_PRODUCT_PREDICTED:
+                if not step:
+                    raise ValueError("a band prediction on a lossy residual")
+                transform = BandPrediction.from_tag(t["ENH_PREDICTION"], bands)
         except (KeyError, ValueError) as exc:
             raise InputError(f"{path}: enhancement layer tags are incomplete or invalid "
                              f"({exc})") from exc
@@ -256,66 +269,6 @@ def quantise(residual: np.ndarray, step: int) -> np.ndarray:
     reconstruction ``q * step`` is within E of ``residual``."""
     e = (step - 1) // 2
     return (np.sign(residual) * ((np.abs(residual) + e) // step)).astype(np.int64)
-
-
-@dataclass(frozen=True)
-class BandTransform:
-    """An orthonormal transform across bands that decorrelates a residual before JPEG 2000
-    codes it lossily (the Karhunen-Loeve transform of its band covariance; JPEG 2000's own colour
-    transform, which is off then, only mixes the first three bands).
-
-    Attributes:
-        matrix: ``bands x bands`` values, row-major; column k is the k-th basis vector
-            (strongest first). The coded bands are ``round(matrix.T @ residual)``, the decoded
-            residual ``round(matrix @ coded)`` (float64, on both sides alike).
-    """
-
-    matrix: tuple[float, ...]
-
-    @classmethod
-    def fit(cls, residual: np.ndarray, valid: np.ndarray) -> BandTransform:
-        """The transform of a residual (DN, ``(bands, rows, cols)``) over its samples valid in
-        every band; each basis vector signed so its largest component is positive."""
-        n = residual.shape[0]
-        keep = valid.reshape(n, -1).all(axis=0)
-        x = residual.reshape(n, -1)[:, keep].astype(np.float64)
-        cov = np.cov(x) if x.shape[1] > 1 else np.eye(n)
-        _, vectors = np.linalg.eigh(np.atleast_2d(cov))
-        vectors = vectors[:, ::-1]
-        signs = np.sign(vectors[np.abs(vectors).argmax(axis=0), np.arange(n)])
-        return cls(tuple(float(v) for v in (vectors * signs).ravel()))
-
-    @property
-    def _m(self) -> np.ndarray:
-        n = math.isqrt(len(self.matrix))
-        return np.asarray(self.matrix, np.float64).reshape(n, n)
-
-    def forward(self, residual: np.ndarray) -> np.ndarray:
-        """The decorrelated bands of a residual, rounded (int64)."""
-        return np.rint(np.tensordot(self._m.T, residual.astype(np.float64), 1)).astype(np.int64)
-
-    def inverse(self, coded: np.ndarray) -> np.ndarray:
-        """The residual of decoded bands, rounded (int64)."""
-        return np.rint(np.tensordot(self._m, coded.astype(np.float64), 1)).astype(np.int64)
-
-    def to_tag(self) -> str:
-        return ",".join(repr(v) for v in self.matrix)
-
-    @classmethod
-    def from_tag(cls, text: str, bands: int) -> BandTransform:
-        """Parse and validate (untrusted): ``bands**2`` finite values forming an orthonormal
-        matrix (to 1e-6), so a decoded residual is never amplified.
-
-        Raises:
-            ValueError: it is not one.
-        """
-        values = tuple(float(v) for v in text.split(","))
-        if len(values) != bands * bands or not all(math.isfinite(v) for v in values):
-            raise ValueError(f"ENH_TRANSFORM is not {bands} x {bands} finite values")
-        m = np.asarray(values).reshape(bands, bands)
-        if not np.allclose(m.T @ m, np.eye(bands), atol=1e-6):
-            raise ValueError("ENH_TRANSFORM is not orthonormal")
-        return cls(values)
 
 
 def _as_int16(q: np.ndarray, what: str) -> np.ndarray:
@@ -372,13 +325,13 @@ class Layered:
 #: Makes the coded base layer at a JPEG 2000 quality and the ground's rebuild of it (DN).
 BaseMaker = Callable[[float], tuple[bytes, np.ndarray]]
 #: The enhancement layer's tags for (base bytes, base rebuild, step, residual quality, band
-#: transform).
-TagMaker = Callable[[bytes, np.ndarray, int, "float | None", "BandTransform | None"],
+#: coding).
+TagMaker = Callable[[bytes, np.ndarray, int, "float | None", "BandCoding | None"],
                     dict[str, str]]
 #: The directly coded product's tags for (step, quality).
 DirectTagMaker = Callable[[int, "float | None"], dict[str, str]]
-#: Codes an array (the residual, or the target) for (array, step, quality, band transform).
-_Coder = Callable[[np.ndarray, int, "float | None", "BandTransform | None"], bytes]
+#: Codes an array (the residual, or the target) for (array, step, quality, band coding).
+_Coder = Callable[[np.ndarray, int, "float | None", "BandCoding | None"], bytes]
 
 
 def _scaled(rate: RateTarget, sample: Sample) -> RateTarget:
@@ -476,7 +429,7 @@ def choose_layers(target: np.ndarray, invalid: np.ndarray, nodata: float | None,
         residual = np.where(valid, target.astype(np.int64) - rebuild.astype(np.int64), 0)
 
         def code(q: np.ndarray, step: int, quality: float | None,
-                 transform: BandTransform | None) -> bytes:
+                 transform: BandCoding | None) -> bytes:
             codec = "jpeg2000" if quality is not None else "jpeg2000-lossless"
             return codecs.encode(q, codec, quality, profile=profile,
                                  tags=make_tags(base, rebuild, step, quality, transform),
@@ -592,10 +545,13 @@ def _enhance(target: np.ndarray, valid: np.ndarray, nodata: float | None, rebuil
     """The best enhancement layer for one base layer (None when none fits the budget, or none
     needs fewer than ``beat`` bytes for a target PSNR); with ``direct`` the "residual" is the
     target itself over a zero base, and no zero residual is tried (there is no base to stand
-    alone); with ``transform`` a lossily coded residual is coded in decorrelated bands. A lossy
-    search starts from ``prior`` (a lossy residual found for a neighbouring base layer, or on a
-    sample of the scene) when given: at its quality for a target PSNR, at the quality its bytes
-    per pixel and quality unit give the room left for a budget; else at an estimate."""
+    alone); with ``transform`` a lossily coded residual is coded in decorrelated bands; a
+    residual coded losslessly (quantised for ``max_error``) is coded in predicted bands
+    (:class:`~georefscale.bandcoding.BandPrediction`) when they fit 16 bits, the target itself
+    (``direct``) as it is, plain JPEG 2000. A lossy search starts from ``prior`` (a lossy
+    residual found for a neighbouring base layer, or on a sample of the scene) when given: at
+    its quality for a target PSNR, at the quality its bytes per pixel and quality unit give the
+    room left for a budget; else at an estimate."""
     dtype = str(target.dtype)
     coded = cast(transform.forward(residual)) if transform is not None else None
 
@@ -614,11 +570,18 @@ def _enhance(target: np.ndarray, valid: np.ndarray, nodata: float | None, rebuil
         return Layered(q1, base, enh, step, quality, rebuild, psnr(target, hr, valid, peak),
                        float(err.max()) if err.size else 0.0, (1, n))
 
+    def lossless(q: np.ndarray, step: int, n: int) -> Layered:
+        """``q`` (the residual quantised with ``step``, already cast) coded losslessly."""
+        prediction = BandPrediction.fit(q, valid) if q.shape[0] > 1 and not direct else None
+        bands = q if prediction is None else prediction.forward(q)
+        if prediction is not None and (bands.min() < _INT16.min or bands.max() > _INT16.max):
+            prediction, bands = None, q
+        enh = code(cast(bands), step, None, prediction)
+        return result(enh, step, None, add_residual(rebuild, q, step, dtype), n)
+
     if rate.max_error is not None:
         step = 2 * rate.max_error + 1
-        q = cast(quantise(residual, step))
-        enh = code(q, step, None, None)
-        return result(enh, step, None, add_residual(rebuild, q, step, dtype), 1)
+        return lossless(cast(quantise(residual, step)), step, 1)
     r16 = cast(residual)
     raw = r16.nbytes
     tried: list[Layered] = []
@@ -648,8 +611,7 @@ def _enhance(target: np.ndarray, valid: np.ndarray, nodata: float | None, rebuil
             return replace(min(reached, key=lambda t: t.total_bytes), trials=(1, len(tried)))
         if beat is not None and tried and tried[-1].total_bytes >= beat:
             return None
-        enh = code(r16, 1, None, None)  # lossless residual: the target itself
-        return result(enh, 1, None, add_residual(rebuild, r16, 1, dtype), len(tried) + 1)
+        return lossless(r16, 1, len(tried) + 1)  # lossless residual: the target itself
     room = budget - len(base)
     if room <= 0:
         return None
@@ -866,7 +828,7 @@ def _choose_for(c: BaseCandidate, scene: np.ndarray, invalid: np.ndarray, nodata
         return bytes(round(base.stat().st_size * sample.share)), rebuild
 
     def make_tags(base: bytes, rebuild: np.ndarray, step: int, quality: float | None,
-                  transform: BandTransform | None) -> dict[str, str]:
+                  transform: BandCoding | None) -> dict[str, str]:
         return EnhancementInfo(hashlib.sha256(base).hexdigest(), c.info.reference_identity,
                                step, quality, row_digests(rebuild, c.info.tile), c.info.tile,
                                transform).to_tags()

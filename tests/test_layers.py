@@ -13,10 +13,11 @@ from click.testing import CliRunner
 
 from georefscale import codecs
 from georefscale.api import ground, onboard, roundtrip
+from georefscale.bandcoding import BandPrediction, BandTransform
 from georefscale.cli import main
 from georefscale.engine.cards import factor_sibling
 from georefscale.errors import InputError
-from georefscale.layers import BASE_RATES, BASE_REFINE_STEPS, BandTransform, enhancement_path
+from georefscale.layers import BASE_RATES, BASE_REFINE_STEPS, enhancement_path, quantise
 from georefscale.options import CodecChoice, GroundOptions, OnboardOptions, RateTarget
 from georefscale.raster.grid import Grid
 from georefscale.raster.io import write_geotiff
@@ -91,6 +92,15 @@ def test_ground_checks_the_enhancement_layer(scene, tmp_path):
     other, _, _ = _layered(scene, tmp_path, RateTarget(max_bytes=6_000, direct=False), "b.jp2")
     assert other.read_bytes() != lr.read_bytes()  # another base layer
     enh = enhancement_path(lr)
+    with rasterio.open(enh) as ds:  # near-lossless: coded in predicted bands
+        tags, residual, profile = ds.tags(), ds.read(), {"crs": ds.crs,
+                                                         "transform": ds.transform}
+    assert tags["GEOREFSCALE_PRODUCT"] == "enhancement layer, predicted bands"
+    forged = tmp_path / "forged.enh.jp2"
+    forged.write_bytes(codecs.encode(residual, "jpeg2000-lossless", profile=profile, tags={
+        **tags, "GEOREFSCALE_ENH_PREDICTION": "1,2,3,4,5,100000"}, colour_transform=False))
+    with pytest.raises(InputError, match="forged.enh.jp2: enhancement layer tags .* beyond"):
+        ground(lr, None, out=tmp_path / "hr.tif", enhancement=forged)
     enh.rename(tmp_path / "kept.enh.jp2")
     with pytest.raises(InputError, match="a.jp2: the product has an enhancement layer"):
         ground(lr, None, out=tmp_path / "hr.tif")
@@ -282,6 +292,26 @@ def test_band_transform_of_a_real_residual_and_hostile_tags(scene):
                         (",".join(["0.5"] * 16), "orthonormal")):
         with pytest.raises(ValueError, match=match):
             BandTransform.from_tag(text, 4)
+
+
+def test_band_prediction_of_a_real_residual_and_hostile_tags(scene):
+    """A residual coded losslessly goes through the integer band prediction: exactly reversible
+    on a real quantised residual, smaller than JPEG 2000's own colour transform, its tag
+    round-trips, and a tag that is not 6 bounded integers for 4 bands is refused."""
+    _, a = scene
+    q = quantise(a.astype(np.int64) - np.roll(a, 1, axis=2), 11)  # real detail, step 11
+    p = BandPrediction.fit(q, a != 0)
+    coded = p.forward(q)
+    np.testing.assert_array_equal(p.inverse(coded), q)
+    assert p.bands == 4 and BandPrediction.from_tag(p.to_tag(), 4) == p
+    plain = codecs.encode(q.astype(np.int16), "jpeg2000-lossless")
+    predicted = codecs.encode(coded.astype(np.int16), "jpeg2000-lossless",
+                              colour_transform=False)
+    assert len(predicted) < 0.99 * len(plain)
+    for text, match in (("1,2,3", "6 weights"), ("1,2,3,4,5,9999", "beyond"),
+                        ("1,2,x,4,5,6", "invalid literal"), ("", "6 weights")):
+        with pytest.raises(ValueError, match=match):
+            BandPrediction.from_tag(text, 4)
 
 
 def test_rate_search_converges_and_stays_in_its_bracket():

@@ -6,11 +6,12 @@ RefScale model:
 
 * **layered**: the LR coded with JPEG 2000 at each base rate, rebuilt as the ground does for the
   two-layer product (alpha 0, seed 0), the residual to the target coded as the product codes
-  it (in decorrelated bands, :class:`~georefscale.layers.BandTransform`) with JPEG 2000 at each
+  it (in decorrelated bands, :class:`~georefscale.bandcoding.BandTransform`) with JPEG 2000 at each
   enhancement rate; the curve is the upper envelope (best PSNR at each total rate) of all the
   (base, enhancement) pairs, up to the lossless residual.
 * **near-lossless** for each E: the fewest bytes over the base rates of base + the residual
-  quantised with step ``2E + 1`` coded losslessly, against two direct baselines: the HR coded
+  quantised with step ``2E + 1`` coded losslessly as the product codes it (in predicted bands,
+  :class:`~georefscale.bandcoding.BandPrediction`), against two direct baselines: the HR coded
   with lossless JPEG 2000 (which meets every E), and the HR quantised the same way and coded
   losslessly.
 * **savings** against direct JPEG 2000 at fixed PSNRs (bits interpolated in ``ln(rate)``
@@ -26,8 +27,9 @@ import numpy as np
 from rasterio import Affine
 
 from georefscale import codecs
+from georefscale.bandcoding import BandPrediction, BandTransform
 from georefscale.convention import REBUILD_ALPHA, REBUILD_SEED
-from georefscale.layers import BandTransform, psnr, quantise
+from georefscale.layers import psnr, quantise
 
 __all__ = ["BD_RANGE", "FIXED_PSNR", "MAX_ERRORS", "envelope", "layered_site", "savings_at"]
 
@@ -120,8 +122,14 @@ def layered_site(model, target: np.ndarray, valid: np.ndarray, ref: np.ndarray |
             got = rebuild + (decoded if transform is None else transform.inverse(decoded))
             points.append([bpp(len(base) + len(enh)), psnr(target, got, mask, peak)])
         for e in MAX_ERRORS:
-            q = quantise(residual, 2 * e + 1).astype(np.int16)
-            n = len(base) + len(codecs.encode(q, "jpeg2000-lossless", profile=profile))
+            q = quantise(residual, 2 * e + 1)
+            prediction = BandPrediction.fit(q, mask) if target.shape[0] > 1 else None
+            bands = q if prediction is None else prediction.forward(q)
+            if bands.min() < -32768 or bands.max() > 32767:
+                continue
+            n = len(base) + len(codecs.encode(bands.astype(np.int16), "jpeg2000-lossless",
+                                              profile=profile,
+                                              colour_transform=prediction is None))
             if near[e] is None or n < near[e]["layered_bytes"]:
                 near[e] = {"layered_bytes": n, "base_rate": q1}
     lossless = len(codecs.encode(target, "jpeg2000-lossless", profile=profile))
