@@ -11,3 +11,4 @@ done
 # a 2-core machine keeps a core free), not installed; rerun the same command to resume it:
 #   nohup georefscale train --config configs/refscale-s2-x4-long.yaml \
 #     --out runs/refscale-s2-x4-long --quiet > runs/refscale-s2-x4-long.out 2>&1 &
+# then its no-reference twin with the same budget (configs/noref-s2-x4-long.yaml), the same way.
