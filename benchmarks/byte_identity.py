@@ -2,7 +2,8 @@
 
 Runs, through the CLI on the sample archive, the README demo (LR and HR files), ``onboard`` /
 ``ground`` with every shipped model (Sentinel-2 models on Montpellier, NAIP models on the 2020
-NAIP date, each with its catalog reference), a split (``--split-pixels``) archive run with
+NAIP date, each with its catalog reference), a near-lossless two-layer product (``--max-error
+10``, default model) and its ground rebuild, a split (``--split-pixels``) archive run with
 ``--ground`` on two workers, and ``evaluate`` at x4 (the JSON). Prints a table and either records
 the hashes (``--record``) or compares them with the recorded ones (exit 1 on any difference).
 
@@ -30,6 +31,8 @@ NAIP_REF = "naip/m_4709963_se_14_1_20190904.tif"
 MODELS = {
     "refscale-s2-x4": (S2_TARGET, S2_REF),
     "noref-s2-x4": (S2_TARGET, None),
+    "refscale-s2-x4-jp2": (S2_TARGET, S2_REF),
+    "noref-s2-x4-jp2": (S2_TARGET, None),
     "refscale-s2-x2": (S2_TARGET, S2_REF),
     "noref-s2-x2": (S2_TARGET, None),
     "refscale-naip-x4": (NAIP_TARGET, NAIP_REF),
@@ -63,6 +66,12 @@ def products(work: Path) -> dict[str, str]:
         cli("onboard", str(DATA / target), *refs, "-m", model, "-o", str(lr))
         cli("ground", str(lr), *refs, "-o", str(hr))
         out[f"{model}/lr"], out[f"{model}/hr"] = sha256(lr), sha256(hr)
+    lr, hr = work / "layered_e10.jp2", work / "layered_e10_hr.tif"  # near-lossless, two layers
+    cli("onboard", str(DATA / S2_TARGET), "-r", str(DATA / S2_REF), "--max-error", "10",
+        "--no-direct", "-o", str(lr))
+    cli("ground", str(lr), "-r", str(DATA / S2_REF), "-o", str(hr))
+    for f in (lr, lr.with_name("layered_e10.enh.jp2"), hr):
+        out[f"layered/{f.name}"] = sha256(f)
     arch = work / "archive"
     cli("archive", str(ROOT / "catalogs" / "naip.parquet"), "-o", str(arch), "--after",
         "2019-01-01", "-m", "refscale-naip-x4", "--ground", "--split-pixels", "100000",
