@@ -25,7 +25,13 @@ from georefscale.archive import SceneJob, is_finished, plan_archive, process_arc
 from georefscale.catalog import Catalog, ingest
 from georefscale.cli import main
 from georefscale.errors import InputError
-from georefscale.options import ClusterOptions, GroundOptions, OnboardOptions, TilingOptions
+from georefscale.options import (
+    ClusterOptions,
+    GroundOptions,
+    OnboardOptions,
+    RateTarget,
+    TilingOptions,
+)
 
 OSCD = [("norcia", "20150711"), ("norcia", "20171018"), ("rio", "20160424"), ("rio", "20171011")]
 STATUS = {"norcia_20150711": "skipped", "rio_20160424": "skipped",  # first date: no reference
@@ -99,9 +105,15 @@ def test_plan_picks_earlier_references_in_the_window(naip_dir: Path):
 def test_auto_model_fits_the_scene(oscd_catalog):
     from georefscale.engine import models_for
 
-    for job in plan_archive(oscd_catalog, onboard=OnboardOptions(model="auto", factor=4)):
-        fits = models_for(4, "uint16", 4)
+    fits = models_for(4, "uint16", 4)
+    jobs = plan_archive(oscd_catalog, onboard=OnboardOptions(model="auto", factor=4))
+    for job in jobs:
         assert job.model in (fits or ["bicubic"]) and job.model_choice.startswith("auto")
+    # the same default as a named model's: lossless LR refscale-s2-x4, a rate target the -jp2
+    coded = plan_archive(oscd_catalog, onboard=OnboardOptions(
+        model="auto", factor=4, rate=RateTarget(max_error=10)))
+    assert {j.model for j in jobs} == {"refscale-s2-x4"}
+    assert {j.model for j in coded} == {"refscale-s2-x4-jp2"}
 
 
 def test_serial_manifests_and_resume(serial: Path, oscd_catalog, tmp_path: Path):
