@@ -1,7 +1,7 @@
 """A sample of a scene's tiles, on which the two-layer encoder compares base-layer rates.
 
 Each base-layer rate the encoder tries costs a ground rebuild of the scene (one pass of the
-network's inverse); comparing rates on a quarter of the scene and rebuilding the whole scene
+network's inverse); comparing rates on a fifth of the scene and rebuilding the whole scene
 once, at the rate that won, gives nearly the same choice for about half the network passes. The
 sample is an evenly spread set of full tile cores, put side by side in one array (a mosaic), so
 that what is coded of it behaves like the scene: the tiles of the product's recorded tiling when
@@ -25,8 +25,10 @@ from georefscale.tiling import Tile
 
 __all__ = ["SAMPLE_SHARE", "SAMPLE_TILE", "Sample"]
 
-#: Share of the scene's pixels the sample covers (to the nearest whole tile, at least one).
-SAMPLE_SHARE = 0.25
+#: Share of the scene's pixels the sample covers (to the nearest whole tile, at least one). On
+#: two test cities a fifth cost 5-11 % less time than a quarter for the same or fewer bytes
+#: (benchmarks/layered_speed.py, 2026-11-29); 0.15 saved little more.
+SAMPLE_SHARE = 0.2
 #: Tile core of the sample (HR pixels) when the recorded tiling need not be kept.
 SAMPLE_TILE = 128
 #: A sample that would cover more of the scene than this saves too little to be used.

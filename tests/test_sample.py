@@ -33,7 +33,7 @@ def _product(oscd_dir, tmp_path, rows, cols):
 
 
 def test_sample_rebuild_stands_for_the_scene(oscd_dir, tmp_path):
-    """About a quarter of an odd-sized scene in full tiles, spread out; its rebuild from a
+    """About a fifth of an odd-sized scene in full tiles, spread out; its rebuild from a
     coded base scores within 0.2 dB of the whole scene's rebuild on the same pixels."""
     target, lr, info = _product(oscd_dir, tmp_path, 390, 421)
     sample = Sample.make(info, REBUILD)
