@@ -20,3 +20,7 @@ python3 benchmarks/train_speed.py --device cpu --device cuda \
   --out "$out/train_speed_gpu.json" 2>&1 | tee -a "$log"
 python3 benchmarks/train_speed.py --device cuda --batch 64 --config refscale-s2-x4 \
   --out "$out/train_speed_cuda_b64.json" 2>&1 | tee -a "$log"
+# issue #22: a two-layer product made on the CPU, grounded on CUDA (tile rows that differ; the
+# bound kept or a clean refusal)
+python3 benchmarks/layered_devices.py --site montpellier --site rio --site saclay_w \
+  --out "$out/layered_devices.json" 2>&1 | tee -a "$log"

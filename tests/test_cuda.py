@@ -95,3 +95,33 @@ def test_pipeline_on_cuda_makes_the_cpu_products(oscd_dir, tmp_path):
         diff = np.abs(out[name, "cuda"] - out[name, "cpu"])
         assert diff.max() <= 1  # DN: only roundings of values within 1e-5 of a half DN
         assert (diff > 0).mean() < 1e-3
+
+
+def test_two_layer_product_made_on_the_cpu_grounds_on_cuda_or_is_refused(oscd_dir, tmp_path):
+    """The near-lossless bound survives a change of device, or the ground refuses (naming the
+    tile rows whose rebuild differs) and writes nothing: never a silently wrong HR."""
+    import numpy as np
+    import rasterio
+
+    from georefscale.api import ground, onboard
+    from georefscale.engine import load
+    from georefscale.errors import InputError
+    from georefscale.options import FallbackPolicy, OnboardOptions, RateTarget
+
+    target, ref = oscd_dir / "bercy_20170829.tif", oscd_dir / "bercy_20161130.tif"
+    name, twin = "refscale-s2-x4-jp2", "noref-s2-x4-jp2"
+    lr = onboard(target, ref, out=tmp_path / "lr.jp2", options=OnboardOptions(
+        model=load(name, device="cpu"), rate=RateTarget(max_error=3, direct=False),
+        fallback=FallbackPolicy(noref_model=load(twin, device="cpu"))))
+    out = tmp_path / "hr.tif"
+    try:
+        ground(lr, ref, out=out, model=load(name, device="cuda"),
+               noref_model=load(twin, device="cuda"))
+    except InputError as exc:
+        assert "differs from the one made on board in tile rows" in str(exc)
+        assert not out.exists()
+        return
+    with rasterio.open(target) as t, rasterio.open(out) as h:
+        valid = t.read_masks() > 0
+        err = np.abs(h.read().astype(np.int64) - t.read().astype(np.int64))[valid]
+    assert err.max() <= 3
