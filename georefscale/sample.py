@@ -6,15 +6,20 @@ once, at the rate that won, gives nearly the same choice for about half the netw
 sample is an evenly spread set of full tile cores, put side by side in one array (a mosaic), so
 that what is coded of it behaves like the scene: the tiles of the product's recorded tiling when
 some of its tiles were decided (those must be rebuilt as recorded), else cores of
-:data:`SAMPLE_TILE` pixels without halo.
+:data:`SAMPLE_TILE` pixels without halo. The sample only ranks rates, so its network runs in
+bf16 autocast where the device computes bf16 natively (:func:`low_precision`; on this project's
+Zen 5 CPU a tile's rebuild takes 0.7 s instead of 1.3 s); the rebuild the enhancement layer is
+the residual to stays in fp32.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
+import torch
 from rasterio.io import DatasetReader
 
 from georefscale.options import GroundOptions
@@ -77,12 +82,27 @@ class Sample:
     def rebuild(self, plan: GroundPlan, lr: DatasetReader,
                 datasets: Sequence[DatasetReader]) -> np.ndarray:
         """The ground's rebuild of the sample's tiles (DN of the product's dtype, side by side,
-        invalid samples at the nodata value or 0), with ``plan`` made with :attr:`options`."""
+        invalid samples at the nodata value or 0), with ``plan`` made with :attr:`options`, in
+        :func:`low_precision` on the model's device."""
         info, cores = plan.info, []
+        device = getattr(plan.model, "device", torch.device("cpu"))
         for t in self.tiles:
-            x = plan.tile(lr, datasets, t.row, t.col).x
+            with low_precision(device):
+                x = plan.tile(lr, datasets, t.row, t.col).x
             r, c = int(t.core.row_off - t.window.row_off), int(t.core.col_off - t.window.col_off)
             core = x[:, r:r + int(t.core.height), c:c + int(t.core.width)]
             cores.append(from_float(core, info.source_dtype, info.scale, plan.nodata,
                                     mask=~np.isfinite(core), offset=info.offset))
         return np.concatenate(cores, axis=2)
+
+
+def low_precision(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on ``device`` where it computes bf16 natively (a CUDA GPU that supports
+    it, a CPU with AVX-512 BF16 or AMX, as oneDNN reports), else no change: emulated bf16 is
+    slower than fp32."""
+    if device.type == "cuda":
+        native = torch.cuda.is_bf16_supported()
+    else:
+        native = device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return (torch.autocast(device.type, dtype=torch.bfloat16) if native
+            else contextlib.nullcontext())
