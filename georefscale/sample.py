@@ -17,9 +17,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from rasterio.io import DatasetReader
 
 from georefscale.options import GroundOptions
@@ -27,6 +27,9 @@ from georefscale.plans.ground import GroundPlan
 from georefscale.product import LRInfo
 from georefscale.raster.io import from_float
 from georefscale.tiling import Tile
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["SAMPLE_SHARE", "SAMPLE_TILE", "Sample"]
 
@@ -85,7 +88,7 @@ class Sample:
         invalid samples at the nodata value or 0), with ``plan`` made with :attr:`options`, in
         :func:`low_precision` on the model's device."""
         info, cores = plan.info, []
-        device = getattr(plan.model, "device", torch.device("cpu"))
+        device = getattr(plan.model, "device", None)  # bicubic: none, the CPU
         for t in self.tiles:
             with low_precision(device):
                 x = plan.tile(lr, datasets, t.row, t.col).x
@@ -96,10 +99,13 @@ class Sample:
         return np.concatenate(cores, axis=2)
 
 
-def low_precision(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on ``device`` where it computes bf16 natively (a CUDA GPU that supports
-    it, a CPU with AVX-512 BF16 or AMX, as oneDNN reports), else no change: emulated bf16 is
-    slower than fp32."""
+def low_precision(device: torch.device | None) -> contextlib.AbstractContextManager:
+    """bf16 autocast on ``device`` (None: the CPU) where it computes bf16 natively (a CUDA GPU
+    that supports it, a CPU with AVX-512 BF16 or AMX, as oneDNN reports), else no change:
+    emulated bf16 is slower than fp32."""
+    import torch  # here, so that importing georefscale does not import torch
+
+    device = device or torch.device("cpu")
     if device.type == "cuda":
         native = torch.cuda.is_bf16_supported()
     else:
