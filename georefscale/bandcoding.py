@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["BandCoding", "BandPrediction", "BandTransform"]
+__all__ = ["BandCoding", "BandPrediction", "BandTransform", "predicted_bands"]
 
 @dataclass(frozen=True)
 class BandTransform:
@@ -168,3 +168,18 @@ class BandPrediction:
 
 #: A band coding of the enhancement layer (None in its place: bands coded as they are).
 BandCoding = BandTransform | BandPrediction
+
+_INT16 = np.iinfo(np.int16)
+
+
+def predicted_bands(q: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, BandPrediction | None]:
+    """What a residual coded losslessly is coded as: for an integer residual ``q`` (``(bands,
+    rows, cols)``, ``valid`` of the same shape) of more than one band, its predicted bands and
+    the prediction (:meth:`BandPrediction.fit`) when they fit 16 bits; else ``q`` itself and
+    None."""
+    if q.shape[0] > 1:
+        prediction = BandPrediction.fit(q, valid)
+        bands = prediction.forward(q)
+        if _INT16.min <= bands.min() and bands.max() <= _INT16.max:
+            return bands, prediction
+    return q, None

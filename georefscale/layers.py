@@ -41,7 +41,7 @@ import numpy as np
 from rasterio.io import DatasetReader
 
 from georefscale import codecs
-from georefscale.bandcoding import BandCoding, BandPrediction, BandTransform
+from georefscale.bandcoding import BandCoding, BandPrediction, BandTransform, predicted_bands
 from georefscale.convention import REBUILD_ALPHA, REBUILD_SEED
 from georefscale.direct import DirectInfo
 from georefscale.errors import InputError
@@ -572,10 +572,7 @@ def _enhance(target: np.ndarray, valid: np.ndarray, nodata: float | None, rebuil
 
     def lossless(q: np.ndarray, step: int, n: int) -> Layered:
         """``q`` (the residual quantised with ``step``, already cast) coded losslessly."""
-        prediction = BandPrediction.fit(q, valid) if q.shape[0] > 1 and not direct else None
-        bands = q if prediction is None else prediction.forward(q)
-        if prediction is not None and (bands.min() < _INT16.min or bands.max() > _INT16.max):
-            prediction, bands = None, q
+        bands, prediction = (q, None) if direct else predicted_bands(q, valid)
         enh = code(cast(bands), step, None, prediction)
         return result(enh, step, None, add_residual(rebuild, q, step, dtype), n)
 

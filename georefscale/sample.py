@@ -88,14 +88,14 @@ class Sample:
         invalid samples at the nodata value or 0), with ``plan`` made with :attr:`options`, in
         :func:`low_precision` on the model's device."""
         info, cores = plan.info, []
-        device = getattr(plan.model, "device", None)  # bicubic: none, the CPU
-        for t in self.tiles:
-            with low_precision(device):
+        with low_precision(getattr(plan.model, "device", None)):  # bicubic: none, the CPU
+            for t in self.tiles:
                 x = plan.tile(lr, datasets, t.row, t.col).x
-            r, c = int(t.core.row_off - t.window.row_off), int(t.core.col_off - t.window.col_off)
-            core = x[:, r:r + int(t.core.height), c:c + int(t.core.width)]
-            cores.append(from_float(core, info.source_dtype, info.scale, plan.nodata,
-                                    mask=~np.isfinite(core), offset=info.offset))
+                r = int(t.core.row_off - t.window.row_off)
+                c = int(t.core.col_off - t.window.col_off)
+                core = x[:, r:r + int(t.core.height), c:c + int(t.core.width)]
+                cores.append(from_float(core, info.source_dtype, info.scale, plan.nodata,
+                                        mask=~np.isfinite(core), offset=info.offset))
         return np.concatenate(cores, axis=2)
 
 

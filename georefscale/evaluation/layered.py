@@ -27,7 +27,7 @@ import numpy as np
 from rasterio import Affine
 
 from georefscale import codecs
-from georefscale.bandcoding import BandPrediction, BandTransform
+from georefscale.bandcoding import BandTransform, predicted_bands
 from georefscale.convention import REBUILD_ALPHA, REBUILD_SEED
 from georefscale.layers import psnr, quantise
 
@@ -122,9 +122,7 @@ def layered_site(model, target: np.ndarray, valid: np.ndarray, ref: np.ndarray |
             got = rebuild + (decoded if transform is None else transform.inverse(decoded))
             points.append([bpp(len(base) + len(enh)), psnr(target, got, mask, peak)])
         for e in MAX_ERRORS:
-            q = quantise(residual, 2 * e + 1)
-            prediction = BandPrediction.fit(q, mask) if target.shape[0] > 1 else None
-            bands = q if prediction is None else prediction.forward(q)
+            bands, prediction = predicted_bands(quantise(residual, 2 * e + 1), mask)
             if bands.min() < -32768 or bands.max() > 32767:
                 continue
             n = len(base) + len(codecs.encode(bands.astype(np.int16), "jpeg2000-lossless",
