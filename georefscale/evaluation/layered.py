@@ -125,9 +125,8 @@ def layered_site(model, target: np.ndarray, valid: np.ndarray, ref: np.ndarray |
             got = rebuild + (decoded if transform is None else transform.inverse(decoded))
             points.append([bpp(len(base) + len(enh)), psnr(target, got, mask, peak)])
         for e in MAX_ERRORS:
+            # within 16 bits: |quantised| <= |residual|, checked above; predicted_bands keeps it
             bands, prediction = predicted_bands(quantise(residual, 2 * e + 1), mask)
-            if bands.min() < -32768 or bands.max() > 32767:
-                continue
             n = len(base) + len(codecs.encode(bands.astype(np.int16), "jpeg2000-lossless",
                                               profile=profile,
                                               colour_transform=prediction is None))
