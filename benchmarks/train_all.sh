@@ -6,14 +6,11 @@ cd "$(dirname "$0")/.."
 for name in ${MODELS:-refscale-s2-x4 noref-s2-x4 refscale-naip-x4 noref-naip-x4 refscale-s2-x2 noref-s2-x2}; do
   georefscale train --config "configs/$name.yaml" --out "runs/$name" --install --quiet
 done
-# The codec-aware pair fine-tunes trained weights (their `init`): refscale-s2-x4-jp2 starts from
-# the 60000-step x4 run (bf16 convolutions + torch.compile, 1 thread so a 2-core machine keeps a
-# core free; about 9 h), which is trained here but not installed; noref-s2-x4-jp2 from the
-# installed noref-s2-x4.
-georefscale train --config configs/refscale-s2-x4-long.yaml --out runs/refscale-s2-x4-long --quiet
+# The codec-aware pair fine-tunes the installed x4 pair (their `init`): refscale-s2-x4-jp2 starts
+# from refscale-s2-x4, noref-s2-x4-jp2 from noref-s2-x4.
 for name in refscale-s2-x4-jp2 noref-s2-x4-jp2; do
   georefscale train --config "configs/$name.yaml" --out "runs/$name" --install --quiet
 done
-# Not shipped yet: the long run's no-reference twin with the same budget
+# Not shipped yet: the 60000-step no-reference twin of refscale-s2-x4 with the same budget
 # (configs/noref-s2-x4-long.yaml) and a 40000-step x2 pair (configs/*-s2-x2-long.yaml), run the
 # same way.
