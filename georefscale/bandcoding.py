@@ -169,7 +169,8 @@ class BandPrediction:
 #: A band coding of the enhancement layer (None in its place: bands coded as they are).
 BandCoding = BandTransform | BandPrediction
 
-_INT16 = np.iinfo(np.int16)
+#: The range of the enhancement layer's integer raster (int16).
+INT16 = np.iinfo(np.int16)
 
 
 def predicted_bands(q: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, BandPrediction | None]:
@@ -180,6 +181,6 @@ def predicted_bands(q: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, BandP
     if q.shape[0] > 1:
         prediction = BandPrediction.fit(q, valid)
         bands = prediction.forward(q)
-        if _INT16.min <= bands.min() and bands.max() <= _INT16.max:
+        if INT16.min <= bands.min() and bands.max() <= INT16.max:
             return bands, prediction
     return q, None

@@ -41,7 +41,13 @@ import numpy as np
 from rasterio.io import DatasetReader
 
 from georefscale import codecs
-from georefscale.bandcoding import BandCoding, BandPrediction, BandTransform, predicted_bands
+from georefscale.bandcoding import (
+    INT16,
+    BandCoding,
+    BandPrediction,
+    BandTransform,
+    predicted_bands,
+)
 from georefscale.convention import REBUILD_ALPHA, REBUILD_SEED
 from georefscale.direct import DirectInfo
 from georefscale.errors import InputError
@@ -122,7 +128,6 @@ PSNR_START = 3.0
 REBUILD = GroundOptions(alpha=REBUILD_ALPHA, seed=REBUILD_SEED)
 #: Bisection steps of the base rate when a base layer alone overshoots a target PSNR.
 BASE_REFINE_STEPS = 4
-_INT16 = np.iinfo(np.int16)
 
 PathLike = str | os.PathLike
 
@@ -272,7 +277,7 @@ def quantise(residual: np.ndarray, step: int) -> np.ndarray:
 
 
 def _as_int16(q: np.ndarray, what: str) -> np.ndarray:
-    if q.size and (q.min() < _INT16.min or q.max() > _INT16.max):
+    if q.size and (q.min() < INT16.min or q.max() > INT16.max):
         raise InputError(f"{what}: the residual leaves the 16-bit range the enhancement layer "
                          f"codes ({int(q.min())}..{int(q.max())}); code this scene directly")
     return q.astype(np.int16)
