@@ -9,6 +9,9 @@ the hashes (``--record``) or compares them with the recorded ones (exit 1 on any
 
     python benchmarks/byte_identity.py --record    # before a refactor
     python benchmarks/byte_identity.py             # after: every line must say "same"
+
+Record and compare with the same torch thread count (the default; not under
+``OMP_NUM_THREADS=1``): a network's HR product depends on it in the last bit.
 """
 
 from __future__ import annotations
