@@ -7,10 +7,9 @@ for name in ${MODELS:-refscale-s2-x4 noref-s2-x4 refscale-naip-x4 noref-naip-x4 
   georefscale train --config "configs/$name.yaml" --out "runs/$name" --install --quiet
 done
 # The codec-aware pair fine-tunes the installed x4 pair (their `init`): refscale-s2-x4-jp2 starts
-# from refscale-s2-x4, noref-s2-x4-jp2 from noref-s2-x4.
+# from refscale-s2-x4, noref-s2-x4-jp2 from noref-s2-x4 (the shipped noref-s2-x4-jp2 still comes
+# from the 20000-step noref-s2-x4 of 2026-11-28; see its config).
 for name in refscale-s2-x4-jp2 noref-s2-x4-jp2; do
   georefscale train --config "configs/$name.yaml" --out "runs/$name" --install --quiet
 done
-# Not shipped yet: the 60000-step no-reference twin of refscale-s2-x4 with the same budget
-# (configs/noref-s2-x4-long.yaml) and a 40000-step x2 pair (configs/*-s2-x2-long.yaml), run the
-# same way.
+# Not shipped yet: a 40000-step x2 pair (configs/*-s2-x2-long.yaml), run the same way.
