@@ -27,7 +27,7 @@ import numpy as np
 from rasterio import Affine
 
 from georefscale import codecs
-from georefscale.bandcoding import BandTransform, predicted_bands
+from georefscale.bandcoding import INT16, BandTransform, predicted_bands
 from georefscale.convention import REBUILD_ALPHA, REBUILD_SEED
 from georefscale.layers import psnr, quantise
 
@@ -37,10 +37,10 @@ __all__ = ["BD_RANGE", "FIXED_PSNR", "MAX_ERRORS", "envelope", "layered_site", "
 #: alone below 30 dB on the test cities, so the curve covers :data:`BD_RANGE`; denser at 1-4 %,
 #: where the rate search's choices for 36-44 dB fall.
 BASE_RATES = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 8.0, 16.0, 32.0, 64.0)
-#: Enhancement-layer rates swept (% of the raw 16-bit residual): 25 rates, 1.25x apart (a grid
-#: 1.7-2x apart, interpolated between, dipped below direct coding where the product does not).
-ENH_RATES = (0.2, 0.249, 0.311, 0.388, 0.484, 0.603, 0.752, 0.938, 1.17, 1.46, 1.82, 2.27, 2.83,
-             3.53, 4.4, 5.48, 6.84, 8.53, 10.6, 13.3, 16.5, 20.6, 25.7, 32.1, 40.0)
+#: Enhancement-layer rates swept (% of the raw 16-bit residual): 25 rates from 0.2 to 40 %, 1.25x
+#: apart, to 3 significant digits (a grid 1.7-2x apart, interpolated between, dipped below direct
+#: coding where the product does not).
+ENH_RATES = tuple(float(f"{0.2 * 200 ** (k / 24):.3g}") for k in range(25))
 #: PSNRs (dB) at which the bit savings against direct coding are reported.
 FIXED_PSNR = (36.0, 40.0, 44.0)
 #: The PSNR range (dB) the product is held to: a BD-rate is also reported over it alone.
@@ -111,12 +111,12 @@ def layered_site(model, target: np.ndarray, valid: np.ndarray, ref: np.ndarray |
         hr = upscale(model, decoded, r, REBUILD_ALPHA, REBUILD_SEED)
         rebuild = np.clip(np.rint(hr.astype(np.float64) * scale), info.min, info.max)
         residual = np.where(mask, target.astype(np.int64) - rebuild.astype(np.int64), 0)
-        if residual.min() < -32768 or residual.max() > 32767:
+        if residual.min() < INT16.min or residual.max() > INT16.max:
             continue
         points.append([bpp(len(base)), psnr(target, rebuild, mask, peak)])
         transform = BandTransform.fit(residual, mask) if target.shape[0] > 1 else None
         coded = (residual if transform is None else transform.forward(residual))
-        if coded.min() < -32768 or coded.max() > 32767:
+        if coded.min() < INT16.min or coded.max() > INT16.max:
             continue
         for q2 in ENH_RATES:  # coded as the product codes it (decorrelated bands)
             enh = codecs.encode(coded.astype(np.int16), "jpeg2000", q2, profile=profile,
