@@ -3,13 +3,9 @@
 # Rerun after an interruption: each run resumes from runs/<name>/checkpoint.sft.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for name in ${MODELS:-refscale-s2-x4 noref-s2-x4 refscale-naip-x4 noref-naip-x4 refscale-s2-x2 noref-s2-x2}; do
-  georefscale train --config "configs/$name.yaml" --out "runs/$name" --install --quiet
-done
-# The codec-aware pair fine-tunes the installed x4 pair (their `init`): refscale-s2-x4-jp2 starts
-# from refscale-s2-x4, noref-s2-x4-jp2 from noref-s2-x4 (the shipped noref-s2-x4-jp2 still comes
-# from the 20000-step noref-s2-x4 of 2026-11-28; see its config).
-for name in refscale-s2-x4-jp2 noref-s2-x4-jp2; do
+# The -jp2 pair fine-tunes the installed x4 pair (their `init`), so it comes after it (the shipped
+# noref-s2-x4-jp2 still comes from the 20000-step noref-s2-x4 of 2026-11-28; see its config).
+for name in ${MODELS:-refscale-s2-x4 noref-s2-x4 refscale-naip-x4 noref-naip-x4 refscale-s2-x2 noref-s2-x2 refscale-s2-x4-jp2 noref-s2-x4-jp2}; do
   georefscale train --config "configs/$name.yaml" --out "runs/$name" --install --quiet
 done
 # Not shipped yet: a 40000-step x2 pair (configs/*-s2-x2-long.yaml), run the same way.
