@@ -164,3 +164,38 @@ def test_rd_layered_on_a_real_city(oscd_dir, tmp_path):
         assert row["saving_vs_lossless"] == pytest.approx(
             1 - row["layered_bytes"] / row["direct_lossless_bytes"])
         assert row["direct_quantised_bytes"] <= row["direct_lossless_bytes"]
+
+
+def test_rd_layered_leaves_out_a_scene_the_product_refuses(oscd_dir, tmp_path, caplog):
+    """A Rio crop whose target holds a 0 / 45000 DN checkerboard (far outside what the model
+    saw): the rebuild leaves the enhancement layer's 16 bits at every base rate, so ``rd
+    --layered`` warns, names the file and still scores the base layer (was an AttributeError)."""
+    import rasterio
+    from rasterio.windows import Window
+
+    from georefscale.cli import main
+    from georefscale.raster.grid import Grid
+    from georefscale.raster.io import write_geotiff
+
+    pairs = tmp_path / "pairs"
+    pairs.mkdir()
+    sources = sorted(oscd_dir.glob("rio_*.tif"))
+    for src in sources:
+        with rasterio.open(src) as ds:
+            win = Window(96, 64, 64, 64)
+            data = ds.read(window=win)
+            if src == sources[-1]:  # the target
+                yy, xx = np.mgrid[:16, :16]
+                data[:, 16:32, 16:32] = np.where((yy + xx) % 2, 45000, 0)
+            write_geotiff(pairs / src.name, data, Grid.from_dataset(ds).window_grid(win),
+                          descriptions=ds.descriptions)
+    out = tmp_path / "rd.json"
+    res = CliRunner().invoke(main, [
+        "rd", "--pairs", str(pairs), "--factor", "4", "--methods", "refscale-s2-x4",
+        "--layered", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    assert f"{sources[-1].name}: left out of the layered results" in caplog.text
+    data = json.loads(out.read_text())
+    site = data["sites"]["rio"]
+    assert "layered" not in site["curves"] and "near_lossless" not in site
+    assert "near_lossless" not in data and "refscale-s2-x4" in site["curves"]

@@ -80,7 +80,7 @@ def rd_cmd(pairs, factor, codec, methods, bpp, qualities, json_out, sites, inclu
     click.echo(f"BD-rate vs direct {codec} (negative = fewer bits); JSON: {json_out}")
     for line in band_table(result):
         click.echo(line)
-    if layered:
+    if "near_lossless" in result:  # --layered, and at least one site the product codes
         lo, hi = result["bd_rate_range"]["psnr_db"]
         click.echo(f"BD-rate over {lo:g}-{hi:g} dB only: " + ", ".join(
             f"{name} {_percent(v)}" for name, v in result["bd_rate_range"].items()

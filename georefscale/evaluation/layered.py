@@ -76,7 +76,7 @@ def savings_at(direct: Sequence[Sequence[float]], test: Sequence[Sequence[float]
 
 
 def layered_site(model, target: np.ndarray, valid: np.ndarray, ref: np.ndarray | None,
-                 peak: float, profile: dict) -> dict:
+                 peak: float, profile: dict) -> dict | None:
     """The layered curve, near-lossless table and its baselines for one site.
 
     Args:
@@ -88,7 +88,9 @@ def layered_site(model, target: np.ndarray, valid: np.ndarray, ref: np.ndarray |
         profile: ``crs`` / ``transform`` of the target.
 
     Returns:
-        ``{"layered": [[bpp, psnr], ...], "points": all pairs, "near_lossless": {E: {...}}}``.
+        ``{"layered": [[bpp, psnr], ...], "points": all pairs, "near_lossless": {E: {...}}}``,
+        or None where the product cannot code the scene: at every base rate the residual leaves
+        the 16 bits of the enhancement layer (the product refuses such a scene too).
     """
     from georefscale.engine.run import downscale, upscale
 
@@ -116,9 +118,10 @@ def layered_site(model, target: np.ndarray, valid: np.ndarray, ref: np.ndarray |
         points.append([bpp(len(base)), psnr(target, rebuild, mask, peak)])
         transform = BandTransform.fit(residual, mask) if target.shape[0] > 1 else None
         coded = (residual if transform is None else transform.forward(residual))
-        if coded.min() < INT16.min or coded.max() > INT16.max:
-            continue
-        for q2 in ENH_RATES:  # coded as the product codes it (decorrelated bands)
+        # the product refuses a lossy enhancement layer outside 16 bits; near-lossless below
+        # codes the residual untransformed, so its points are still measured
+        lossy = coded.min() >= INT16.min and coded.max() <= INT16.max
+        for q2 in ENH_RATES if lossy else ():  # coded as the product codes it
             enh = codecs.encode(coded.astype(np.int16), "jpeg2000", q2, profile=profile,
                                 colour_transform=transform is None)
             decoded = codecs.decode(enh)
@@ -132,6 +135,8 @@ def layered_site(model, target: np.ndarray, valid: np.ndarray, ref: np.ndarray |
                                               colour_transform=prediction is None))
             if near[e] is None or n < near[e]["layered_bytes"]:
                 near[e] = {"layered_bytes": n, "base_rate": q1}
+    if not points:
+        return None
     lossless = len(codecs.encode(target, "jpeg2000-lossless", profile=profile))
     for e, row in near.items():
         step = 2 * e + 1

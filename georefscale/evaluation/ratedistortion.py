@@ -244,7 +244,8 @@ def evaluate(pairs: str | Path, factor: int, codec: str, methods: Sequence[str],
     the direct ladder is extended to the rates high PSNRs need, and each site (and the mean)
     gains ``savings`` (bits saved against direct coding at 36, 40 and 44 dB, per method) and
     ``near_lossless`` (bytes for every valid sample within E DN, against lossless and quantised
-    direct coding).
+    direct coding). A site whose residual leaves 16 bits at every base rate (the product
+    refuses it) is left out of the layered results with a warning.
     """
     spec = codecs.get_codec(codec)
     if spec.lossless:
@@ -290,12 +291,17 @@ def evaluate(pairs: str | Path, factor: int, codec: str, methods: Sequence[str],
             if ref_model is None:
                 raise InputError("--layered needs a RefScale method (one that uses a reference)")
             lay = layered_site(ref_model, target, valid, ref, peak, profile)
-            curves["layered"] = lay["layered"]
-            extra = {"near_lossless": lay["near_lossless"], "savings": {
-                name: {f"{p:g}": _saving(curves["direct"], c, p) for p in FIXED_PSNR}
-                for name, c in curves.items() if name != "direct"},
-                "bd_rate_range": {n: _bd(curves["direct"], c, BD_RANGE)
-                                  for n, c in curves.items() if n != "direct"}}
+            if lay is None:
+                log.warning("%s: left out of the layered results: its residual leaves the "
+                            "16 bits of the enhancement layer at every base rate (the product "
+                            "refuses this scene; code it directly)", site.target)
+            else:
+                curves["layered"] = lay["layered"]
+                extra = {"near_lossless": lay["near_lossless"], "savings": {
+                    name: {f"{p:g}": _saving(curves["direct"], c, p) for p in FIXED_PSNR}
+                    for name, c in curves.items() if name != "direct"},
+                    "bd_rate_range": {n: _bd(curves["direct"], c, BD_RANGE)
+                                      for n, c in curves.items() if n != "direct"}}
         per_site[site.name] = {
             **extra,
             "curves": curves,
@@ -316,13 +322,14 @@ def evaluate(pairs: str | Path, factor: int, codec: str, methods: Sequence[str],
         "sites": per_site,
         "skipped_seen": skipped,
     }
-    if layered and per_site:
+    coded = [s for s in per_site.values() if "near_lossless" in s]
+    if layered and coded:
         from georefscale.evaluation.layered import BD_RANGE
 
         result["bd_rate_range"] = {"psnr_db": list(BD_RANGE), **_mean_nested(
-            s["bd_rate_range"] for s in per_site.values())}
-        result["savings"] = _mean_nested(s["savings"] for s in per_site.values())
-        result["near_lossless"] = _mean_nested(s["near_lossless"] for s in per_site.values())
+            s["bd_rate_range"] for s in coded)}
+        result["savings"] = _mean_nested(s["savings"] for s in coded)
+        result["near_lossless"] = _mean_nested(s["near_lossless"] for s in coded)
     return result
 
 
