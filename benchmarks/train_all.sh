@@ -3,8 +3,7 @@
 # Rerun after an interruption: each run resumes from runs/<name>/checkpoint.sft.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The -jp2 pair fine-tunes the installed x4 pair (their `init`), so it comes after it (the shipped
-# noref-s2-x4-jp2 still comes from the 20000-step noref-s2-x4 of 2026-11-28; see its config).
+# The -jp2 pair fine-tunes the installed x4 pair (their `init`), so it comes after it.
 for name in ${MODELS:-refscale-s2-x4 noref-s2-x4 refscale-naip-x4 noref-naip-x4 refscale-s2-x2 noref-s2-x2 refscale-s2-x4-jp2 noref-s2-x4-jp2}; do
   georefscale train --config "configs/$name.yaml" --out "runs/$name" --install --quiet
 done
