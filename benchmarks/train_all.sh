@@ -7,4 +7,3 @@ cd "$(dirname "$0")/.."
 for name in ${MODELS:-refscale-s2-x4 noref-s2-x4 refscale-naip-x4 noref-naip-x4 refscale-s2-x2 noref-s2-x2 refscale-s2-x4-jp2 noref-s2-x4-jp2}; do
   georefscale train --config "configs/$name.yaml" --out "runs/$name" --install --quiet
 done
-# Not shipped yet: a 40000-step x2 pair (configs/*-s2-x2-long.yaml), run the same way.
