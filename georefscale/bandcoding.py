@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["BandCoding", "BandPrediction", "BandTransform", "predicted_bands"]
+__all__ = ["BandCoding", "BandPrediction", "BandTransform", "fits_int16", "predicted_bands"]
 
 @dataclass(frozen=True)
 class BandTransform:
@@ -173,6 +173,12 @@ BandCoding = BandTransform | BandPrediction
 INT16 = np.iinfo(np.int16)
 
 
+def fits_int16(a: np.ndarray) -> bool:
+    """Whether every value of an integer array lies in the enhancement layer's int16 range
+    (:data:`INT16`); True for an empty array."""
+    return a.size == 0 or bool(INT16.min <= a.min() and a.max() <= INT16.max)
+
+
 def predicted_bands(q: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, BandPrediction | None]:
     """What a residual coded losslessly is coded as: for an integer residual ``q`` (``(bands,
     rows, cols)``, ``valid`` of the same shape) of more than one band, its predicted bands and
@@ -181,6 +187,6 @@ def predicted_bands(q: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, BandP
     if q.shape[0] > 1:
         prediction = BandPrediction.fit(q, valid)
         bands = prediction.forward(q)
-        if INT16.min <= bands.min() and bands.max() <= INT16.max:
+        if fits_int16(bands):
             return bands, prediction
     return q, None

@@ -42,10 +42,10 @@ from rasterio.io import DatasetReader
 
 from georefscale import codecs
 from georefscale.bandcoding import (
-    INT16,
     BandCoding,
     BandPrediction,
     BandTransform,
+    fits_int16,
     predicted_bands,
 )
 from georefscale.convention import REBUILD_ALPHA, REBUILD_SEED
@@ -277,7 +277,7 @@ def quantise(residual: np.ndarray, step: int) -> np.ndarray:
 
 
 def _as_int16(q: np.ndarray, what: str) -> np.ndarray:
-    if q.size and (q.min() < INT16.min or q.max() > INT16.max):
+    if not fits_int16(q):
         raise InputError(f"{what}: the residual leaves the 16-bit range the enhancement layer "
                          f"codes ({int(q.min())}..{int(q.max())}); code this scene directly")
     return q.astype(np.int16)

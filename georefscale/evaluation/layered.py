@@ -27,7 +27,7 @@ import numpy as np
 from rasterio import Affine
 
 from georefscale import codecs
-from georefscale.bandcoding import INT16, BandTransform, predicted_bands
+from georefscale.bandcoding import BandTransform, fits_int16, predicted_bands
 from georefscale.convention import REBUILD_ALPHA, REBUILD_SEED
 from georefscale.layers import psnr, quantise
 
@@ -113,15 +113,14 @@ def layered_site(model, target: np.ndarray, valid: np.ndarray, ref: np.ndarray |
         hr = upscale(model, decoded, r, REBUILD_ALPHA, REBUILD_SEED)
         rebuild = np.clip(np.rint(hr.astype(np.float64) * scale), info.min, info.max)
         residual = np.where(mask, target.astype(np.int64) - rebuild.astype(np.int64), 0)
-        if residual.min() < INT16.min or residual.max() > INT16.max:
+        if not fits_int16(residual):
             continue
         points.append([bpp(len(base)), psnr(target, rebuild, mask, peak)])
         transform = BandTransform.fit(residual, mask) if target.shape[0] > 1 else None
         coded = (residual if transform is None else transform.forward(residual))
         # the product refuses a lossy enhancement layer outside 16 bits; near-lossless below
         # codes the residual untransformed, so its points are still measured
-        lossy = coded.min() >= INT16.min and coded.max() <= INT16.max
-        for q2 in ENH_RATES if lossy else ():  # coded as the product codes it
+        for q2 in ENH_RATES if fits_int16(coded) else ():  # coded as the product codes it
             enh = codecs.encode(coded.astype(np.int16), "jpeg2000", q2, profile=profile,
                                 colour_transform=transform is None)
             decoded = codecs.decode(enh)
