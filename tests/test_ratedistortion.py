@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from rasterio.windows import Window
 
 from georefscale import codecs
 from georefscale.errors import InputError
@@ -126,25 +127,35 @@ def test_rd_command(oscd_dir, norcia_dir, tmp_path):
     assert not (tmp_path / "x.json").exists()
 
 
-def test_rd_layered_on_a_real_city(oscd_dir, tmp_path):
-    """``rd --layered`` on a crop of Rio (both dates): the two-layer envelope spans the base
-    layer alone below 31 dB up to near-lossless, saves bits against direct JPEG 2000 over
-    30-44 dB, and its near-lossless table adds up."""
+def _rio_pairs(oscd_dir: Path, tmp_path: Path, win: Window, edit_target=None) -> Path:
+    """A pairs folder with both dates of Rio cropped to ``win`` (GeoTIFFs on the window's grid);
+    ``edit_target`` may change the target's (latest date's) pixels in place before writing."""
     import rasterio
-    from rasterio.windows import Window
 
-    from georefscale.cli import main
-    from georefscale.evaluation.layered import BD_RANGE, MAX_ERRORS
     from georefscale.raster.grid import Grid
     from georefscale.raster.io import write_geotiff
 
     pairs = tmp_path / "pairs"
     pairs.mkdir()
-    for src in sorted(oscd_dir.glob("rio_*.tif")):
+    sources = sorted(oscd_dir.glob("rio_*.tif"))
+    for src in sources:
         with rasterio.open(src) as ds:
-            win = Window(96, 64, 192, 160)
-            write_geotiff(pairs / src.name, ds.read(window=win),
-                          Grid.from_dataset(ds).window_grid(win), descriptions=ds.descriptions)
+            data = ds.read(window=win)
+            if edit_target is not None and src == sources[-1]:
+                edit_target(data)
+            write_geotiff(pairs / src.name, data, Grid.from_dataset(ds).window_grid(win),
+                          descriptions=ds.descriptions)
+    return pairs
+
+
+def test_rd_layered_on_a_real_city(oscd_dir, tmp_path):
+    """``rd --layered`` on a crop of Rio (both dates): the two-layer envelope spans the base
+    layer alone below 31 dB up to near-lossless, saves bits against direct JPEG 2000 over
+    30-44 dB, and its near-lossless table adds up."""
+    from georefscale.cli import main
+    from georefscale.evaluation.layered import BD_RANGE, MAX_ERRORS
+
+    pairs = _rio_pairs(oscd_dir, tmp_path, Window(96, 64, 192, 160))
     out = tmp_path / "rd.json"
     res = CliRunner().invoke(main, [
         "rd", "--pairs", str(pairs), "--factor", "4", "--methods", "refscale-s2-x4",
@@ -170,25 +181,14 @@ def test_rd_layered_leaves_out_a_scene_the_product_refuses(oscd_dir, tmp_path, c
     """A Rio crop whose target holds a 0 / 45000 DN checkerboard (far outside what the model
     saw): the rebuild leaves the enhancement layer's 16 bits at every base rate, so ``rd
     --layered`` warns, names the file and still scores the base layer (was an AttributeError)."""
-    import rasterio
-    from rasterio.windows import Window
-
     from georefscale.cli import main
-    from georefscale.raster.grid import Grid
-    from georefscale.raster.io import write_geotiff
 
-    pairs = tmp_path / "pairs"
-    pairs.mkdir()
-    sources = sorted(oscd_dir.glob("rio_*.tif"))
-    for src in sources:
-        with rasterio.open(src) as ds:
-            win = Window(96, 64, 64, 64)
-            data = ds.read(window=win)
-            if src == sources[-1]:  # the target
-                yy, xx = np.mgrid[:16, :16]
-                data[:, 16:32, 16:32] = np.where((yy + xx) % 2, 45000, 0)
-            write_geotiff(pairs / src.name, data, Grid.from_dataset(ds).window_grid(win),
-                          descriptions=ds.descriptions)
+    def checkerboard(data):
+        yy, xx = np.mgrid[:16, :16]
+        data[:, 16:32, 16:32] = np.where((yy + xx) % 2, 45000, 0)
+
+    pairs = _rio_pairs(oscd_dir, tmp_path, Window(96, 64, 64, 64), edit_target=checkerboard)
+    sources = sorted(pairs.glob("rio_*.tif"))
     out = tmp_path / "rd.json"
     res = CliRunner().invoke(main, [
         "rd", "--pairs", str(pairs), "--factor", "4", "--methods", "refscale-s2-x4",
